@@ -1,0 +1,74 @@
+"""The Host App's service tree, built from Settings.
+
+    HostApp (MultiService)
+    ├── ReactorMonitor
+    ├── Registry (MultiService) -> Instance per cluster
+    └── HTTPS listener (one Site; Klein inside)
+
+Children stop in reverse order, so the listener closes before the Registry
+tears the clusters down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import SSL4ServerEndpoint
+from twisted.logger import Logger
+
+from guildnet.cluster.kubeclient import default_source
+from guildnet.cluster.registry import Registry
+from guildnet.config import Settings
+from guildnet.http.api import HostAPI
+from guildnet.http.site import GuildNetSite, HttpPolicy
+from guildnet.monitor import ReactorMonitor
+from guildnet.tls import find_certificate, server_context_factory
+
+log = Logger()
+
+
+class HostApp(MultiService):
+    """The whole Host App; its attributes are the parts tests reach into."""
+
+    def __init__(
+        self, settings: Settings, environ: Mapping[str, str], reactor: Any, cwd: Path | None = None
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.monitor = ReactorMonitor(reactor)
+        self.monitor.setServiceParent(self)
+        source = default_source(settings.kubeconfig, settings.api_proxy_url, settings.in_cluster)
+        if source is None:
+            log.warn(
+                "no default cluster: {kubeconfig} not found and no API proxy or in-cluster "
+                "config; add clusters through the API",
+                kubeconfig=str(settings.kubeconfig),
+            )
+        self.registry = Registry(settings.clusters_dir, source, environ, reactor)
+        self.registry.setServiceParent(self)
+        self.api = HostAPI(settings, self.registry, self.monitor)
+        self.site = GuildNetSite(self.api.app.resource(), HttpPolicy(settings.frontend_origin))
+        settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.cert = find_certificate(cwd or Path(os.getcwd()), settings.certs_dir)
+        endpoint = SSL4ServerEndpoint(
+            reactor,
+            settings.listen.port,
+            server_context_factory(self.cert),
+            interface=settings.listen.host,
+        )
+        self.listener = StreamServerEndpointService(endpoint, self.site)
+        self.listener._raiseSynchronously = True
+        self.listener.setServiceParent(self)
+
+    def startService(self) -> None:
+        log.info(
+            "GuildNet listening on https://{listen} (certificate {cert})",
+            listen=str(self.settings.listen),
+            cert=str(self.cert.cert),
+        )
+        super().startService()

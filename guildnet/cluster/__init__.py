@@ -1,0 +1,1 @@
+"""Per-cluster state: the Registry of Instances and what each one owns."""

@@ -1,0 +1,312 @@
+"""Typed, immutable settings read from the environment and twistd options.
+
+Every knob is parsed here, once, so that the rest of the program never reads
+``os.environ`` and a malformed value stops start-up with one clear line that
+names the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
+)
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+
+
+class ConfigError(ValueError):
+    """A configuration value is malformed; ``str()`` is the one-line message."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+@attrs.frozen
+class ListenAddress:
+    """Where the HTTPS listener binds; ``host`` is always an IP literal."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+def parse_bool(value: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"unknown boolean word {value!r} (use true/false, yes/no, on/off, 1/0)")
+
+
+def parse_port(value: str) -> int:
+    text = value.strip()
+    if not text.isdigit():
+        raise ValueError(f"port {value!r} is not a number")
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range (1-65535)")
+    return port
+
+
+def parse_listen(value: str) -> ListenAddress:
+    """Parse ``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"{value!r} is not [ipv6]:port")
+        host, port_text = text[1:end], text[end + 2 :]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{value!r} is not host:port")
+        if ":" in host:
+            raise ValueError(f"{value!r}: put an IPv6 address in brackets, [addr]:port")
+    port = parse_port(port_text)
+    if host == "":
+        host = "0.0.0.0"
+    elif host == "localhost":
+        host = "127.0.0.1"
+    try:
+        host = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"host {host!r} is not an IP address or 'localhost'") from None
+    return ListenAddress(host, port)
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """``host:port`` where host is a DNS name or IP (``[v6]`` bracketed)."""
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"{value!r} is not [ipv6]:port")
+        host, port_text = text[1:end], text[end + 2 :]
+        ipaddress.IPv6Address(host)
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not host:port")
+        if not (_is_ip(host) or _DNS_SUBDOMAIN.match(host.lower())):
+            raise ValueError(f"host {host!r} is not a DNS name or IP address")
+    return host, parse_port(port_text)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_url(value: str, *, origin_only: bool = False) -> str:
+    """An absolute http(s) URL; with ``origin_only`` no path, query or fragment."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} has no host")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL are not allowed")
+    if origin_only:
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} must be an origin (scheme://host[:port]), without a path")
+        host = parts.hostname
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return text.rstrip("/")
+
+
+def parse_origin(value: str) -> str:
+    return parse_url(value, origin_only=True)
+
+
+def parse_dns_label(value: str) -> str:
+    text = value.strip()
+    if not _DNS_LABEL.match(text):
+        raise ValueError(f"{value!r} is not a lower-case DNS label (a-z, 0-9, '-', max 63)")
+    return text
+
+
+def parse_dns_name(value: str) -> str:
+    text = value.strip().lower().rstrip(".")
+    if not _DNS_SUBDOMAIN.match(text):
+        raise ValueError(f"{value!r} is not a DNS name")
+    return text
+
+
+def parse_path(value: str) -> Path:
+    text = value.strip()
+    if not text:
+        raise ValueError("empty path")
+    return Path(os.path.expanduser(text))
+
+
+def parse_text(value: str) -> str:
+    return value.strip()
+
+
+@attrs.frozen
+class Knob:
+    """One configuration knob: its variable, twistd option, parser and help."""
+
+    env: str
+    option: str
+    help: str
+    parse: Callable[[str], Any]
+    default: str | None
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("LISTEN_LOCAL", "listen-local", "HTTPS bind address, host:port or [v6]:port.",
+         parse_listen, "127.0.0.1:8090"),
+    Knob("FRONTEND_ORIGIN", "frontend-origin",
+         "The one origin allowed by CORS (default: https://<LISTEN_LOCAL>).", parse_origin, None),
+    Knob("HOSTAPP_API_PROXY_URL", "api-proxy-url",
+         "Base URL of a Kubernetes API proxy (e.g. kubectl proxy) used for all API calls.",
+         parse_url, None),
+    Knob("HOSTAPP_EMBED_OPERATOR", "embed-operator", "Run the embedded Workspace operator.",
+         parse_bool, "true"),
+    Knob("HOSTAPP_DISABLE_API_PROXY", "disable-api-proxy",
+         "Never use the API server's pod proxy; dial Services directly.", parse_bool, "false"),
+    Knob("HOSTAPP_USE_PORT_FORWARD", "use-port-forward",
+         "Allow port-forwards as the last resort to reach a workspace.", parse_bool, "false"),
+    Knob("K8S_NAMESPACE", "namespace", "Namespace for Workspaces.", parse_dns_label, "default"),
+    Knob("WORKSPACE_LB", "workspace-lb", "Expose workspaces with LoadBalancer Services.",
+         parse_bool, "false"),
+    Knob("WORKSPACE_LB_POOL", "workspace-lb-pool", "MetalLB address pool for workspace LBs.",
+         parse_text, None),
+    Knob("WORKSPACE_DOMAIN", "workspace-domain",
+         "Create an Ingress <name>.<domain> per workspace (when LB is off).", parse_dns_name,
+         None),
+    Knob("INGRESS_CLASS_NAME", "ingress-class-name", "IngressClass for workspace Ingresses.",
+         parse_text, None),
+    Knob("CERT_MANAGER_ISSUER", "cert-manager-issuer",
+         "cert-manager ClusterIssuer for workspace Ingress TLS.", parse_text, None),
+    Knob("RETHINKDB_ADDR", "rethinkdb-addr", "Explicit RethinkDB host:port (skips discovery).",
+         parse_hostport, None),
+    Knob("RETHINKDB_SERVICE_NAME", "rethinkdb-service-name", "RethinkDB Service to discover.",
+         parse_dns_label, "rethinkdb"),
+    Knob("RETHINKDB_NAMESPACE", "rethinkdb-namespace",
+         "Namespace of the RethinkDB Service (default: K8S_NAMESPACE).",
+         parse_dns_label, None),
+    Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
+         "~/.guildnet/kubeconfig"),
+    Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
+         parse_path, "~/.guildnet/state"),
+)  # fmt: skip
+
+
+@attrs.frozen
+class Settings:
+    """Everything GuildNet is configured with; built once at start-up."""
+
+    listen: ListenAddress
+    frontend_origin: str
+    api_proxy_url: str | None
+    embed_operator: bool
+    disable_api_proxy: bool
+    use_port_forward: bool
+    namespace: str
+    workspace_lb: bool
+    workspace_lb_pool: str | None
+    workspace_domain: str | None
+    ingress_class_name: str | None
+    cert_manager_issuer: str | None
+    rethinkdb_addr: tuple[str, int] | None
+    rethinkdb_service_name: str
+    rethinkdb_namespace: str
+    kubeconfig: Path
+    state_dir: Path
+    in_cluster: bool = False
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.state_dir / "certs"
+
+    @property
+    def clusters_dir(self) -> Path:
+        return self.state_dir / "clusters"
+
+
+def origin_of(listen: ListenAddress) -> str:
+    """The browser origin for a listen address (wildcards become loopback)."""
+    host = listen.host
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}:{listen.port}"
+
+
+def load_settings(
+    environ: Mapping[str, str], overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Build Settings from ``environ``; ``overrides`` (keyed by variable) win.
+
+    Raises ConfigError naming the first malformed variable.
+    """
+    overrides = overrides or {}
+    values: dict[str, Any] = {}
+    for knob in KNOBS:
+        raw = overrides.get(knob.env)
+        if raw is None:
+            raw = environ.get(knob.env)
+        if raw is None or raw.strip() == "":
+            raw = knob.default
+        if raw is None:
+            values[knob.env] = None
+            continue
+        try:
+            values[knob.env] = knob.parse(raw)
+        except ValueError as e:
+            raise ConfigError(knob.env, str(e)) from None
+    if values["FRONTEND_ORIGIN"] is None:
+        values["FRONTEND_ORIGIN"] = origin_of(values["LISTEN_LOCAL"])
+    return Settings(
+        listen=values["LISTEN_LOCAL"],
+        frontend_origin=values["FRONTEND_ORIGIN"],
+        api_proxy_url=values["HOSTAPP_API_PROXY_URL"],
+        embed_operator=values["HOSTAPP_EMBED_OPERATOR"],
+        disable_api_proxy=values["HOSTAPP_DISABLE_API_PROXY"],
+        use_port_forward=values["HOSTAPP_USE_PORT_FORWARD"],
+        namespace=values["K8S_NAMESPACE"],
+        workspace_lb=values["WORKSPACE_LB"],
+        workspace_lb_pool=values["WORKSPACE_LB_POOL"] or None,
+        workspace_domain=values["WORKSPACE_DOMAIN"],
+        ingress_class_name=values["INGRESS_CLASS_NAME"] or None,
+        cert_manager_issuer=values["CERT_MANAGER_ISSUER"] or None,
+        rethinkdb_addr=values["RETHINKDB_ADDR"],
+        rethinkdb_service_name=values["RETHINKDB_SERVICE_NAME"],
+        rethinkdb_namespace=values["RETHINKDB_NAMESPACE"] or values["K8S_NAMESPACE"],
+        kubeconfig=values["KUBECONFIG"],
+        state_dir=values["GUILDNET_STATE_DIR"],
+        in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
+    )

@@ -1,0 +1,1 @@
+"""The Host App's HTTP surface: one Site, Klein routes, shared request handling."""

@@ -1,0 +1,56 @@
+"""JSON errors: one shape for every failure the Host App itself reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer ``{"error", "message", "request_id"[, "field"]}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = headers or {}
+
+
+def bad_field(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
+
+
+def request_id_of(request: IRequest) -> str:
+    return str(getattr(request, "request_id", "") or "")
+
+
+def json_body(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode() + b"\n"
+
+
+def write_json(request: IRequest, status: int, obj: Any) -> bytes:
+    """Set status and JSON headers; return the body for the caller to write."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return json_body(obj)
+
+
+def error_body(
+    request: IRequest, status: int, code: str, message: str, field: str | None = None
+) -> bytes:
+    body: dict[str, Any] = {"error": code, "message": message, "request_id": request_id_of(request)}
+    if field is not None:
+        body["field"] = field
+    return write_json(request, status, body)

@@ -1,0 +1,173 @@
+"""The Site and Request every HTTP exchange goes through.
+
+Request ids, CORS, security headers, JSON 500s and the access log live here,
+once, instead of in each handler.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import IResource
+
+from guildnet.http.errors import error_body
+
+access_log = Logger(namespace="guildnet.access")
+log = Logger(namespace="guildnet.http")
+
+MAX_REQUEST_ID = 128
+CORS_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_HEADERS = b"Content-Type, X-Request-Id, Last-Event-ID"
+
+
+@attrs.frozen
+class HttpPolicy:
+    """Per-site header policy, derived from Settings."""
+
+    frontend_origin: str
+    csp: str = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; frame-src 'self'; worker-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    )
+
+
+def accept_request_id(value: bytes | None) -> str | None:
+    """The client's X-Request-Id if short and printable ASCII, else None."""
+    if not value or len(value) > MAX_REQUEST_ID:
+        return None
+    if not all(0x21 <= b <= 0x7E for b in value):
+        return None
+    return value.decode("ascii")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8)
+
+
+def security_headers(policy: HttpPolicy) -> list[tuple[bytes, bytes]]:
+    """Headers on every response the Host App itself produces."""
+    return [
+        (b"content-security-policy", policy.csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
+        (b"strict-transport-security", b"max-age=31536000"),
+        (b"x-frame-options", b"SAMEORIGIN"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    ]
+
+
+def cors_headers(policy: HttpPolicy, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+    """CORS for exactly FRONTEND_ORIGIN, with credentials; nothing for others."""
+    if origin is None or origin.decode("latin-1") != policy.frontend_origin:
+        return []
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", b"X-Request-Id, X-GuildNet-Route"),
+    ]
+
+
+class GuildNetRequest(server.Request):
+    """A Request that knows its id and start time and answers errors in JSON."""
+
+    request_id: str = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started_at = time.monotonic()
+
+    @property
+    def policy(self) -> HttpPolicy:
+        site = self.channel.site  # type: ignore[union-attr,attr-defined]
+        assert isinstance(site, GuildNetSite)
+        return site.policy
+
+    def process(self) -> None:
+        self.request_id = accept_request_id(self.getHeader(b"x-request-id")) or new_request_id()
+        self.setHeader(b"x-request-id", self.request_id.encode())
+        policy = self.policy
+        for name, value in security_headers(policy):
+            self.setHeader(name, value)
+        self.setHeader(b"vary", b"Origin")
+        origin = self.getHeader(b"origin")
+        for name, value in cors_headers(policy, origin):
+            self.setHeader(name, value)
+        if self.method == b"OPTIONS" and self.getHeader(b"access-control-request-method"):
+            self._preflight(origin is not None and bool(cors_headers(policy, origin)))
+            return
+        super().process()
+
+    def _preflight(self, allowed: bool) -> None:
+        if not allowed:
+            self.write(
+                error_body(
+                    self, 403, "cors_origin_denied", "origin is not the configured FRONTEND_ORIGIN"
+                )
+            )
+        else:
+            self.setResponseCode(204)
+            self.setHeader(b"access-control-allow-methods", CORS_METHODS)
+            self.setHeader(b"access-control-allow-headers", CORS_HEADERS)
+            self.setHeader(b"access-control-max-age", b"600")
+        self.finish()
+
+    def processingFailed(self, reason: Failure) -> None:  # type: ignore[override]
+        """A 500 in JSON; the traceback goes to the log, never to the client."""
+        log.failure(
+            "unhandled error in {method} {path} (request {request_id})",
+            reason,
+            method=self.method.decode("latin-1"),
+            path=self.path.decode("latin-1"),
+            request_id=self.request_id,
+        )
+        if self.finished or self._disconnected:
+            return
+        if self.startedWriting:
+            self.loseConnection()  # type: ignore[no-untyped-call]
+            return
+        self.responseHeaders.removeHeader(b"content-length")
+        body = error_body(
+            self, 500, "internal_error", "internal error; the request id identifies it in the log"
+        )
+        self.setHeader(b"content-length", str(len(body)).encode())
+        self.write(body)
+        self.finish()
+
+
+class GuildNetSite(server.Site):
+    """One structured access-log line per request; no tracebacks to clients."""
+
+    displayTracebacks = False
+
+    def __init__(self, resource: IResource, policy: HttpPolicy, **kwargs: Any) -> None:
+        super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
+        self.policy = policy
+        self.noisy = False
+
+    def log(self, request: Any) -> None:
+        duration = time.monotonic() - getattr(request, "started_at", time.monotonic())
+        path = request.path.decode("latin-1", "replace")[:512]
+        access_log.info(
+            "access request_id={request_id} method={method} path={path} status={status} "
+            "duration_ms={duration_ms} bytes={bytes} client={client}",
+            request_id=getattr(request, "request_id", ""),
+            method=request.method.decode("latin-1", "replace"),
+            path=path,
+            status=request.code,
+            duration_ms=round(duration * 1000, 1),
+            bytes=request.sentLength,
+            client=_client(request),
+        )
+
+
+def _client(request: Any) -> str:
+    addr = request.getClientAddress()
+    host = getattr(addr, "host", None)
+    return str(host) if host else "-"

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok) from the Go module proxy, cached by version.
+#
+# Each product is built in its own throw-away wrapper module so that Go's
+# minimal version selection never mixes their dependency graphs.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.36.3}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
+WORK=${GUILDNET_TESTBIN_WORK:-$HOME/.cache/guildnet/build}
+export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
+
+log() { printf '[build-testbin] %s\n' "$*" >&2; }
+
+build_etcd() {
+  local out="$CACHE/etcd-$ETCD_VERSION"
+  [ -x "$out/etcd" ] && return 0
+  log "building etcd $ETCD_VERSION"
+  local dir="$WORK/etcd-$ETCD_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  go mod init guildnet.local/etcdwrap >/dev/null 2>&1
+  cat > tools.go <<GO
+//go:build tools
+package tools
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  go build -trimpath -ldflags=-s -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_kwok() {
+  local out="$CACHE/kwok-$KWOK_VERSION"
+  [ -x "$out/kwok" ] && return 0
+  log "building kwok $KWOK_VERSION"
+  mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+build_kube() {
+  local out="$CACHE/kube-$K8S_VERSION"
+  if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kube-scheduler" ]; then
+    return 0
+  fi
+  log "building kubernetes $K8S_VERSION (slow when cold)"
+  local dir="$WORK/kube-$K8S_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  local gomod goline staging minor
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  goline=$(grep -m1 -E '^go [0-9]' "$gomod")
+  minor=${K8S_VERSION#v1.}
+  # Every staging module required at the v0.0.0 placeholder gets v0.<minor>.<patch>.
+  staging=$(grep -oE '^\s*k8s\.io/[A-Za-z0-9._/-]+ v0\.0\.0' "$gomod" | awk '{print $1}' | sort -u)
+  {
+    echo "module guildnet.local/kubewrap"
+    echo
+    echo "$goline"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    for m in $staging; do echo "	$m v0.0.0 => $m v0.$minor"; done
+    echo ")"
+  } > go.mod
+  cat > tools.go <<GO
+//go:build tools
+package tools
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+  go mod tidy
+  local major=1 kminor
+  kminor=$(echo "$K8S_VERSION" | cut -d. -f2)
+  local ld="-s"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
+  done
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    log "  go build $cmd"
+    go build -trimpath -ldflags="$ld" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  done
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+what=${1:-all}
+case "$what" in
+  etcd) build_etcd ;;
+  kwok) build_kwok ;;
+  kube) build_kube ;;
+  all) build_etcd; build_kwok; build_kube ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube]" >&2; exit 2 ;;
+esac
+log "ok: $CACHE"
