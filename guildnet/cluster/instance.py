@@ -82,6 +82,7 @@ class Instance(MultiService):
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         configuration = build_configuration(self.source, self._environ, self.state_dir / "tmp")
         configuration.connection_pool_maxsize = API_THREADS + WATCH_THREADS
+        configuration.retries = 1
         self.api_client = client.ApiClient(configuration)
         self.api_pool.start()
         self.watch_pool.start()

@@ -1,0 +1,48 @@
+# GuildNet developer commands. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEV_KUBECONFIG ?= $(HOME)/.guildnet/kubeconfig
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint unit integration testbin dev-cluster clean
+
+help:
+	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
+	@echo "make test         lint, types, unit and integration tests (real test cluster)"
+	@echo "make lint         ruff and mypy"
+	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
+
+$(STAMP): pyproject.toml setup.cfg
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/twistd -n --pidfile= guildnet
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check guildnet twisted tests bench
+	$(VENV)/bin/ruff format --check guildnet twisted tests bench
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit tests/functional $(PYTEST_ARGS)
+
+testbin:
+	tests/harness/build-testbin.sh all
+
+integration: $(STAMP) testbin
+	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test: lint unit integration
+
+dev-cluster: $(STAMP) testbin
+	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
