@@ -22,8 +22,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from guildnet.cluster.informer import Informer
 from guildnet.cluster.kubeclient import ClusterSource, build_configuration
 from guildnet.cluster.localdb import LocalDB
+from guildnet.cluster.rest import KubeRest
 from guildnet.cluster.threads import stop_pools
 
 T = TypeVar("T")
@@ -68,6 +70,8 @@ class Instance(MultiService):
         self.watch_pool = ThreadPool(0, WATCH_THREADS, name=f"{prefix}-watch")
         self.localdb = LocalDB(state_dir / "local.sqlite3", reactor, name=f"{prefix}-localdb")
         self.api_client: client.ApiClient | None = None
+        self.rest: KubeRest | None = None
+        self.informers: dict[str, Informer] = {}
         self._workers: dict[int, tuple[str, Deferred[Any]]] = {}
         self._loops: list[tuple[str, LoopingCall]] = []
         self._last_reach: Reachability | None = None
@@ -84,6 +88,7 @@ class Instance(MultiService):
         configuration.connection_pool_maxsize = API_THREADS + WATCH_THREADS
         configuration.retries = 1
         self.api_client = client.ApiClient(configuration)
+        self.rest = KubeRest(self.api_client)
         self.api_pool.start()
         self.watch_pool.start()
         self._open_state = None
@@ -138,6 +143,8 @@ class Instance(MultiService):
         return all_done  # type: ignore[return-value]
 
     def _close_client(self) -> None:
+        self.informers.clear()
+        self.rest = None
         if self.api_client is not None:
             self.api_client.close()
             self.api_client = None
@@ -200,6 +207,17 @@ class Instance(MultiService):
             )
         )
         return loop
+
+    def informer(self, path: str, kind: str, **options: Any) -> Informer:
+        """The shared informer for ``path`` (a collection URL), started on first use."""
+        informer = self.informers.get(path)
+        if informer is None:
+            if self.rest is None or not self.running:
+                raise RuntimeError(f"cluster {self.cluster_id} is not running")
+            informer = Informer(self.rest, path, self._reactor, kind=kind, **options)
+            self.informers[path] = informer
+            self.start_worker(f"informer {kind}", lambda: informer.start(self.call_watch))
+        return informer
 
     @property
     def worker_names(self) -> list[str]:
