@@ -21,13 +21,16 @@ from twisted.application.service import MultiService
 from twisted.internet.endpoints import SSL4ServerEndpoint
 from twisted.logger import Logger
 
+from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
 from guildnet.config import Settings
 from guildnet.http.api import HostAPI
 from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.monitor import ReactorMonitor
+from guildnet.operator.desired import OperatorConfig
 from guildnet.tls import find_certificate, server_context_factory
+from guildnet.workspaces.service import attach
 
 log = Logger()
 
@@ -51,6 +54,11 @@ class HostApp(MultiService):
             )
         self.registry = Registry(settings.clusters_dir, source, environ, reactor)
         self.registry.setServiceParent(self)
+        operator_cfg = OperatorConfig.from_settings(settings)
+        self.registry.instance_hooks.append(
+            lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor)
+        )
+        self._has_default = source is not None
         self.api = HostAPI(settings, self.registry, self.monitor)
         self.site = GuildNetSite(self.api.app.resource(), HttpPolicy(settings.frontend_origin))
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -72,3 +80,10 @@ class HostApp(MultiService):
             cert=str(self.cert.cert),
         )
         super().startService()
+        if self._has_default:
+            # The default cluster starts at once, so its operator runs without
+            # waiting for a first request.
+            try:
+                self.registry.get(DEFAULT_CLUSTER_ID)
+            except Exception as e:
+                log.error("default cluster cannot start: {error}", error=str(e))

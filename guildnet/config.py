@@ -58,7 +58,7 @@ def parse_bool(value: str) -> bool:
 
 def parse_port(value: str) -> int:
     text = value.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f"port {value!r} is not a number")
     port = int(text)
     if not 1 <= port <= 65535:
@@ -105,7 +105,9 @@ def parse_hostport(value: str) -> tuple[str, int]:
         host, sep, port_text = text.rpartition(":")
         if not sep or not host:
             raise ValueError(f"{value!r} is not host:port")
-        if not (_is_ip(host) or _DNS_SUBDOMAIN.match(host.lower())):
+        if ":" in host:
+            raise ValueError(f"{value!r}: put an IPv6 address in brackets, [addr]:port")
+        if not (_is_ip(host) or (host.isascii() and _DNS_SUBDOMAIN.fullmatch(host.lower()))):
             raise ValueError(f"host {host!r} is not a DNS name or IP address")
     return host, parse_port(port_text)
 
@@ -132,12 +134,17 @@ def parse_url(value: str, *, origin_only: bool = False) -> str:
         raise ValueError(f"{value!r} has no host")
     if parts.username or parts.password:
         raise ValueError("credentials in the URL are not allowed")
+    if "?" in text or "#" in text:
+        raise ValueError(f"{value!r} must not have a query or fragment")
     if origin_only:
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
+        if parts.path not in ("", "/"):
             raise ValueError(f"{value!r} must be an origin (scheme://host[:port]), without a path")
         host = parts.hostname
         if ":" in host:
             host = f"[{host}]"
+        # Browsers omit the scheme's default port from Origin; so must we.
+        if port == {"http": 80, "https": 443}[parts.scheme]:
+            port = None
         return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
     return text.rstrip("/")
 
@@ -148,14 +155,15 @@ def parse_origin(value: str) -> str:
 
 def parse_dns_label(value: str) -> str:
     text = value.strip()
-    if not _DNS_LABEL.match(text):
+    if not _DNS_LABEL.fullmatch(text):
         raise ValueError(f"{value!r} is not a lower-case DNS label (a-z, 0-9, '-', max 63)")
     return text
 
 
 def parse_dns_name(value: str) -> str:
-    text = value.strip().lower().rstrip(".")
-    if not _DNS_SUBDOMAIN.match(text):
+    text = value.strip()
+    text = text.lower().rstrip(".") if text.isascii() else ""
+    if not _DNS_SUBDOMAIN.fullmatch(text):
         raise ValueError(f"{value!r} is not a DNS name")
     return text
 

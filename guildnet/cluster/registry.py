@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,9 @@ class Registry(MultiService):
         self._environ = environ
         self._reactor = reactor
         self._instances: dict[str, Instance] = {}
+        # Called with each Instance right after it starts: how capabilities
+        # (workspaces, the operator, ...) attach their per-cluster services.
+        self.instance_hooks: list[Callable[[Instance], object]] = []
         # Validating a new kubeconfig is blocking I/O that belongs to no
         # Instance yet: it gets a small pool of its own.
         self._validate_pool = ThreadPool(0, 2, name="guildnet-registry-validate")
@@ -165,6 +168,8 @@ class Registry(MultiService):
         self._instances[cluster_id] = instance
         try:
             instance.setServiceParent(self)
+            for hook in self.instance_hooks:
+                hook(instance)
         except Exception:
             self._instances.pop(cluster_id, None)
             if instance.parent is self:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from klein import Klein
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -29,13 +28,14 @@ from guildnet.cluster.registry import (
 from guildnet.config import Settings
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json_object, string_field
+from guildnet.http.router import router
 from guildnet.monitor import ReactorMonitor
 
 REACHABILITY_TTL = 10.0
 
 
 class HostAPI:
-    app = Klein()
+    app = router
 
     def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:
         self.settings = settings

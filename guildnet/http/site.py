@@ -80,6 +80,9 @@ class GuildNetRequest(server.Request):
     request_id: str = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The API speaks JSON: Twisted's form parsing would only buffer large
+        # uploads and answer a malformed multipart body with a bare, id-less 400.
+        kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(*args, **kwargs)
         self.started_at = time.monotonic()
 

@@ -1,0 +1,353 @@
+"""Observed Deployment, Pods and Events -> the Workspace's ``status``.
+
+Pure and deterministic: the same world (and the previous status fed back in) yields an
+identical dict, so the controller can skip the status write when nothing changed. ``now``
+only matters at transitions and for the progress deadline.
+
+Conditions, in the order a workspace comes up (the first one that is not True is the step
+it is waiting on; later steps are Unknown with reason ``Waiting``):
+
+1. ``Accepted``          the spec is valid (InvalidSpec otherwise).
+2. ``Deployed``          the Deployment exists (DeploymentNotFound).
+3. ``PodScheduled``      a pod exists and is on a node (FailedCreate, Unschedulable, NoPod).
+4. ``ImagePulled``       its image is on the node (ErrImagePull, ImagePullBackOff, ...).
+5. ``ContainersStarted`` the container runs (CrashLoopBackOff, CreateContainerConfigError...).
+6. ``Ready``             the Deployment has a ready pod of the current template. Its
+   ``lastTransitionTime`` while False is when the current attempt began: the progress
+   deadline counts from there, and a spec change (new generation) restarts the clock.
+
+``lastTransitionTime`` is kept while a condition's status is unchanged; a condition that
+is not True also restarts at a new generation (the attempt it described is over).
+
+Phase: Terminating (deletionTimestamp) > Failed (invalid spec, a fail-fast reason, or no
+progress within the deadline) > Pending (no Deployment yet) > Running (ready, current
+template) > Starting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from guildnet.operator.constants import ANNOTATION_GENERATION, CONTAINER_NAME
+from guildnet.operator.desired import first_port, proxy_url, service_dns
+from guildnet.operator.spec import SpecError, parse_spec
+
+CONDITION_TYPES: Final = (
+    "Accepted",
+    "Deployed",
+    "PodScheduled",
+    "ImagePulled",
+    "ContainersStarted",
+    "Ready",
+)
+PULL_FAILURES: Final = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+     "RegistryUnavailable", "SignatureValidationFailed"}
+)  # fmt: skip
+START_FAILURES: Final = frozenset(
+    {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
+     "RunContainerError", "PreStartHookError", "PostStartHookError"}
+)  # fmt: skip
+
+Obj = Mapping[str, Any]
+
+
+def _ts(when: datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_ts(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _cond(obj: Obj | None, ctype: str) -> Obj | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return c
+    return None
+
+
+class _Step:
+    """One condition's outcome before timestamps: status, reason, message, fatal?"""
+
+    def __init__(self, status: str, reason: str, message: str = "", failed: bool = False):
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.failed = failed
+
+
+def _newest_pod(pods: Sequence[Obj]) -> Obj | None:
+    """The pod that stands for the workspace: newest not being deleted, else newest."""
+
+    def key(p: Obj) -> tuple[str, str]:
+        meta = p.get("metadata") or {}
+        return (str(meta.get("creationTimestamp") or ""), str(meta.get("name") or ""))
+
+    live = [p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    candidates = live or list(pods)
+    return max(candidates, key=key) if candidates else None
+
+
+def _container_status(pod: Obj) -> Obj | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for cs in statuses:
+        if cs.get("name") == CONTAINER_NAME:
+            return cs
+    return statuses[0] if statuses else None
+
+
+def _event_for(pod: Obj, events: Sequence[Obj], reason: str) -> Obj | None:
+    """The latest Event with ``reason`` about ``pod`` (core/v1 or events.k8s.io/v1)."""
+    meta = pod.get("metadata") or {}
+    found: list[tuple[str, Obj]] = []
+    for ev in events:
+        about = ev.get("involvedObject") or ev.get("regarding") or {}
+        if about.get("kind", "Pod") != "Pod" or about.get("name") != meta.get("name"):
+            continue
+        if about.get("uid") and meta.get("uid") and about["uid"] != meta["uid"]:
+            continue
+        if ev.get("reason") != reason:
+            continue
+        when = ev.get("lastTimestamp") or ev.get("eventTime") or ev.get("firstTimestamp") or ""
+        found.append((str(when), ev))
+    return max(found, key=lambda t: t[0])[1] if found else None
+
+
+def _event_message(ev: Obj) -> str:
+    return str(ev.get("message") or ev.get("note") or "")
+
+
+def _schedule_step(deployment: Obj, pod: Obj | None, events: Sequence[Obj]) -> _Step:
+    failure = _cond(deployment, "ReplicaFailure")
+    if failure is not None and failure.get("status") == "True":
+        reason = str(failure.get("reason") or "FailedCreate")
+        return _Step("False", reason, str(failure.get("message") or ""), failed=True)
+    if pod is None:
+        return _Step("False", "NoPod", "waiting for the Deployment to create a pod")
+    scheduled = _cond(pod, "PodScheduled")
+    if (pod.get("spec") or {}).get("nodeName") or (scheduled or {}).get("status") == "True":
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        return _Step("True", "Scheduled", f"scheduled on {node}" if node else "scheduled")
+    if scheduled is not None and scheduled.get("reason") == "Unschedulable":
+        return _Step("False", "Unschedulable", str(scheduled.get("message") or ""), failed=True)
+    ev = _event_for(pod, events, "FailedScheduling")
+    if ev is not None:
+        return _Step("False", "Unschedulable", _event_message(ev), failed=True)
+    return _Step("False", "Scheduling", "waiting for the scheduler")
+
+
+def _pull_step(pod: Obj) -> _Step:
+    cs = _container_status(pod)
+    if cs is None:
+        return _Step("False", "ContainerCreating", "waiting for the image")
+    state = cs.get("state") or {}
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason")
+    if reason in PULL_FAILURES:
+        return _Step("False", str(reason), str(waiting.get("message") or ""), failed=True)
+    if "running" in state or "terminated" in state or cs.get("imageID") or reason in START_FAILURES:
+        return _Step("True", "Pulled", str(cs.get("image") or ""))
+    return _Step("False", str(reason or "ContainerCreating"), str(waiting.get("message") or ""))
+
+
+def _start_step(pod: Obj) -> _Step:
+    cs = _container_status(pod) or {}
+    state = cs.get("state") or {}
+    if "running" in state:
+        return _Step("True", "Started")
+    waiting = state.get("waiting") or {}
+    reason = waiting.get("reason")
+    message = str(waiting.get("message") or "")
+    if reason in START_FAILURES:
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        if last:
+            detail = f"last exit code {last.get('exitCode')} ({last.get('reason') or 'Error'})"
+            message = f"{message}; {detail}" if message else detail
+        return _Step("False", str(reason), message, failed=True)
+    terminated = state.get("terminated")
+    if terminated:
+        detail = f"exited with code {terminated.get('exitCode')}"
+        return _Step("False", str(terminated.get("reason") or "Terminated"), detail)
+    return _Step("False", str(reason or "ContainerCreating"), message)
+
+
+def _deployment_current(deployment: Obj, generation: Any) -> bool:
+    """Has the Deployment rolled out the template for this Workspace generation?"""
+    meta = deployment.get("metadata") or {}
+    status = deployment.get("status") or {}
+    built_from = (meta.get("annotations") or {}).get(ANNOTATION_GENERATION)
+    if built_from is not None and generation is not None and built_from != str(generation):
+        return False
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return False
+    return int(status.get("updatedReplicas") or 0) >= 1
+
+
+def _steps(
+    ws: Obj, deployment: Obj | None, pods: Sequence[Obj], events: Sequence[Obj]
+) -> list[_Step]:
+    steps: list[_Step] = []
+    try:
+        parse_spec(ws.get("spec") or {})
+        steps.append(_Step("True", "SpecValid"))
+    except SpecError as e:
+        steps.append(_Step("False", "InvalidSpec", str(e), failed=True))
+        return steps
+    if deployment is None:
+        steps.append(_Step("False", "DeploymentNotFound", "waiting for the operator"))
+        return steps
+    steps.append(_Step("True", "DeploymentCreated"))
+    pod = _newest_pod(pods)
+    steps.append(_schedule_step(deployment, pod, events))
+    if steps[-1].status != "True" or pod is None:
+        return steps
+    steps.append(_pull_step(pod))
+    if steps[-1].status != "True":
+        return steps
+    steps.append(_start_step(pod))
+    return steps
+
+
+def _condition(
+    ctype: str, step: _Step, prev: Obj | None, generation: Any, now: datetime
+) -> dict[str, Any]:
+    when = _ts(now)
+    if prev is not None and prev.get("status") == step.status and prev.get("lastTransitionTime"):
+        same_attempt = step.status == "True" or prev.get("observedGeneration") == generation
+        if same_attempt:
+            when = str(prev["lastTransitionTime"])
+    cond: dict[str, Any] = {
+        "type": ctype,
+        "status": step.status,
+        "reason": step.reason,
+        "message": step.message,
+        "lastTransitionTime": when,
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def compute_status(
+    ws: Obj,
+    deployment: Obj | None,
+    pods: Sequence[Obj],
+    events: Sequence[Obj],
+    now: datetime,
+    progress_deadline_s: int = 600,
+) -> dict[str, Any]:
+    """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
+
+    ``ws`` carries the previous status (for lastTransitionTime); ``pods`` and ``events`` are
+    the workspace's pods and the Events about them (others are ignored).
+    """
+    meta = ws.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    generation = meta.get("generation")
+    previous = {c.get("type"): c for c in (ws.get("status") or {}).get("conditions") or []}
+    terminating = bool(meta.get("deletionTimestamp"))
+
+    steps = _steps(ws, deployment, pods, events)
+    failed = next((s for s in steps if s.failed), None)
+    ready_replicas = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    current = deployment is not None and _deployment_current(deployment, generation)
+    all_true = len(steps) == len(CONDITION_TYPES) - 1 and all(s.status == "True" for s in steps)
+    running = all_true and ready_replicas >= 1 and current and not terminating
+
+    # The Ready step, including the progress deadline.
+    prev_ready = previous.get("Ready")
+    started = now
+    if (
+        prev_ready is not None
+        and prev_ready.get("status") == "False"
+        and prev_ready.get("observedGeneration") == generation
+    ):
+        started = _parse_ts(prev_ready.get("lastTransitionTime")) or now
+    progressing = _cond(deployment, "Progressing")
+    if terminating:
+        ready = _Step("False", "Terminating", "the workspace is being deleted")
+    elif running:
+        ready = _Step("True", "Ready", "the workspace is ready")
+    elif failed is not None:
+        ready = _Step("False", failed.reason, failed.message, failed=True)
+    elif (
+        progressing is not None
+        and progressing.get("status") == "False"
+        and progressing.get("reason") == "ProgressDeadlineExceeded"
+    ):
+        ready = _Step(
+            "False", "ProgressDeadlineExceeded", str(progressing.get("message") or ""), True
+        )
+    elif deployment is not None and (now - started).total_seconds() > progress_deadline_s:
+        stuck = next((s for s in steps if s.status != "True"), None)
+        where = f"; waiting at {stuck.reason}" if stuck else ""
+        ready = _Step(
+            "False",
+            "ProgressDeadlineExceeded",
+            f"not ready after {progress_deadline_s}s{where}",
+            failed=True,
+        )
+    else:
+        stuck = next((s for s in steps if s.status != "True"), None)
+        if stuck is not None:
+            ready = _Step("False", "NotReady", f"waiting for {stuck.reason}")
+        elif not current:
+            ready = _Step("False", "RollingOut", "waiting for the Deployment to roll out")
+        else:
+            ready = _Step("False", "NotReady", "waiting for the readiness probe")
+
+    filled = list(steps)
+    while len(filled) < len(CONDITION_TYPES) - 1:
+        filled.append(_Step("Unknown", "Waiting", "an earlier step is not done"))
+    filled.append(ready)
+    conditions = [
+        _condition(ctype, step, previous.get(ctype), generation, now)
+        for ctype, step in zip(CONDITION_TYPES, filled, strict=True)
+    ]
+
+    if terminating:
+        phase, message = "Terminating", "the workspace is being deleted"
+    elif failed is not None or ready.failed:
+        phase = "Failed"
+        culprit = failed or ready
+        message = f"{culprit.reason}: {culprit.message}" if culprit.message else culprit.reason
+    elif deployment is None:
+        phase, message = "Pending", "waiting for the operator to create the Deployment"
+    elif running:
+        phase, message = "Running", "the workspace is ready"
+    else:
+        stuck = next((s for s in steps if s.status != "True"), None)
+        phase = "Starting"
+        message = f"{stuck.reason}: {stuck.message}" if stuck else ready.message
+        if stuck is not None and not stuck.message:
+            message = stuck.reason
+
+    status: dict[str, Any] = {
+        "phase": phase,
+        "readyReplicas": ready_replicas,
+        "url": proxy_url(name),
+        "message": message,
+        "conditions": conditions,
+    }
+    if failed is not None or ready.failed:
+        status["reason"] = (failed or ready).reason
+    if name:
+        status["serviceDNS"] = service_dns(ws)
+        try:
+            status["proxyTarget"] = f"{status['serviceDNS']}:{first_port(ws)}"
+        except SpecError:
+            pass
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status

@@ -1,0 +1,1 @@
+"""Workspaces on one cluster: informers, the embedded operator and CRUD."""
