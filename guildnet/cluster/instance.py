@@ -77,6 +77,9 @@ class Instance(MultiService):
         self._last_reach: Reachability | None = None
         self._started: Deferred[None] | None = None
         self._open_state: Failure | bool | None = None
+        # True from start until the pools close; children may still make calls
+        # while they stop (e.g. releasing a Lease).
+        self._open = False
         self._ready_waiters: list[Deferred[None]] = []
 
     # life cycle -----------------------------------------------------------
@@ -91,6 +94,7 @@ class Instance(MultiService):
         self.rest = KubeRest(self.api_client)
         self.api_pool.start()
         self.watch_pool.start()
+        self._open = True
         self._open_state = None
         self._started = self.localdb.open().addBoth(self._opened)
         super().startService()
@@ -133,6 +137,7 @@ class Instance(MultiService):
         started = self._started or succeed(None)
 
         def close_rest(_: object) -> Deferred[None]:
+            self._open = False
             d = self.localdb.close()
             d.addBoth(lambda _: self._close_client())
             d.addBoth(lambda _: stop_pools(self._reactor, [self.api_pool, self.watch_pool]))
@@ -153,13 +158,13 @@ class Instance(MultiService):
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run a blocking Kubernetes call on the API pool."""
-        if not self.running:
+        if not self._open:
             raise RuntimeError(f"cluster {self.cluster_id} is not running")
         return deferToThreadPool(self._reactor, self.api_pool, fn, *args, **kwargs)
 
     def call_watch(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
         """Run a long blocking call (a watch) on its own pool, so it never starves ``call``."""
-        if not self.running:
+        if not self._open:
             raise RuntimeError(f"cluster {self.cluster_id} is not running")
         return deferToThreadPool(self._reactor, self.watch_pool, fn, *args, **kwargs)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -17,7 +16,7 @@ CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
 
 
 def crd_manifest() -> dict[str, Any]:
-    """The CRD, from the package data (or the source tree's ``crds/``)."""
+    """The CRD, from the package data."""
     try:
         text = resources.files("guildnet").joinpath("data/crds/workspaces.guildnet.io.yaml")
         data = text.read_text()
