@@ -17,13 +17,8 @@ CRD_PATH = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
 
 def crd_manifest() -> dict[str, Any]:
     """The CRD, from the package data."""
-    try:
-        text = resources.files("guildnet").joinpath("data/crds/workspaces.guildnet.io.yaml")
-        data = text.read_text()
-    except (FileNotFoundError, ModuleNotFoundError):
-        data = (
-            Path(__file__).resolve().parents[2] / "crds" / "workspaces.guildnet.io.yaml"
-        ).read_text()
+    # guildnet/data/crds links to crds/, so a wheel carries the same file.
+    data = resources.files("guildnet").joinpath("data/crds/workspaces.guildnet.io.yaml").read_text()
     manifest = yaml.safe_load(data)
     assert isinstance(manifest, dict)
     return manifest
