@@ -175,6 +175,34 @@ def parse_path(value: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
+def parse_allowlist(value: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
+    entries: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            try:
+                parse_hostport(entry)
+            except ValueError:
+                raise ValueError(f"entry {entry!r} is neither a CIDR/IP nor host:port") from None
+        entries.append(entry)
+    return tuple(entries)
+
+
+def parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 7 * 86400:
+        raise ValueError(f"{seconds} out of range (0-604800 seconds)")
+    return seconds
+
+
 def parse_text(value: str) -> str:
     return value.strip()
 
@@ -223,6 +251,11 @@ KNOBS: tuple[Knob, ...] = (
     Knob("RETHINKDB_NAMESPACE", "rethinkdb-namespace",
          "Namespace of the RethinkDB Service (default: K8S_NAMESPACE).",
          parse_dns_label, None),
+    Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
+         "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
+         parse_allowlist, ""),
+    Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
+         "Seconds an unused port-forward stays open.", parse_seconds, "600"),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -251,6 +284,8 @@ class Settings:
     rethinkdb_namespace: str
     kubeconfig: Path
     state_dir: Path
+    proxy_allowlist: tuple[str, ...] = ()
+    port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
 
     @property
@@ -314,6 +349,8 @@ def load_settings(
         rethinkdb_addr=values["RETHINKDB_ADDR"],
         rethinkdb_service_name=values["RETHINKDB_SERVICE_NAME"],
         rethinkdb_namespace=values["RETHINKDB_NAMESPACE"] or values["K8S_NAMESPACE"],
+        proxy_allowlist=values["HOSTAPP_PROXY_ALLOWLIST"] or (),
+        port_forward_idle_timeout=values["PORT_FORWARD_IDLE_TIMEOUT"],
         kubeconfig=values["KUBECONFIG"],
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
