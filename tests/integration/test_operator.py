@@ -253,3 +253,119 @@ class OperatorTests(TestCase):
         )
         ws = yield self.wait_for("Failed", lambda: self.phase("bad", "Failed"), timeout=60)
         self.assertIn("ErrImagePull", str(ws["status"]))
+
+    @inlineCallbacks
+    def test_every_spec_field_survives_the_api_server(self) -> Any:
+        """Pruning would silently drop undeclared fields (lessons.md): nothing may vanish."""
+        from guildnet.operator.spec import parse_spec
+
+        created = yield self.call(
+            self.rest.request,
+            "POST",
+            self.path(C.API_VERSION, C.PLURAL),
+            body=ws_manifest("full", self.ns, **FULL_SPEC),
+        )
+        self.assertEqual(parse_spec(created["spec"]), parse_spec(FULL_SPEC))
+        self.assertEqual(created["spec"], {**FULL_SPEC})
+        # ...and the operator turns it into a crash-looping pod that it reports as Failed.
+        yield self.leader()
+        ws = yield self.wait_for("Failed", lambda: self.phase("full", "Failed"))
+        self.assertIn("CrashLoopBackOff", str(ws["status"]))
+        dep = yield self.call(self.get, "apps/v1", "deployments", "full")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(c["args"], FULL_SPEC["args"])
+        self.assertEqual(c["command"], FULL_SPEC["command"])
+        self.assertEqual(c["resources"]["limits"]["memory"], "1Gi")
+        self.assertEqual(dep["spec"]["template"]["metadata"]["labels"]["team"], "blue")
+
+
+FULL_SPEC: dict[str, Any] = {
+    "image": "registry.example/team/app:1.2.3",
+    "env": [
+        {"name": "PLAIN", "value": "v"},
+        {
+            "name": "FROM_SECRET",
+            "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}},
+        },
+    ],
+    "ports": [
+        {"name": "http", "containerPort": 9000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+    ],
+    "args": ["--flag", "value with spaces"],
+    "command": ["/bin/app"],
+    "resources": {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "2", "memory": "1Gi"},
+    },
+    "labels": {"team": "blue", "guildnet.test/simulate": "CrashLoopBackOff"},
+    "exposure": {"type": "ClusterIP"},
+}
+
+
+class LeaderElectionTests(TestCase):
+    """Two Host Apps on one cluster: one reconciles; the other takes over when it dies."""
+
+    timeout = 120
+
+    @pytest.fixture(autouse=True)
+    def _cluster(self, kubeconfig: str, namespace: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.ns = namespace
+
+    def make_app(self, tag: str) -> tuple[Registry, WorkspaceService]:
+        base = Path(self.mktemp())
+        base.mkdir()
+        registry = Registry(
+            base / "clusters",
+            ClusterSource("kubeconfig", kubeconfig=Path(self.kubeconfig)),
+            {},
+            reactor,
+        )
+        registry.startService()
+        self.addCleanup(registry.stopService)
+        service = WorkspaceService(
+            registry.get("default"), OperatorConfig(namespace=self.ns), True, reactor
+        )
+        service.setServiceParent(registry.get("default"))
+        return registry, service
+
+    @inlineCallbacks
+    def wait(self, what: str, check: Any, timeout: float) -> Any:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if check():
+                return time.monotonic() - start
+            yield deferLater(reactor, 0.1, lambda: None)
+        self.fail(f"timed out after {timeout}s waiting for {what}")
+
+    @inlineCallbacks
+    def test_one_leader_and_failover(self) -> Any:
+        _, a = self.make_app("a")
+        _, b = self.make_app("b")
+        yield a.crd_ready
+        yield b.crd_ready
+
+        def leaders() -> list[WorkspaceService]:
+            return [s for s in (a, b) if s.elector is not None and s.elector.is_leader]
+
+        yield self.wait("a leader", lambda: len(leaders()) == 1, 30)
+        # Stays exactly one over several renewals.
+        for _ in range(10):
+            yield deferLater(reactor, 0.5, lambda: None)
+            self.assertEqual(len(leaders()), 1)
+        leader = leaders()[0]
+        follower = b if leader is a else a
+        self.assertIsNone(follower.controller)
+
+        # The leader "dies": it stops renewing without releasing the Lease.
+        assert leader.elector is not None
+        leader.elector._loop.stop()
+        leader.elector.is_leader = False
+        took = yield self.wait(
+            "the follower to take over",
+            lambda: follower.elector is not None and follower.elector.is_leader,
+            30,
+        )
+        self.assertLessEqual(took, 15 + 2 * 2 + 1)
+        self.assertIsNotNone(follower.controller)
