@@ -1,5 +1,5 @@
-"""Test harness: a real Kubernetes control plane (etcd, kube-apiserver, kwok) for tests."""
+"""Test harness: a real Kubernetes control plane (etcd, kube-apiserver, kwok) for tests.
 
-from tests.harness.cluster import ClusterStartError, TestCluster
-
-__all__ = ["ClusterStartError", "TestCluster"]
+Import from `tests.harness.cluster`; this package stays empty so that
+`python -m tests.harness.cluster` runs the module without importing it twice.
+"""

@@ -35,11 +35,22 @@ GO
 
 build_kwok() {
   local out="$CACHE/kwok-$KWOK_VERSION"
-  [ -x "$out/kwok" ] && return 0
-  log "building kwok $KWOK_VERSION"
-  mkdir -p "$out.tmp"
-  GOBIN="$out.tmp" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-  rm -rf "$out"; mv "$out.tmp" "$out"
+  if [ ! -x "$out/kwok" ]; then
+    log "building kwok $KWOK_VERSION"
+    rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+    GOBIN="$out.tmp" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    rm -rf "$out"; mv "$out.tmp" "$out"
+  fi
+  # The harness installs kwok's CRDs (Logs, PortForward, ...): keep them next to the binary
+  # so tests never need the Go module cache or the network.
+  if [ ! -d "$out/crd" ]; then
+    local moddir
+    moddir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rm -rf "$out/crd.tmp"
+    cp -r "$moddir/kustomize/crd/bases" "$out/crd.tmp"
+    chmod -R u+w "$out/crd.tmp"
+    mv "$out/crd.tmp" "$out/crd"
+  fi
 }
 
 build_kube() {

@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
@@ -657,8 +658,6 @@ class TestCluster:
             [
                 str(bins.kube_controller_manager),
                 f"--kubeconfig={self.kubeconfig_path}",
-                f"--authentication-kubeconfig={self.kubeconfig_path}",
-                f"--authorization-kubeconfig={self.kubeconfig_path}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={kcm_port}",
                 f"--cert-dir={self.work_dir / 'kcm-certs'}",
@@ -667,6 +666,10 @@ class TestCluster:
                 f"--service-account-private-key-file={sa.key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allocate-node-cidrs=false",
+                # Client-side rate limits only slow tests down (namespace deletion walks every
+                # resource type); kwokctl lifts them the same way.
+                "--kube-api-qps=5000",
+                "--kube-api-burst=10000",
                 "--profiling=false",
             ],
         )
@@ -675,12 +678,12 @@ class TestCluster:
             [
                 str(bins.kube_scheduler),
                 f"--kubeconfig={self.kubeconfig_path}",
-                f"--authentication-kubeconfig={self.kubeconfig_path}",
-                f"--authorization-kubeconfig={self.kubeconfig_path}",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={sched_port}",
                 f"--cert-dir={self.work_dir / 'scheduler-certs'}",
                 "--leader-elect=false",
+                "--kube-api-qps=5000",
+                "--kube-api-burst=10000",
                 "--profiling=false",
             ],
         )
@@ -805,14 +808,14 @@ class TestCluster:
 
     def _get_json(self, path: str) -> dict[str, Any] | None:
         status, data = self.request("GET", path)
-        if status != 200:
+        if status != HTTPStatus.OK:
             return None
         result: dict[str, Any] = json.loads(data)
         return result
 
     def _readyz(self) -> bool:
         status, _ = self.request("GET", "/readyz", timeout=2.0)
-        return status == 200
+        return status == HTTPStatus.OK
 
     def _install_crds(self, crd_dir: Path, deadline: float) -> None:
         names = []
@@ -826,9 +829,11 @@ class TestCluster:
                 manifest,
                 "application/yaml",
             )
-            if status not in (201, 409):
+            if status not in (HTTPStatus.CREATED, HTTPStatus.CONFLICT):
                 raise ClusterStartError(f"creating CRD {kind}: HTTP {status}: {data[:500]!r}")
-            names.append(json.loads(data).get("metadata", {}).get("name", ""))
+            # kwok.x-k8s.io_<plural>.yaml defines <plural>.kwok.x-k8s.io
+            group, plural = _KWOK_CRD_FILES[kind].removesuffix(".yaml").split("_", 1)
+            names.append(f"{plural}.{group}")
 
         def established() -> bool:
             for name in names:
@@ -859,7 +864,7 @@ class TestCluster:
             "spec": {"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]},
         }
         status, data = self.request("POST", "/api/v1/nodes", json.dumps(node).encode())
-        if status != 201:
+        if status != HTTPStatus.CREATED:
             raise ClusterStartError(f"creating node: HTTP {status}: {data[:500]!r}")
 
     def _node_ready(self) -> bool:
@@ -876,16 +881,20 @@ class TestCluster:
 
 @contextlib.contextmanager
 def _signals_raise() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so both stop the cluster the same way."""
+    """Turn SIGTERM and SIGINT into KeyboardInterrupt so both stop the cluster the same way.
+
+    SIGINT is set explicitly because a background job (`cmd &`) inherits it as ignored.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 POD_NET = ipaddress.ip_network("198.18.0.0/24")
 NODE_IP = ipaddress.ip_address("198.18.0.1")
@@ -265,7 +265,10 @@ def forward_and_echo(
             received += chunk
         error = pf.error(port)
         assert error is None, f"port-forward error channel: {error}"
-        return received, pf.websocket.subprotocol
+        # websocket-client only records a subprotocol it negotiated itself; the kubernetes
+        # client sends the header directly, so read the server's answer from the handshake.
+        headers = pf.websocket.getheaders() or {}
+        return received, headers.get("sec-websocket-protocol")
     finally:
         pf.close()
 
