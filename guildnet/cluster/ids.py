@@ -13,7 +13,7 @@ class InvalidClusterId(ValueError):
 
 
 def validate_cluster_id(value: object) -> str:
-    if not isinstance(value, str) or not _LABEL.match(value):
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
         raise InvalidClusterId(
             "cluster id must be a lower-case DNS label (a-z, 0-9 and '-', 1-63 characters, "
             "starting and ending with a letter or digit)"

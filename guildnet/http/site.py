@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.logger import Logger
@@ -74,10 +74,30 @@ def cors_headers(policy: HttpPolicy, origin: bytes | None) -> list[tuple[bytes, 
     ]
 
 
+class Intercepted(Protocol):
+    """A request taken over at its head (the proxy): it gets the body as it arrives."""
+
+    def body_chunk(self, data: bytes) -> None: ...
+
+    def body_end(self) -> None: ...
+
+
+class RequestInterceptor(Protocol):
+    """Looks at each request head; returns an Intercepted to take the request over."""
+
+    def intercept(self, request: Any, length: int | None) -> Intercepted | None: ...
+
+
 class GuildNetRequest(server.Request):
-    """A Request that knows its id and start time and answers errors in JSON."""
+    """A Request that knows its id and start time and answers errors in JSON.
+
+    When the Site has an ``interceptor`` (the proxy engine), it sees every request
+    as soon as the head is parsed, before the body: a proxied upload is streamed
+    upstream instead of being buffered into ``content`` first.
+    """
 
     request_id: str = ""
+    _intercepted: Intercepted | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The API speaks JSON: Twisted's form parsing would only buffer large
@@ -85,6 +105,26 @@ class GuildNetRequest(server.Request):
         kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(*args, **kwargs)
         self.started_at = time.monotonic()
+
+    def gotLength(self, length: int | None) -> None:
+        interceptor = getattr(self.channel.site, "interceptor", None)  # type: ignore[union-attr,attr-defined]
+        if interceptor is not None:
+            self._intercepted = interceptor.intercept(self, length)
+            if self._intercepted is not None:
+                return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._intercepted is not None:
+            self._intercepted.body_chunk(data)
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._intercepted is not None:
+            self._intercepted.body_end()
+            return
+        super().requestReceived(command, path, version)
 
     @property
     def policy(self) -> HttpPolicy:
@@ -149,9 +189,16 @@ class GuildNetSite(server.Site):
 
     displayTracebacks = False
 
-    def __init__(self, resource: IResource, policy: HttpPolicy, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        resource: IResource,
+        policy: HttpPolicy,
+        interceptor: RequestInterceptor | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
         self.policy = policy
+        self.interceptor = interceptor
         self.noisy = False
 
     def log(self, request: Any) -> None:

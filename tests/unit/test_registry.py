@@ -179,3 +179,15 @@ def test_private_write_mode(tmp_path: Path) -> None:
     _write_private(p, "x")
     assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(p.parent.stat().st_mode) == 0o700
+
+
+def test_cluster_ids_are_whole_labels() -> None:
+    from guildnet.cluster.ids import validate_cluster_id
+
+    assert validate_cluster_id("lab-1") == "lab-1"
+    for bad in ("abc\n", "abc\nxyz", "ab c", "a" * 64, "é"):
+        try:
+            validate_cluster_id(bad)
+        except InvalidClusterId:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
