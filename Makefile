@@ -7,12 +7,15 @@ STAMP := $(VENV)/.installed-stamp
 DEV_KUBECONFIG ?= $(HOME)/.guildnet/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint unit integration testbin dev-cluster clean
+UI_BUILD := guildnet/web/index.html
+
+.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
 	@echo "make test         lint, types, unit and integration tests (real test cluster)"
 	@echo "make lint         ruff and mypy"
+	@echo "make ui           build the browser UI into guildnet/web/"
 	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
 
 $(STAMP): pyproject.toml setup.cfg
@@ -22,8 +25,18 @@ $(STAMP): pyproject.toml setup.cfg
 	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) $(UI_BUILD)
 	$(VENV)/bin/twistd -n --pidfile= guildnet
+
+# The browser UI (ui/, React + Vite) builds into guildnet/web/, which ships in the package.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+$(UI_BUILD):
+	$(MAKE) ui
+
+ui-test:
+	cd ui && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check guildnet twisted tests bench
@@ -39,7 +52,12 @@ testbin:
 integration: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-test: lint unit integration
+# End-to-end: Debian's chromium driven by playwright-core against a real Host App
+# and the real test cluster (its own pytest session: it starts its own cluster).
+e2e: $(STAMP) testbin $(UI_BUILD)
+	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test: lint unit ui-test integration e2e
 
 dev-cluster: $(STAMP) testbin
 	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)

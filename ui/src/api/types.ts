@@ -1,0 +1,160 @@
+// Shapes of the Host App's JSON API (guildnet/http/api.py, guildnet/http/workspaces.py,
+// guildnet/workspaces/views.py). Only what the UI reads is typed.
+
+export interface UiConfig {
+  version: string;
+  origin: string;
+  defaultCluster: string | null;
+  namespace: string;
+  features: Record<string, unknown>;
+}
+
+export interface Cluster {
+  id: string;
+  name: string | null;
+  server: string | null;
+  reachable: boolean;
+  version: string | null;
+  error: string | null;
+  deletable: boolean;
+}
+
+export type Phase = "Pending" | "Starting" | "Running" | "Failed" | "Terminating" | string;
+
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown" | string;
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+}
+
+/** One GET /api/servers item; /sse/servers sends it with conditions. */
+export interface ServerSummary {
+  id: string;
+  name: string;
+  image: string | null;
+  phase: Phase;
+  ready: boolean;
+  readyReplicas: number;
+  url: string;
+  created: string | null;
+  message: string;
+  managed: boolean;
+  conditions?: Condition[];
+}
+
+export interface PortSpec {
+  name?: string;
+  containerPort: number;
+  protocol?: string;
+}
+
+export interface EnvVarSpec {
+  name: string;
+  value?: string;
+  valueFrom?: unknown;
+}
+
+export interface ContainerView {
+  name: string;
+  ready: boolean;
+  restarts: number;
+  state: string;
+  reason: string;
+  message: string;
+}
+
+export interface PodView {
+  name: string;
+  phase: string;
+  ready: boolean;
+  terminating: boolean;
+  node: string | null;
+  podIP: string | null;
+  created: string | null;
+  containers: ContainerView[];
+}
+
+export interface EventView {
+  type: string;
+  reason: string;
+  message: string;
+  pod: string;
+  count: number;
+  firstTime: string | null;
+  lastTime: string;
+  source: string;
+}
+
+export interface ServerDetail extends ServerSummary {
+  namespace: string;
+  cluster: string;
+  labels: Record<string, string>;
+  spec: {
+    image: string;
+    env?: EnvVarSpec[];
+    ports?: PortSpec[];
+    args?: string[];
+    command?: string[];
+    resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+    labels?: Record<string, string>;
+  };
+  status: Record<string, unknown>;
+  conditions: Condition[];
+  ports: PortSpec[];
+  proxyUrl: string;
+  serviceDNS: string | null;
+  hasPassword: boolean;
+  pods: PodView[];
+  events: EventView[];
+}
+
+export interface ImagePreset {
+  id: string;
+  name: string;
+  image: string;
+  description: string;
+  kind: string;
+  ports?: PortSpec[];
+  args?: string[];
+}
+
+export interface ImageDefaults {
+  image: string;
+  kind: string;
+  ports: PortSpec[];
+  env: { name: string; value: string }[];
+  args: string[];
+  command: string[];
+  passwordEnv: string | null;
+}
+
+export interface JobRequest {
+  image: string;
+  name?: string;
+  env?: EnvVarSpec[];
+  ports?: PortSpec[];
+  args?: string[];
+  command?: string[];
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  labels?: Record<string, string>;
+}
+
+export interface JobCreated {
+  id: string;
+  url: string;
+}
+
+export interface StopAllResult {
+  deleted: string[];
+  failed?: { id: string; error: string }[];
+}
+
+/** The JSON error body of every Host App failure. */
+export interface ErrorBody {
+  error: string;
+  message: string;
+  request_id?: string;
+  field?: string;
+}
