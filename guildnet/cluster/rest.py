@@ -10,6 +10,7 @@ it from an Instance thread pool.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,25 @@ from kubernetes import client
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+# YAML (the apply-patch content type) forbids raw control characters and JSON's surrogate-pair
+# escapes, so escape exactly the characters outside YAML's printable set, and the line breaks
+# NEL/LS/PS that YAML would fold inside a quoted string, and keep the rest raw.
+_NOT_YAML_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def apply_body(manifest: Mapping[str, Any]) -> bytes:
+    """Encode a manifest for a server-side apply PATCH (``application/apply-patch+yaml``).
+
+    Plain ``json.dumps`` breaks on characters outside the Basic Multilingual Plane (their
+    ``\\ud83d\\ude00`` escapes are invalid YAML); raw UTF-8 breaks on control characters.
+    """
+    text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
+    text = _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode()
 
 
 class KubeApiError(Exception):
@@ -116,7 +136,12 @@ class KubeRest:
         timeout: float = 30.0,
     ) -> Any:
         """Send JSON (or YAML for apply), return the decoded JSON answer."""
-        raw = None if body is None else json.dumps(body).encode()
+        if body is None:
+            raw = None
+        elif content_type == APPLY_PATCH:
+            raw = apply_body(body)
+        else:
+            raw = json.dumps(body).encode()
         resp = self.open(
             method,
             path,

@@ -67,7 +67,10 @@ LIVENESS: Final = {
     "failureThreshold": 6,
 }
 PROGRESS_DEADLINE_S: Final = 600
-CONTROL_PLANE_TAINTS: Final = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+CONTROL_PLANE_TAINTS: Final = (
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+)
 # Keep IDE WebSockets and long downloads open for a day (ingress-nginx and NGINX Inc).
 INGRESS_ANNOTATIONS: Final = {
     "nginx.ingress.kubernetes.io/proxy-read-timeout": "86400",
@@ -245,7 +248,12 @@ def _exposure(spec: WorkspaceSpec, cfg: OperatorConfig) -> str:
 def _metadata(
     name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any]
 ) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": dict(labels), "ownerReferences": [owner]}
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels),
+        "ownerReferences": [owner],
+    }
 
 
 def _env(spec: WorkspaceSpec, port: int, pw_env: str | None, secret: str) -> list[dict[str, Any]]:
@@ -393,9 +401,7 @@ def _secret(meta: dict[str, Any], password: str) -> dict[str, Any]:
     }
 
 
-def desired_objects(
-    ws: Mapping[str, Any], cfg: OperatorConfig, password: str | None
-) -> Desired:
+def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | None) -> Desired:
     """Build every manifest for Workspace ``ws`` (the whole object as a dict).
 
     ``password`` is the workspace's password (the controller generates it once and then

@@ -34,7 +34,8 @@ ENV_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_NAME_MAX_LEN: Final = 253
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY_MAX_LEN: Final = 253
-SECRET_KEY_PATTERN: Final = r"^[-._a-zA-Z0-9]+$"
+# A ConfigMap/Secret key: not ".", "..", nor starting with "..".
+SECRET_KEY_PATTERN: Final = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$"
 PORTS_MAX_ITEMS: Final = 20
 PORT_NAME_MAX_LEN: Final = 15
 # IANA_SVC_NAME: lower-case alphanumerics and single inner hyphens, with at least one letter.
@@ -44,7 +45,7 @@ ARGS_MAX_ITEMS: Final = 256
 RESOURCES_MAX_PROPERTIES: Final = 16
 RESOURCE_NAME_MAX_LEN: Final = 253
 RESOURCE_NAME_PATTERN: Final = (
-    r"^(cpu|memory|ephemeral-storage|hugepages-[A-Za-z0-9.]+"
+    r"^(cpu|memory|ephemeral-storage"
     r"|[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$"
 )
 QUANTITY_PATTERN: Final = (
@@ -52,6 +53,9 @@ QUANTITY_PATTERN: Final = (
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 QUANTITY_MAX_LEN: Final = 64
+# Everything but cpu is counted in whole units; a plain syntax keeps the CRD's CEL rule and
+# this module in exact agreement (the CEL quantity library's isInteger rejects "1000m").
+WHOLE_QUANTITY_PATTERN: Final = r"^[0-9]+([KMGTPE]i|[kMGTPE])?$"
 LABELS_MAX_PROPERTIES: Final = 64
 LABEL_KEY_MAX_LEN: Final = 317  # 253 prefix + "/" + 63 name
 LABEL_KEY_PATTERN: Final = (
@@ -288,7 +292,9 @@ def _parse_secret_ref(value: Any, f: str) -> SecretKeyRef:
         raise SpecError(f"{f}.name", "must be a lower-case DNS subdomain")
     key = _str(ref["key"], f"{f}.key", max_len=SECRET_KEY_MAX_LEN, min_len=1)
     if not _match(SECRET_KEY_PATTERN, key):
-        raise SpecError(f"{f}.key", "must be letters, digits, '-', '_' or '.'")
+        raise SpecError(
+            f"{f}.key", "must be letters, digits, '-', '_' or '.', not '.' nor starting with '..'"
+        )
     optional = None
     if "optional" in ref:
         optional = ref["optional"]
@@ -365,10 +371,15 @@ def _parse_quantities(value: Any, field: str) -> tuple[tuple[str, Quantity], ...
     out: list[tuple[str, Quantity]] = []
     for key, amount in amounts.items():
         f = f"{field}.{key}"
-        if len(key) > RESOURCE_NAME_MAX_LEN or not _match(RESOURCE_NAME_PATTERN, key):
+        if (
+            len(key) > RESOURCE_NAME_MAX_LEN
+            or not _match(RESOURCE_NAME_PATTERN, key)
+            or "kubernetes.io/" in key
+        ):
             raise SpecError(
-                f, "is not a resource name (cpu, memory, ephemeral-storage, hugepages-<size> "
-                "or <domain>/<name>)"
+                f,
+                "is not a resource name (cpu, memory, ephemeral-storage or <domain>/<name> "
+                "outside kubernetes.io)",
             )
         if isinstance(amount, bool) or not isinstance(amount, int | str):
             raise SpecError(f, "must be an integer or a quantity string such as '500m' or '1Gi'")
@@ -378,17 +389,35 @@ def _parse_quantities(value: Any, field: str) -> tuple[tuple[str, Quantity], ...
             len(amount) > QUANTITY_MAX_LEN or not _match(QUANTITY_PATTERN, amount)
         ):
             raise SpecError(f, "must be a quantity such as '500m', '2', '1Gi' or '512Mi'")
+        if key != "cpu" and isinstance(amount, str) and not _match(WHOLE_QUANTITY_PATTERN, amount):
+            raise SpecError(
+                f, "must be a whole number such as '512Mi', '2Gi' or '4' (only cpu takes fractions)"
+            )
         out.append((key, amount))
     return tuple(sorted(out))
+
+
+def _exact_only(key: str) -> bool:
+    """Extended resources (GPUs...) cannot be overcommitted: request == limit, whole numbers."""
+    return "/" in key
 
 
 def _parse_resources(value: Any) -> Resources | None:
     res = _obj(value, "resources", frozenset({"requests", "limits"}))
     requests = _parse_quantities(res["requests"], "resources.requests") if "requests" in res else ()
     limits = _parse_quantities(res["limits"], "resources.limits") if "limits" in res else ()
-    wanted = dict(requests)
-    for key, limit in limits:
-        if key in wanted and parse_quantity(wanted[key]) > parse_quantity(limit):
+    capped = dict(limits)
+    for key, request in requests:
+        if key not in capped:
+            if _exact_only(key):
+                raise SpecError(f"resources.limits.{key}", "is required for extended resources")
+            continue
+        if _exact_only(key) and parse_quantity(request) != parse_quantity(capped[key]):
+            raise SpecError(
+                f"resources.requests.{key}",
+                "must equal the limit for extended resources",
+            )
+        if parse_quantity(request) > parse_quantity(capped[key]):
             raise SpecError(f"resources.requests.{key}", "must not be greater than the limit")
     if not requests and not limits:
         return None

@@ -12,9 +12,10 @@ it is waiting on; later steps are Unknown with reason ``Waiting``):
 3. ``PodScheduled``      a pod exists and is on a node (FailedCreate, Unschedulable, NoPod).
 4. ``ImagePulled``       its image is on the node (ErrImagePull, ImagePullBackOff, ...).
 5. ``ContainersStarted`` the container runs (CrashLoopBackOff, CreateContainerConfigError...).
-6. ``Ready``             the Deployment has a ready pod of the current template. Its
-   ``lastTransitionTime`` while False is when the current attempt began: the progress
-   deadline counts from there, and a spec change (new generation) restarts the clock.
+6. ``Ready``             the Deployment has a ready pod of the current template. The
+   progress deadline counts from the later of Ready's ``lastTransitionTime`` (when it went
+   False for this generation: a spec change restarts the clock) and Deployed's (time spent
+   Pending is the operator's delay, not the workspace's).
 
 ``lastTransitionTime`` is kept while a condition's status is unchanged; a condition that
 is not True also restarts at a new generation (the attempt it described is over).
@@ -26,6 +27,7 @@ template) > Starting.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -50,6 +52,8 @@ START_FAILURES: Final = frozenset(
     {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
      "RunContainerError", "PreStartHookError", "PostStartHookError"}
 )  # fmt: skip
+
+MAX_MESSAGE: Final = 1024  # Kubernetes messages (pull errors) can be long; status stays small
 
 Obj = Mapping[str, Any]
 
@@ -83,7 +87,9 @@ class _Step:
     def __init__(self, status: str, reason: str, message: str = "", failed: bool = False):
         self.status = status
         self.reason = reason
-        self.message = message
+        self.message = (
+            message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
+        )
         self.failed = failed
 
 
@@ -239,6 +245,15 @@ def _condition(
     return cond
 
 
+def _since(prev: Obj | None, status: str, generation: Any, now: datetime) -> datetime:
+    """When ``prev`` entered ``status`` (for this generation, if given); else ``now``."""
+    if prev is None or prev.get("status") != status:
+        return now
+    if generation is not None and prev.get("observedGeneration") != generation:
+        return now
+    return _parse_ts(prev.get("lastTransitionTime")) or now
+
+
 def compute_status(
     ws: Obj,
     deployment: Obj | None,
@@ -252,6 +267,8 @@ def compute_status(
     ``ws`` carries the previous status (for lastTransitionTime); ``pods`` and ``events`` are
     the workspace's pods and the Events about them (others are ignored).
     """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     meta = ws.get("metadata") or {}
     name = str(meta.get("name") or "")
     generation = meta.get("generation")
@@ -265,15 +282,13 @@ def compute_status(
     all_true = len(steps) == len(CONDITION_TYPES) - 1 and all(s.status == "True" for s in steps)
     running = all_true and ready_replicas >= 1 and current and not terminating
 
-    # The Ready step, including the progress deadline.
-    prev_ready = previous.get("Ready")
-    started = now
-    if (
-        prev_ready is not None
-        and prev_ready.get("status") == "False"
-        and prev_ready.get("observedGeneration") == generation
-    ):
-        started = _parse_ts(prev_ready.get("lastTransitionTime")) or now
+    # The Ready step, including the progress deadline. The clock starts at the later of "Ready
+    # went False for this generation" and "the Deployment appeared" (time spent Pending is
+    # the operator's delay, not the workspace's), both read back from the previous status.
+    started = max(
+        _since(previous.get("Ready"), "False", generation, now),
+        _since(previous.get("Deployed"), "True", None, now),
+    )
     progressing = _cond(deployment, "Progressing")
     if terminating:
         ready = _Step("False", "Terminating", "the workspace is being deleted")
@@ -344,10 +359,8 @@ def compute_status(
         status["reason"] = (failed or ready).reason
     if name:
         status["serviceDNS"] = service_dns(ws)
-        try:
+        with contextlib.suppress(SpecError):  # an invalid spec has no port to point at
             status["proxyTarget"] = f"{status['serviceDNS']}:{first_port(ws)}"
-        except SpecError:
-            pass
     if generation is not None:
         status["observedGeneration"] = generation
     return status

@@ -282,7 +282,7 @@ class OperatorTests(TestCase):
 FULL_SPEC: dict[str, Any] = {
     "image": "registry.example/team/app:1.2.3",
     "env": [
-        {"name": "PLAIN", "value": "v"},
+        {"name": "PLAIN", "value": "v \u00e9 \U0001f600"},
         {
             "name": "FROM_SECRET",
             "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": True}},
