@@ -46,9 +46,7 @@ MAX_CURSOR_LEN: Final = 2048
 WATCH_RESERVE: Final = 2  # watch-pool threads never used for log follows
 
 _CONTAINER_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_TS_RE: Final = re.compile(
-    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$"
-)
+_TS_RE: Final = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
 _POD_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -72,7 +70,7 @@ class LogQuery:
     as_json: bool = False
 
 
-def _arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> str | None:
+def query_arg(args: Mapping[bytes, Sequence[bytes]], name: str) -> str | None:
     values = args.get(name.encode())
     if not values:
         return None
@@ -114,13 +112,13 @@ def parse_bool_arg(name: str, value: str | None) -> bool:
 
 def parse_log_query(args: Mapping[bytes, Sequence[bytes]]) -> LogQuery:
     """``?tail=N&container=&previous=&format=text|json`` of ``GET .../logs``."""
-    fmt = _arg(args, "format") or "text"
+    fmt = query_arg(args, "format") or "text"
     if fmt not in ("text", "json"):
         raise BadQuery("format", "must be text or json")
     return LogQuery(
-        tail=parse_tail(_arg(args, "tail")),
-        container=parse_container(_arg(args, "container")),
-        previous=parse_bool_arg("previous", _arg(args, "previous")),
+        tail=parse_tail(query_arg(args, "tail")),
+        container=parse_container(query_arg(args, "container")),
+        previous=parse_bool_arg("previous", query_arg(args, "previous")),
         as_json=fmt == "json",
     )
 
@@ -165,11 +163,6 @@ def split_line(raw: bytes) -> LogLine:
     if ts is None:
         return LogLine(None, None, text)
     return LogLine(stamp, ts, rest)
-
-
-def strip_timestamps(data: bytes) -> bytes:
-    """Raw log text with no timestamps (the one-shot fetch asks without them anyway)."""
-    return data
 
 
 # --- the resume cursor --------------------------------------------------------------------
@@ -301,13 +294,14 @@ def fetch_logs(
     assert rest is not None
     names = [views.name_of(p) for p in views.sort_pods(pods)]
 
-    def one(pod: str) -> Deferred[PodLog]:
-        d = instance.call(fetch_pod_log, rest, namespace, pod, query)
-        d.addCallback(lambda data: PodLog(pod, data.decode("utf-8", "replace")))
-        d.addErrback(lambda f: PodLog(pod, "", _describe(f.value)))
-        return d
+    async def one(pod: str) -> PodLog:
+        try:
+            data = await instance.call(fetch_pod_log, rest, namespace, pod, query)
+        except Exception as e:
+            return PodLog(pod, "", _describe(e))
+        return PodLog(pod, data.decode("utf-8", "replace"))
 
-    dl = DeferredList([one(n) for n in names], consumeErrors=True)
+    dl = DeferredList([Deferred.fromCoroutine(one(n)) for n in names], consumeErrors=True)
     return dl.addCallback(lambda results: [r for ok, r in results if ok])
 
 
@@ -334,9 +328,7 @@ def render_text(logs: Sequence[PodLog]) -> str:
 def render_json(server: str, logs: Sequence[PodLog]) -> dict[str, Any]:
     return {
         "server": server,
-        "pods": [
-            {"pod": e.pod, "lines": e.text.splitlines(), "error": e.error} for e in logs
-        ],
+        "pods": [{"pod": e.pod, "lines": e.text.splitlines(), "error": e.error} for e in logs],
     }
 
 
@@ -569,6 +561,7 @@ class LogFollower:
         self._done: Deferred[None] = Deferred(lambda _: self.stop())
         self._stopped = False
         self._announced: tuple[str, ...] | None = None
+        self._told_waiting = False
 
     @property
     def pods(self) -> list[str]:
@@ -634,9 +627,13 @@ class LogFollower:
             self._start_pod(name)
         if waiting:
             self._slots.wait(self._plan)
-            self.sink.log_notice(
-                "notice", {"message": "too many log streams on this cluster; waiting for one"}
-            )
+            if not self._told_waiting:
+                self._told_waiting = True
+                self.sink.log_notice(
+                    "notice", {"message": "too many log streams on this cluster; waiting"}
+                )
+        else:
+            self._told_waiting = False
         self._announce()
 
     def _announce(self) -> None:

@@ -14,7 +14,13 @@ from typing import Any, Final
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.operator import constants as C
 from guildnet.operator.desired import effective_ports, proxy_url, service_dns
-from guildnet.operator.spec import SpecError, WorkspaceSpec, generate_name, parse_spec, validate_name
+from guildnet.operator.spec import (
+    SpecError,
+    WorkspaceSpec,
+    generate_name,
+    parse_spec,
+    validate_name,
+)
 
 Obj = Mapping[str, Any]
 
@@ -225,7 +231,9 @@ def pod_summary(pod: Obj) -> dict[str, Any]:
     }
 
 
-def workspace_of_pod(pod_name: str, pods: Mapping[str, Obj], workspaces: Iterable[str]) -> str | None:
+def workspace_of_pod(
+    pod_name: str, pods: Mapping[str, Obj], workspaces: Iterable[str]
+) -> str | None:
     """The workspace a pod belongs to: its label when the pod is cached, else its name.
 
     Events can outlive their pod, so a Deployment pod name ``<workspace>-<hash>-<suffix>``
