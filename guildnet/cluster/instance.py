@@ -33,6 +33,7 @@ log = Logger()
 
 API_THREADS = 8
 WATCH_THREADS = 16
+STREAM_THREADS = 64
 VERSION_TIMEOUT = 5.0
 
 
@@ -68,6 +69,9 @@ class Instance(MultiService):
         prefix = f"guildnet-{cluster_id}"
         self.api_pool = ThreadPool(minthreads=0, maxthreads=API_THREADS, name=f"{prefix}-api")
         self.watch_pool = ThreadPool(0, WATCH_THREADS, name=f"{prefix}-watch")
+        # Per-client streams (log follows) get their own pool: however many
+        # browsers follow logs, informers and API calls keep their threads.
+        self.stream_pool = ThreadPool(0, STREAM_THREADS, name=f"{prefix}-stream")
         self.localdb = LocalDB(state_dir / "local.sqlite3", reactor, name=f"{prefix}-localdb")
         self.api_client: client.ApiClient | None = None
         self.rest: KubeRest | None = None
@@ -88,12 +92,13 @@ class Instance(MultiService):
         """Start pools and open the local DB; ``ready()`` fires when done."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         configuration = build_configuration(self.source, self._environ, self.state_dir / "tmp")
-        configuration.connection_pool_maxsize = API_THREADS + WATCH_THREADS
+        configuration.connection_pool_maxsize = API_THREADS + WATCH_THREADS + STREAM_THREADS
         configuration.retries = 1
         self.api_client = client.ApiClient(configuration)
         self.rest = KubeRest(self.api_client)
         self.api_pool.start()
         self.watch_pool.start()
+        self.stream_pool.start()
         self._open = True
         self._open_state = None
         self._started = self.localdb.open().addBoth(self._opened)
@@ -140,7 +145,11 @@ class Instance(MultiService):
             self._open = False
             d = self.localdb.close()
             d.addBoth(lambda _: self._close_client())
-            d.addBoth(lambda _: stop_pools(self._reactor, [self.api_pool, self.watch_pool]))
+            d.addBoth(
+                lambda _: stop_pools(
+                    self._reactor, [self.api_pool, self.watch_pool, self.stream_pool]
+                )
+            )
             return d
 
         all_done = DeferredList([*waits, started], consumeErrors=True)
@@ -167,6 +176,12 @@ class Instance(MultiService):
         if not self._open:
             raise RuntimeError(f"cluster {self.cluster_id} is not running")
         return deferToThreadPool(self._reactor, self.watch_pool, fn, *args, **kwargs)
+
+    def call_stream(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        """Run one client's long-lived stream (a log follow) on the stream pool."""
+        if not self._open:
+            raise RuntimeError(f"cluster {self.cluster_id} is not running")
+        return deferToThreadPool(self._reactor, self.stream_pool, fn, *args, **kwargs)
 
     # background work ------------------------------------------------------
 

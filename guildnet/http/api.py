@@ -29,12 +29,14 @@ from guildnet.config import Settings
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
+from guildnet.http.ui_routes import UIRoutes
+from guildnet.http.workspaces import WorkspaceRoutes
 from guildnet.monitor import ReactorMonitor
 
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI:
+class HostAPI(UIRoutes, WorkspaceRoutes):
     app = router
 
     def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:

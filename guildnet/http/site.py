@@ -97,6 +97,7 @@ class GuildNetRequest(server.Request):
     """
 
     request_id: str = ""
+    client_closed = False
     _intercepted: Intercepted | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -161,6 +162,15 @@ class GuildNetRequest(server.Request):
             self.setHeader(b"access-control-max-age", b"600")
         self.finish()
 
+    def connectionLost(self, reason: Failure) -> None:
+        """Log requests whose client went away (SSE streams, aborted downloads) too."""
+        site = getattr(self.channel, "site", None)
+        unfinished = not self.finished and not self._disconnected
+        super().connectionLost(reason)
+        if unfinished and isinstance(site, GuildNetSite) and self.request_id:
+            self.client_closed = True
+            site.log(self)
+
     def processingFailed(self, reason: Failure) -> None:  # type: ignore[override]
         """A 500 in JSON; the traceback goes to the log, never to the client."""
         log.failure(
@@ -206,7 +216,7 @@ class GuildNetSite(server.Site):
         path = request.path.decode("latin-1", "replace")[:512]
         access_log.info(
             "access request_id={request_id} method={method} path={path} status={status} "
-            "duration_ms={duration_ms} bytes={bytes} client={client}",
+            "duration_ms={duration_ms} bytes={bytes} client={client} outcome={outcome}",
             request_id=getattr(request, "request_id", ""),
             method=request.method.decode("latin-1", "replace"),
             path=path,
@@ -214,6 +224,7 @@ class GuildNetSite(server.Site):
             duration_ms=round(duration * 1000, 1),
             bytes=request.sentLength,
             client=_client(request),
+            outcome="client_closed" if getattr(request, "client_closed", False) else "complete",
         )
 
 

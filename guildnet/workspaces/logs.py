@@ -43,7 +43,6 @@ FOLLOW_READ_TIMEOUT: Final = 600.0  # idle upstream for this long: re-open (not 
 FOLLOW_BACKOFF_MAX: Final = 30.0
 MAX_CURSOR_PODS: Final = 16
 MAX_CURSOR_LEN: Final = 2048
-WATCH_RESERVE: Final = 2  # watch-pool threads never used for log follows
 
 _CONTAINER_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TS_RE: Final = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
@@ -332,15 +331,15 @@ def render_json(server: str, logs: Sequence[PodLog]) -> dict[str, Any]:
     }
 
 
-# --- following (watch pool) ---------------------------------------------------------------
+# --- following (stream pool) ---------------------------------------------------------------
 
 
 class FollowSlots:
-    """Caps the watch-pool threads log follows take, so informers are never starved.
+    """Caps concurrent log follows at the Instance's stream-pool size.
 
-    The watch pool's other users (informers) hold a thread each for the Instance's life;
-    log follows may use what is left minus a reserve. When a slot frees, waiting
-    followers are poked to try again.
+    Each follow holds a stream-pool thread while it reads; past the cap a new
+    stream is refused (503) instead of queueing invisibly. When a slot frees,
+    waiting followers are poked to try again.
     """
 
     def __init__(self, instance: Instance) -> None:
@@ -350,8 +349,7 @@ class FollowSlots:
 
     @property
     def limit(self) -> int:
-        pool_max = int(getattr(self._instance.watch_pool, "max", 16))
-        return max(1, pool_max - len(self._instance.informers) - WATCH_RESERVE)
+        return int(self._instance.stream_pool.max)
 
     def available(self) -> int:
         return max(0, self.limit - self.used)
@@ -662,7 +660,7 @@ class LogFollower:
         )
         self._follows[name] = follow
         try:
-            d = self.instance.call_watch(follow.run)
+            d = self.instance.call_stream(follow.run)
         except RuntimeError:  # the Instance is stopping
             self._follows.pop(name, None)
             self._slots.release()

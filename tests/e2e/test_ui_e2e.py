@@ -238,7 +238,7 @@ def host_app(namespace: str, tmp_path: Path) -> Iterator[HostApp]:
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.serve", "-n", "--pidfile=", "guildnet"],
+            [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "guildnet"],
             cwd=tmp_path,
             env={**env, "PYTHONPATH": str(REPO)},
             stdout=out,

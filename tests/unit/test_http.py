@@ -27,6 +27,7 @@ from treq.client import HTTPClient
 from twisted.application.service import MultiService
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
@@ -36,7 +37,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS, IRequest
 from twisted.web.resource import IResource, Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer, provider
 
 from guildnet import __version__
@@ -539,6 +540,50 @@ class HostAPITests(ServingTestCase):
             self.assertGreaterEqual(event["duration_ms"], 0.0)
             self.assertLess(event["duration_ms"], 10_000.0)
             self.assertEqual(event["client"], "127.0.0.1")
+
+
+class AbortedRequestLogTests(ServingTestCase):
+    """A client that goes away mid-response (an SSE tab closed) still gets its log line."""
+
+    async def test_client_disconnect_is_logged(self) -> None:
+        events: list[LogEvent] = []
+
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            if event.get("log_namespace") == "guildnet.access":
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+        class Forever(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: IRequest) -> Any:
+                request.write(b"first chunk")
+                return NOT_DONE_YET
+
+        base = self.serve(Forever())
+        response = await self.client.get(
+            f"{base}/stream", headers=Headers({"x-request-id": ["gone"]}), unbuffered=True
+        )
+        reader = _Discard()
+        response.deliverBody(reader)
+        assert reader.transport is not None
+        # The documented way to abandon a body: it aborts the connection.
+        reader.transport.stopProducing()  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 5
+        while not events and time.monotonic() < deadline:
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(len(events), 1, events)
+        self.assertEqual(events[0]["request_id"], "gone")
+        self.assertEqual(events[0]["outcome"], "client_closed")
+        self.assertEqual(events[0]["bytes"], len(b"first chunk"))
+
+
+class _Discard(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        pass
 
 
 class DefaultClusterTests(ServingTestCase):
