@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean
+.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean \
+	bench-proxy bench-workspaces
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -61,6 +62,15 @@ test: lint unit ui-test integration e2e
 
 dev-cluster: $(STAMP) testbin
 	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)
+
+# Benchmarks (not tests): print figures and ratios against baselines run alongside.
+# bench-proxy needs: apt-get install wrk nginx-light curl; cd bench/proxy && npm ci
+bench-proxy: $(STAMP)
+	cd bench/proxy && npm ci --no-audit --no-fund
+	$(PY) -m bench.proxy
+
+bench-workspaces: $(STAMP) testbin
+	tests/harness/netns-run.sh $(PY) -m bench.workspaces
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

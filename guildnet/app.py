@@ -3,7 +3,8 @@
     HostApp (MultiService)
     ├── ReactorMonitor
     ├── Registry (MultiService) -> Instance per cluster
-    └── HTTPS listener (one Site; Klein inside)
+    ├── ProxyService (the /proxy engine: pooled upstreams, WebSocket splices)
+    └── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
 
 Children stop in reverse order, so the listener closes before the Registry
 tears the clusters down.
@@ -29,6 +30,8 @@ from guildnet.http.api import HostAPI
 from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
+from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.tls import find_certificate, server_context_factory
 from guildnet.workspaces.service import attach
 
@@ -60,7 +63,25 @@ class HostApp(MultiService):
         )
         self._has_default = source is not None
         self.api = HostAPI(settings, self.registry, self.monitor)
-        self.site = GuildNetSite(self.api.app.resource(), HttpPolicy(settings.frontend_origin))
+        # The proxy sees each request head before Klein does (see GuildNetRequest).
+        proxy_cfg = ProxyConfig.from_settings(settings)
+        self.proxy = ProxyEngine(reactor, proxy_cfg)
+        routes = ServerRoutes(
+            self.registry,
+            lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor),
+            self.proxy.pool,
+            reactor,
+            RouteOptions.from_settings(settings),
+            proxy_cfg.allowlist,
+        )
+        self.proxy.servers = routes
+        self.proxy.managed = routes.managed
+        ProxyService(self.proxy).setServiceParent(self)
+        self.site = GuildNetSite(
+            self.api.app.resource(),
+            HttpPolicy(settings.frontend_origin),
+            interceptor=self.proxy,
+        )
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.cert = find_certificate(cwd or Path(os.getcwd()), settings.certs_dir)
         endpoint = SSL4ServerEndpoint(

@@ -1,0 +1,1 @@
+"""Proxy benchmark (``python -m bench.proxy``): direct vs GuildNet vs nginx vs CHP."""

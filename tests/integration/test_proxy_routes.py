@@ -1,0 +1,257 @@
+"""``/proxy/server/{id}/`` through each route, against the real test cluster.
+
+A Workspace object and a pod labelled as its pod are created in a fresh namespace (the
+operator does not run here: the route logic only reads Workspace, Service and Pod
+objects). kwok makes the pod Running with a pod IP in 198.18.0.128/25; inside the test
+network namespace that IP is local, so the code-server-like test backend listens on it,
+exactly where kube-apiserver's pod proxy and kwok's port-forward connect. Each route is
+forced by configuration and checked by ``X-GuildNet-Route``, a login redirect and a
+WebSocket echo:
+
+* ``agent``: the workspace's AGENT_HOST names a backend at 198.18.0.50:8080;
+* ``podproxy``: no AGENT_HOST, the Service DNS name does not resolve, so the API
+  server's ``pods/<pod>:8080/proxy/`` is used (with the Instance's credentials);
+* ``portforward``: the API server pod proxy is disabled and port-forwarding enabled;
+  kwok's PortForward object sends the pod's port 8080 to the backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s_client
+from twisted.internet import reactor as _reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.task import deferLater
+from twisted.protocols.policies import WrappingFactory
+from twisted.trial.unittest import TestCase
+from twisted.web.resource import Resource
+
+from guildnet.cluster.kubeclient import ClusterSource
+from guildnet.cluster.registry import Registry
+from guildnet.config import load_settings
+from guildnet.http.site import GuildNetSite, HttpPolicy
+from guildnet.operator import constants as C
+from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.engine import ProxyConfig, ProxyEngine
+from guildnet.proxy.routes import RouteOptions, ServerRoutes
+from guildnet.tls import find_certificate, server_context_factory
+from guildnet.workspaces.crd import install_crd
+from guildnet.workspaces.service import attach
+from tests.backend import ws
+from tests.backend.server import BackendFactory
+from tests.integration.test_cluster_smoke import create_kwok_object
+from tests.unit.test_proxy_engine import RawClient
+
+pytestmark = pytest.mark.integration
+reactor: Any = _reactor
+PORT = 8080
+AGENT_IP = "198.18.0.50"
+FRONTEND = "https://hostapp.example.test"
+
+
+class ProxyRouteTests(TestCase):
+    timeout = 120
+
+    @pytest.fixture(autouse=True)
+    def _cluster(self, kubeconfig: str, namespace: str, kube_api: Any) -> None:
+        self.kubeconfig = kubeconfig
+        self.ns = namespace
+        self.kube_api = kube_api
+
+    async def start(
+        self, *, agent: bool, podproxy: bool, portforward: bool, kwok_forward: bool = False
+    ) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-routes-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.clients: list[RawClient] = []
+        self.backends: list[tuple[Any, BackendFactory]] = []
+        self.addCleanup(self._stop)
+
+        settings = load_settings(
+            {
+                "K8S_NAMESPACE": self.ns,
+                "GUILDNET_STATE_DIR": str(tmp / "state"),
+                "HOSTAPP_EMBED_OPERATOR": "false",
+            }
+        )
+        source = ClusterSource("kubeconfig", kubeconfig=Path(self.kubeconfig))
+        self.registry = Registry(tmp / "clusters", source, {}, reactor)
+        self.registry.startService()
+        instance = self.registry.get("default")
+        await instance.ready()
+        assert instance.rest is not None
+        await instance.call(install_crd, instance.rest)
+
+        name = "ide"
+        spec: dict[str, Any] = {"image": "example/ide:1", "ports": [{"containerPort": PORT}]}
+        if agent:
+            spec["env"] = [{"name": "AGENT_HOST", "value": f"{AGENT_IP}:{PORT}"}]
+            self.serve(AGENT_IP, PORT)
+        custom: Any = k8s_client.CustomObjectsApi(self.kube_api)
+        custom.create_namespaced_custom_object(
+            C.GROUP,
+            C.VERSION,
+            self.ns,
+            C.PLURAL,
+            {"apiVersion": C.API_VERSION, "kind": C.KIND, "metadata": {"name": name}, "spec": spec},
+        )
+        pod_ip = await self.create_pod(name)
+        if podproxy:
+            self.serve(pod_ip, PORT)
+        if portforward or kwok_forward:
+            if portforward:
+                backend = self.serve("127.0.0.1", 0)
+                target = {"address": "127.0.0.1", "port": backend.getHost().port}
+            else:
+                target = {"address": pod_ip, "port": PORT}
+            create_kwok_object(
+                self.kube_api,
+                self.ns,
+                "portforwards",
+                "PortForward",
+                f"{name}-pod",
+                {"forwards": [{"ports": [PORT], "target": target}]},
+            )
+
+        cfg = OperatorConfig.from_settings(settings)
+        self.engine = ProxyEngine(reactor, ProxyConfig(frontend_origin=FRONTEND))
+        self.engine.servers = ServerRoutes(
+            self.registry,
+            lambda inst: attach(inst, cfg, False, reactor),
+            self.engine.pool,
+            reactor,
+            RouteOptions(disable_api_proxy=not podproxy, use_port_forward=portforward),
+            self.engine.config.allowlist,
+        )
+        cert = find_certificate(tmp, tmp / "certs")
+        site = GuildNetSite(Resource(), HttpPolicy(FRONTEND), interceptor=self.engine)
+        self.wrapper = WrappingFactory(site)
+        self.wrapper.noisy = False
+        self.listener = reactor.listenSSL(
+            0, self.wrapper, server_context_factory(cert), interface="127.0.0.1"
+        )
+
+    def serve(self, host: str, port: int) -> Any:
+        factory = BackendFactory(reactor)
+        listener = reactor.listenTCP(port, factory, interface=host)
+        self.backends.append((listener, factory))
+        return listener
+
+    async def create_pod(self, name: str) -> str:
+        core: Any = k8s_client.CoreV1Api(self.kube_api)
+        core.create_namespaced_pod(
+            self.ns,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{name}-pod", "labels": {C.LABEL_WORKSPACE: name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "ide",
+                            "image": "example/ide:1",
+                            "ports": [{"containerPort": PORT}],
+                        }
+                    ]
+                },
+            },
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            pod = core.read_namespaced_pod(f"{name}-pod", self.ns)
+            ready = any(
+                c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+            )
+            if pod.status.phase == "Running" and ready and pod.status.pod_ip:
+                return str(pod.status.pod_ip)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"pod not Running+Ready: {pod.status}")
+            await deferLater(reactor, 0.2, lambda: None)
+
+    async def _stop(self) -> None:
+        for c in self.clients:
+            if not c.gone:
+                c.transport.abortConnection()
+        if hasattr(self, "engine"):
+            await self.engine.close()
+            await self.listener.stopListening()
+            for proto in list(self.wrapper.protocols):
+                proto.transport.abortConnection()  # type: ignore[union-attr]
+        for listener, factory in self.backends:
+            await listener.stopListening()
+            factory.close_all()
+        await self.registry.stopService()
+        deadline = time.monotonic() + 5
+        while any(not c.gone for c in self.clients) or (
+            hasattr(self, "wrapper") and self.wrapper.protocols
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError("connections did not close")
+            await deferLater(reactor, 0.01, lambda: None)
+
+    async def connect(self) -> RawClient:
+        port = self.listener.getHost().port
+        endpoint = wrapClientTLS(
+            CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        )
+        client = RawClient()
+        await connectProtocol(endpoint, client)
+        self.clients.append(client)
+        return client
+
+    async def check_route(self, route: str, ws_query_route: str | None = None) -> None:
+        client = await self.connect()
+        # The first request may wait for the informers' first sync.
+        login = await client.request("GET", "/proxy/server/ide/login")
+        self.assertEqual(login.status, 302, login.body)
+        self.assertEqual(login.header("x-guildnet-route"), route)
+        self.assertEqual(login.header("location"), "/proxy/server/ide/?folder=x")
+        self.assertIn("Path=/proxy/server/ide/", login.header("set-cookie") or "")
+        page = await client.request(
+            "GET", "/proxy/server/ide/?folder=x", headers={"Cookie": "session=s3cr3t"}
+        )
+        self.assertEqual(page.status, 200)
+        self.assertIn(b"folder=x", page.body)
+        self.assertEqual(page.header("x-guildnet-route"), route)
+        download = await client.request("GET", "/proxy/server/ide/download?size=3000000")
+        self.assertEqual(download.size, 3000000)
+
+        wsc = await self.connect()
+        head = await wsc.upgrade("/proxy/server/ide/ws")
+        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+        self.assertIn(f"x-guildnet-route: {route}".encode(), head.lower())
+        wsc.send_ws(ws.OP_TEXT, b"echo me")
+        self.assertEqual(await wsc.next_ws(), (ws.OP_TEXT, b"echo me"))
+        payload = bytes(range(256)) * 1024
+        wsc.send_ws(ws.OP_BINARY, payload)
+        self.assertEqual(await wsc.next_ws(), (ws.OP_BINARY, payload))
+
+        # A WebSocket URL with a query string (code-server's carries a token).
+        wsq = await self.connect()
+        head = await wsq.upgrade("/proxy/server/ide/ws?hello=1")
+        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+        self.assertIn(f"x-guildnet-route: {ws_query_route or route}".encode(), head.lower())
+        self.assertEqual(await wsq.next_ws(), (ws.OP_TEXT, b"hello"), "the query arrived")
+        wsq.send_ws(ws.OP_TEXT, b"again")
+        self.assertEqual(await wsq.next_ws(), (ws.OP_TEXT, b"again"))
+
+    async def test_agent_host_direct(self) -> None:
+        await self.start(agent=True, podproxy=False, portforward=False)
+        await self.check_route("agent")
+
+    async def test_api_server_pod_proxy(self) -> None:
+        # kube-apiserver drops the query of upgraded pod-proxy requests (kubernetes#77142),
+        # so a WebSocket with a query goes through a port-forward to the same pod.
+        await self.start(agent=False, podproxy=True, portforward=False, kwok_forward=True)
+        await self.check_route("podproxy", ws_query_route="portforward")
+
+    async def test_port_forward(self) -> None:
+        await self.start(agent=False, podproxy=False, portforward=True)
+        await self.check_route("portforward")
