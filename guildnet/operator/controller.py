@@ -21,7 +21,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from guildnet.cluster.informer import Informer
-from guildnet.cluster.rest import MERGE_PATCH, KubeRest, object_path
+from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, KubeRest, object_path
 from guildnet.operator import constants as C
 from guildnet.operator.desired import (
     OperatorConfig,
@@ -203,7 +203,20 @@ class WorkspaceController:
                 continue
             api_version, plural = KINDS[kind]
             path = object_path(api_version, plural, manifest["metadata"]["name"], self.namespace)
-            yield self._call(self._rest.apply, path, manifest, C.FIELD_MANAGER)
+            try:
+                yield self._call(self._rest.apply, path, manifest, C.FIELD_MANAGER)
+            except KubeApiError as e:
+                # Say why in the Workspace's status; the next resync tries again.
+                log.warn(
+                    "workspace {name}: applying {kind} failed: {error}",
+                    name=name,
+                    kind=kind,
+                    error=str(e)[:300],
+                )
+                status = self._status(ws)
+                status["message"] = f"applying the {kind} failed: {e.message}"[:1024]
+                yield self._write_status(ws, status)
+                return
             self.writes[kind] += 1
         yield self._write_status(ws, self._status(ws))
 

@@ -3,7 +3,7 @@
 `TestCluster` runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
 controller as local processes, so tests talk to a real API server instead of fakes. kwok
 simulates one Node (`kwok-node-0`): pods scheduled on it go Running+Ready with a pod IP from
-198.18.0.128/25, and kwok serves the kubelet API so `pods/log`, `pods/portforward` and
+198.18.16.0/20, and kwok serves the kubelet API so `pods/log`, `pods/portforward` and
 `pods/proxy` go through kube-apiserver exactly as in a real cluster. kwok's Logs, ClusterLogs,
 PortForward and ClusterPortForward CRDs map those to local files and TCP addresses.
 
@@ -14,15 +14,16 @@ Two network modes:
 
 * **netns mode** (what `pytest tests/integration` uses): the process runs inside the private
   network namespace made by `tests/harness/netns-run.sh`, where 198.18.0.1 is on `lo` and every
-  198.18.0.0/24 address is local. kube-apiserver advertises 198.18.0.1, the kwok node's
+  198.18.0.0/16 address is local. kube-apiserver advertises 198.18.0.1, the kwok node's
   InternalIP and kubelet endpoint are 198.18.0.1, and a test backend for a pod listens on the
   pod IP (198.18.0.x), which kube-apiserver is willing to proxy to (it refuses loopback).
 * **host mode** (no prepared namespace, or `--no-netns-setup`): everything binds 127.0.0.1 and
-  the node IP is 127.0.0.1. Pod IPs are still handed out from 198.18.0.128/25 but are not
+  the node IP is 127.0.0.1. Pod IPs are still handed out from 198.18.16.0/20 but are not
   routable, so pod/service proxy to pods cannot work. That is acceptable for `make dev-cluster`.
 
 All listeners bind loopback (or 198.18.0.1 inside the namespace); nothing talks to any other
-address. The service CIDR (198.18.128.0/24) is only an allocation range: no kube-proxy runs.
+address. The service CIDR (198.19.0.0/16, room for thousands of Services) is only an
+allocation range: no kube-proxy runs.
 
 Standalone use (backs `make dev-cluster`)::
 
@@ -74,11 +75,11 @@ DEFAULT_KWOK_VERSION = "v0.8.0"
 #: Address on `lo` inside the test namespace: apiserver advertise address and kwok node IP.
 NETNS_NODE_IP = "198.18.0.1"
 #: The whole range that is local inside the test namespace.
-NETNS_LOCAL_CIDR = "198.18.0.0/24"
+NETNS_LOCAL_CIDR = "198.18.0.0/16"
 #: Pod CIDR of the kwok node; excludes 198.18.0.1 so pod IPs never equal the node IP.
-POD_CIDR = "198.18.0.128/25"
+POD_CIDR = "198.18.16.0/20"
 #: Service ClusterIP allocation range; never routed anywhere (no kube-proxy).
-SERVICE_CIDR = "198.18.128.0/24"
+SERVICE_CIDR = "198.19.0.0/16"
 NODE_NAME = "kwok-node-0"
 #: kwok CRDs the controller serves (see `--enable-crds`).
 KWOK_CRDS = ("Logs", "ClusterLogs", "PortForward", "ClusterPortForward")

@@ -24,7 +24,7 @@ from kubernetes.stream import portforward
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-POD_NET = ipaddress.ip_network("198.18.0.0/24")
+POD_NET = ipaddress.ip_network("198.18.16.0/20")
 NODE_IP = ipaddress.ip_address("198.18.0.1")
 KWOK_GROUP, KWOK_VERSION = "kwok.x-k8s.io", "v1alpha1"
 # Never pulled: kwok runs no containers.

@@ -2,7 +2,7 @@
 
 A Workspace object and a pod labelled as its pod are created in a fresh namespace (the
 operator does not run here: the route logic only reads Workspace, Service and Pod
-objects). kwok makes the pod Running with a pod IP in 198.18.0.128/25; inside the test
+objects). kwok makes the pod Running with a pod IP in 198.18.16.0/20; inside the test
 network namespace that IP is local, so the code-server-like test backend listens on it,
 exactly where kube-apiserver's pod proxy and kwok's port-forward connect. Each route is
 forced by configuration and checked by ``X-GuildNet-Route``, a login redirect and a
