@@ -6,6 +6,7 @@ pod IPs (198.18.0.x) are only local there, and nothing outside it may be contact
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,14 +89,10 @@ def _namespace_exists(core: Any, name: str) -> bool:
     return True
 
 
-@pytest.fixture
-def namespace(
-    kube_api: Any, _deleted_namespaces: list[str], request: pytest.FixtureRequest
-) -> Iterator[str]:
-    """A fresh namespace per test; deleted afterwards (removal verified at session end)."""
+@contextlib.contextmanager
+def temporary_namespace(kube_api: Any, deleted: list[str], name: str) -> Iterator[str]:
+    """Create namespace ``name``; delete it on exit (removal verified at session end)."""
     core: Any = k8s_client.CoreV1Api(kube_api)
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{base}-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": name}})
     try:
         yield name
@@ -105,4 +102,14 @@ def namespace(
         except ApiException as exc:
             if exc.status != HTTPStatus.NOT_FOUND:
                 raise
-        _deleted_namespaces.append(name)
+        deleted.append(name)
+
+
+@pytest.fixture
+def namespace(
+    kube_api: Any, _deleted_namespaces: list[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace per test."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    with temporary_namespace(kube_api, _deleted_namespaces, f"{base}-{uuid.uuid4().hex[:6]}") as n:
+        yield n

@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +26,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from guildnet.operator import constants as C
+from tests.integration.conftest import temporary_namespace
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -189,18 +189,9 @@ class HostApp:
 
 @pytest.fixture(scope="module")
 def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    core: Any = k8s_client.CoreV1Api(kube_api)
     name = f"ws-api-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    try:
-        yield name
-    finally:
-        try:
-            core.delete_namespace(name)
-        except ApiException as exc:
-            if exc.status != HTTPStatus.NOT_FOUND:
-                raise
-        _deleted_namespaces.append(name)
+    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
+        yield n
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import stat
 import tempfile
 import time
@@ -49,37 +48,12 @@ from guildnet.http.jsonio import MAX_JSON_BYTES
 from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.monitor import ReactorMonitor
 from guildnet.tls import find_certificate, server_context_factory
+from tests.kubeconfigs import SECRET_TOKEN, closed_port, kubeconfig_text
 
 reactor: Any = _reactor
 
 FRONTEND = "https://ui.example.test:8443"
 GENERATED_ID = re.compile(r"\A[0-9a-f]{16}\Z")
-SECRET_TOKEN = "kubeconfig-secret-token-4711"
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def kubeconfig_text(server: str) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: {server}
-    insecure-skip-tls-verify: true
-users:
-- name: u
-  user:
-    token: {SECRET_TOKEN}
-contexts:
-- name: ctx
-  context: {{cluster: c, user: u}}
-current-context: ctx
-"""
 
 
 @attrs.frozen

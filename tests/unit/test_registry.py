@@ -8,7 +8,6 @@ tests/integration/test_registry_cluster.py.
 from __future__ import annotations
 
 import json
-import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -21,36 +20,10 @@ from twisted.trial.unittest import TestCase
 from guildnet.cluster.ids import InvalidClusterId
 from guildnet.cluster.kubeclient import ClusterSource, KubeconfigError
 from guildnet.cluster.registry import ClusterExists, ClusterUnreachable, Registry, UnknownCluster
+from tests.kubeconfigs import closed_port, kubeconfig_text
 from tests.leaks import open_files_under, socket_inodes, threads_named
 
 reactor: Any = _reactor
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
-def kubeconfig_text(server: str) -> str:
-    return f"""apiVersion: v1
-kind: Config
-clusters:
-- name: c
-  cluster:
-    server: {server}
-    insecure-skip-tls-verify: true
-users:
-- name: u
-  user:
-    token: not-a-real-token
-contexts:
-- name: ctx
-  context: {{cluster: c, user: u}}
-current-context: ctx
-"""
 
 
 class RegistryLifecycleTests(TestCase):
@@ -83,7 +56,7 @@ class RegistryLifecycleTests(TestCase):
         self.assertFalse(reach.reachable)
         self.assertIn("cannot reach the API server", reach.error)
         self.assertEqual(reach.server, self.server)
-        self.assertNotIn("not-a-real-token", reach.error)
+        self.assertNotIn(SECRET_TOKEN, reach.error)
 
         ticks: list[int] = []
         instance.start_looping("tick", 0.01, lambda: ticks.append(1))
