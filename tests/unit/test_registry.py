@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 from guildnet.cluster.ids import InvalidClusterId
 from guildnet.cluster.kubeclient import ClusterSource, KubeconfigError
 from guildnet.cluster.registry import ClusterExists, ClusterUnreachable, Registry, UnknownCluster
-from tests.kubeconfigs import closed_port, kubeconfig_text
+from tests.kubeconfigs import SECRET_TOKEN, closed_port, kubeconfig_text
 from tests.leaks import open_files_under, socket_inodes, threads_named
 
 reactor: Any = _reactor
