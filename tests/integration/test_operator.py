@@ -224,8 +224,15 @@ class OperatorTests(TestCase):
 
         new = yield self.wait_for("the Deployment to roll", rolled)
         self.assertGreater(new["metadata"]["generation"], dep["metadata"]["generation"])
-        ws = yield self.wait_for("Running again", lambda: self.phase("app", "Running"))
-        self.assertEqual(ws["status"]["observedGeneration"], ws["metadata"]["generation"])
+
+        def running_current() -> Any:
+            # Until the operator has seen the new generation, the stored status is the old one.
+            ws = self.phase("app", "Running")
+            current = ws and ws["status"].get("observedGeneration") == ws["metadata"]["generation"]
+            return ws if current else None
+
+        ws = yield self.wait_for("Running on the new generation", running_current)
+        self.assertEqual(ws["metadata"]["generation"], 2)
 
         yield self.call(self.rest.delete, self.path(C.API_VERSION, C.PLURAL, "app"))
         yield self.wait_for(
