@@ -248,5 +248,10 @@ class WorkspaceController:
         # A merge patch keeps keys it does not mention: null the ones that went away.
         gone = {k: None for k in (ws.get("status") or {}) if k not in status}
         body = {"status": {**gone, **status}}
-        yield self._call(self._rest.request, "PATCH", path, body=body, content_type=MERGE_PATCH)
+        try:
+            yield self._call(self._rest.request, "PATCH", path, body=body, content_type=MERGE_PATCH)
+        except KubeApiError as e:
+            if e.not_found:
+                return  # deleted meanwhile: the cache's DELETED event follows
+            raise
         self.writes["status"] += 1
