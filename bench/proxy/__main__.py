@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per load run")
     parser.add_argument("--download-mb", type=int, default=1024, help="download size, MiB")
     parser.add_argument("--only", help="comma-separated subset of guildnet,nginx,chp")
+    parser.add_argument(
+        "--figures", help="comma-separated subset of get1,get50,ws,download (default: all)"
+    )
     args = parser.parse_args(argv)
     size = args.download_mb * 1024 * 1024
     started = time.monotonic()
@@ -323,28 +326,38 @@ def main(argv: list[str] | None = None) -> int:
         print("targets:", ", ".join(names))
         results: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
 
+        figures = set(args.figures.split(",")) if args.figures else None
+
+        def want_figure(name: str) -> bool:
+            return figures is None or name in figures
+
         def record(t: Target, key: str, value: float) -> None:
             results[t.name].setdefault(key, []).append(value)
 
         for run in range(args.runs):
             for t in targets:
-                r = http_load(t.base + "/small", 1, args.seconds)
-                record(t, "get1_rate", r["rate"])
-                record(t, "get1_p50", r["p50_ms"])
-                record(t, "get1_p99", r["p99_ms"])
-                r = http_load(t.base + "/small", 50, args.seconds)
-                record(t, "get50_rate", r["rate"])
-                record(t, "get50_p50", r["p50_ms"])
-                record(t, "get50_p99", r["p99_ms"])
-                r = ws_load(t.ws_base + "/ws", 10, args.seconds)
-                record(t, "ws_rate", r["rate"])
-                record(t, "download", download(f"{t.base}/download?size={size}", size, 600))
+                if want_figure("get1"):
+                    r = http_load(t.base + "/small", 1, args.seconds)
+                    record(t, "get1_rate", r["rate"])
+                    record(t, "get1_p50", r["p50_ms"])
+                    record(t, "get1_p99", r["p99_ms"])
+                if want_figure("get50"):
+                    r = http_load(t.base + "/small", 50, args.seconds)
+                    record(t, "get50_rate", r["rate"])
+                    record(t, "get50_p50", r["p50_ms"])
+                    record(t, "get50_p99", r["p99_ms"])
+                if want_figure("ws"):
+                    r = ws_load(t.ws_base + "/ws", 10, args.seconds)
+                    record(t, "ws_rate", r["rate"])
+                if want_figure("download"):
+                    record(t, "download", download(f"{t.base}/download?size={size}", size, 600))
             print(f"  run {run + 1}/{args.runs} done ({time.monotonic() - started:.0f}s)")
 
     med = {n: {k: statistics.median(v) for k, v in d.items()} for n, d in results.items()}
     for n in names:  # latency added over direct
         for k in ("get1_p50", "get1_p99", "get50_p50", "get50_p99"):
-            med[n][k + "_added"] = med[n][k] - med["direct"][k]
+            if k in med[n]:
+                med[n][k + "_added"] = med[n][k] - med["direct"][k]
     rows = [
         ("GET c=1 req/s", "get1_rate", True),
         ("GET c=1 added p50 ms", "get1_p50_added", False),
@@ -363,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(head)
     for label, key, _higher in rows:
+        if key not in med["direct"]:
+            continue
         line = f"{label:34}" + "".join(f"{med[n][key]:>10.2f}" for n in names)
         for n in proxies:
             base = med["direct"][key]

@@ -212,19 +212,32 @@ class GuildNetSite(server.Site):
         self.noisy = False
 
     def log(self, request: Any) -> None:
-        duration = time.monotonic() - getattr(request, "started_at", time.monotonic())
+        now = time.monotonic()
+        duration_ms = round((now - getattr(request, "started_at", now)) * 1000, 1)
+        request_id = getattr(request, "request_id", "")
+        method = request.method.decode("latin-1", "replace")
         path = request.path.decode("latin-1", "replace")[:512]
+        status = request.code
+        sent = request.sentLength
+        client = _client(request)
+        outcome = "client_closed" if getattr(request, "client_closed", False) else "complete"
+        line = (
+            f"access request_id={request_id} method={method} path={path} status={status} "
+            f"duration_ms={duration_ms} bytes={sent} client={client} outcome={outcome}"
+        )
+        # The text is built here, once, and handed over as a format without fields:
+        # twisted.logger's formatter is pure Python and costs a good part of a proxied
+        # request per field. The fields stay in the event for structured observers.
         access_log.info(
-            "access request_id={request_id} method={method} path={path} status={status} "
-            "duration_ms={duration_ms} bytes={bytes} client={client} outcome={outcome}",
-            request_id=getattr(request, "request_id", ""),
-            method=request.method.decode("latin-1", "replace"),
+            line.replace("{", "{{").replace("}", "}}"),
+            request_id=request_id,
+            method=method,
             path=path,
-            status=request.code,
-            duration_ms=round(duration * 1000, 1),
-            bytes=request.sentLength,
-            client=_client(request),
-            outcome="client_closed" if getattr(request, "client_closed", False) else "complete",
+            status=status,
+            duration_ms=duration_ms,
+            bytes=sent,
+            client=client,
+            outcome=outcome,
         )
 
 

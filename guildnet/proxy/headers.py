@@ -49,6 +49,7 @@ Response (workspace -> browser), ``rewrite_response_headers``:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable
 from typing import Final
@@ -174,13 +175,21 @@ def strip_cookies(value: bytes, names: Collection[str]) -> bytes:
     return b"; ".join(kept)
 
 
+_NO_TOKENS: Final[frozenset[bytes]] = frozenset()
+# Never let Connection remove the headers the proxy itself sets or relies on.
+_NEVER_NAMED: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    tokens: set[bytes] = set()
+    tokens: set[bytes] | None = None
     for name, value in headers:
         if name.lower() == b"connection":
+            if tokens is None:
+                tokens = set()
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
-    # Never let Connection remove the headers the proxy itself sets or relies on.
-    return frozenset(tokens) - {b"host", b"content-length", b"transfer-encoding"}
+    if tokens is None:
+        return _NO_TOKENS
+    return frozenset(tokens - _NEVER_NAMED)
 
 
 # --- responses ---
@@ -373,6 +382,7 @@ def _cookie_path(path: str | None, prefix: str) -> str:
     return prefix + path
 
 
+@functools.lru_cache(maxsize=256)
 def frame_ancestors(host_origin: str) -> str:
     """``frame-ancestors 'self' <origin>``; 'self' keeps every name the Host App is reached
     by (loopback, tailnet) working, the origin covers a UI served from FRONTEND_ORIGIN."""

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import socket
+from collections.abc import Callable
 from typing import Any
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.protocols.tls import BufferingTLSTransport
+
+try:
+    from twisted.internet._newtls import _BypassTLS
+except ImportError:  # pragma: no cover - a Twisted without it: no write-through there
+    _BypassTLS = None  # type: ignore[assignment,misc]
 
 #: TCP keepalive for long-lived connections: probe after 60 s idle, every 15 s, 4 times,
 #: so a dead peer (laptop suspended, NAT dropped) is noticed in about two minutes while a
@@ -15,6 +25,7 @@ KEEPALIVE_INTERVAL = 15
 KEEPALIVE_COUNT = 4
 
 
+@functools.lru_cache(maxsize=1024)
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -59,16 +70,75 @@ def set_keepalive(transport: Any) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, opt, value)
 
 
-def send_now(transport: Any) -> None:
-    """Try to send what ``transport`` buffered now instead of on the next loop turn.
+def _raw_writer(transport: Any) -> tuple[Any, FileDescriptor, Callable[[bytes], None]] | None:
+    """Under any protocol wrappers: the object whose ``write`` puts bytes on the socket
+    as they are, the socket's transport, and that ``write``.
 
-    Twisted writes only when the reactor next reports the socket writable; for a
-    request/response ping-pong (WebSocket echo) that is an extra loop iteration per
-    hop. An error is left for the reactor's own ``doWrite`` to find and report.
+    Not ``_tcp``: a TLS wrapper answers ``getHandle`` by delegation, and replacing *its*
+    ``write`` would put plaintext on the wire. A connection TLS was started on (a TLS
+    listening port) is reached through the bypass its TLS layer writes to.
     """
-    tcp = _tcp(transport)
-    if tcp is None or not getattr(tcp, "connected", False) or tcp.disconnecting:
+    seen = 0
+    while transport is not None and seen < 8:
+        if _BypassTLS is not None and isinstance(transport, _BypassTLS):
+            fd = transport._connection
+            base = transport._base
+            if not isinstance(fd, FileDescriptor) or base is not FileDescriptor:
+                return None
+            return transport, fd, functools.partial(FileDescriptor.write, fd)
+        if isinstance(transport, FileDescriptor):
+            if getattr(transport, "TLS", False):
+                return None
+            return transport, transport, functools.partial(type(transport).write, transport)
+        transport = getattr(transport, "__dict__", {}).get("transport")
+        seen += 1
+    return None
+
+
+def write_through(transport: Any) -> None:
+    """Make the TCP connection under ``transport`` send at once when nothing is queued.
+
+    Twisted queues every write and sends it when the reactor next reports the socket
+    writable: two ``epoll_ctl`` calls and a loop iteration per write. For a ping-pong
+    (a WebSocket, a small request/response) the socket is nearly always writable, so
+    this tries ``send`` first and queues only what the kernel did not take (with
+    Twisted's own buffering, producer pausing and error reporting). Ordering is kept:
+    anything already queued makes every later write queue behind it.
+    """
+    found = _raw_writer(transport)
+    if found is None:
         return
-    if tcp.dataBuffer or tcp._tempDataBuffer:
-        with contextlib.suppress(Exception):
-            tcp.doWrite()
+    target, tcp, queued = found
+    sock = tcp.__dict__.get("socket")
+    if sock is None or target.__dict__.get("_guildnet_write_through", False):
+        return
+
+    def write(data: bytes) -> None:
+        if (
+            data
+            and tcp.connected
+            and not tcp.disconnecting
+            and not tcp._writeDisconnected
+            and not tcp._tempDataBuffer
+            and tcp.offset == len(tcp.dataBuffer)
+        ):
+            try:
+                sent = sock.send(data)
+            except OSError:
+                sent = 0  # EAGAIN, or an error the reactor's doWrite will report
+            if sent == len(data):
+                return
+            data = data[sent:]
+        queued(data)
+
+    target.__dict__["_guildnet_write_through"] = True
+    target.__dict__["write"] = write  # as BufferingTLSTransport does with its aggregator
+
+
+def flush_tls(transport: Any) -> None:
+    """Send what a server TLS transport holds back to merge small writes, now."""
+    if isinstance(transport, BufferingTLSTransport):
+        # After connectionLost the aggregator is a null one, without ``flush``.
+        flush = getattr(getattr(transport, "_aggregator", None), "flush", None)
+        if flush is not None:
+            flush()

@@ -25,6 +25,7 @@ id or target, ``..`` that would climb above the prefix or hides in an encoded se
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Literal
@@ -77,11 +78,31 @@ class ProxyPath:
     redirect_to: str | None = None
 
 
+#: Parsed request-targets (ProxyPath is immutable): an IDE asks for the same URIs over
+#: and over. Bounded in entries and in key length; errors are never cached.
+_PARSED: dict[bytes, ProxyPath | None] = {}
+_PARSED_MAX = 2048
+_PARSED_KEY_MAX = 512
+
+
 def parse_proxy_uri(uri: bytes) -> ProxyPath | None:
     """Parse a request-target; None when it is not a proxy URI at all.
 
     Raises ProxyPathError when it is a proxy URI but malformed.
     """
+    try:
+        return _PARSED[uri]
+    except KeyError:
+        pass
+    parsed = _parse_proxy_uri(uri)
+    if len(uri) <= _PARSED_KEY_MAX:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[uri] = parsed
+    return parsed
+
+
+def _parse_proxy_uri(uri: bytes) -> ProxyPath | None:
     text = uri.decode("latin-1")
     absolute = _ABSOLUTE_FORM.match(text)
     if absolute:  # RFC 9112 3.2.2: servers must accept absolute-form too
@@ -256,6 +277,7 @@ def default_scheme(port: int) -> str:
     return "https" if port == 8443 else "http"
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_target(text: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` -> (canonical host, port); ProxyPathError if bad.
 

@@ -20,7 +20,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guildnet.proxy.netutil import send_now, set_keepalive, set_nodelay
+from guildnet.proxy.netutil import set_keepalive, set_nodelay, write_through
 from guildnet.proxy.upstream import UpstreamConnection
 
 
@@ -92,6 +92,8 @@ class Splice:
         set_keepalive(self.client)
         set_nodelay(self.client)
         set_keepalive(self.upstream.transport)
+        write_through(self.client)
+        write_through(self.upstream.transport)
         self.upstream.become_raw(self)
         with_producer = self.client
         with_producer.unregisterProducer()
@@ -111,7 +113,6 @@ class Splice:
         self.last_active = self.now()
         self.bytes_up += len(data)
         self.upstream.write_body(data)
-        send_now(self.upstream.transport)
 
     def client_lost(self, reason: Failure) -> None:
         self.client_gone = True
@@ -136,7 +137,6 @@ class Splice:
         self.last_active = self.now()
         self.bytes_down += len(data)
         self._write_client(data)
-        send_now(self.client)
 
     def raw_lost(self, reason: Failure) -> None:
         self.upstream_gone = True

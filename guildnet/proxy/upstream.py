@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guildnet.proxy.netutil import is_ip, set_keepalive, set_nodelay
+from guildnet.proxy.netutil import is_ip, set_keepalive, set_nodelay, write_through
 
 log = Logger()
 
@@ -181,6 +181,7 @@ class UpstreamConnection(TwistedProtocol):
         assert self.transport is not None
         set_nodelay(self.transport)
         set_keepalive(self.transport)
+        write_through(self.transport)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.last_active = self.pool.now()
 
@@ -406,7 +407,7 @@ class UpstreamPool:
         reactor: Any,
         *,
         idle_timeout: float = 60.0,
-        max_idle_per_endpoint: int = 32,
+        max_idle_per_endpoint: int = 128,
         endpoint_factory: Callable[[Endpoint, float], IStreamClientEndpoint] | None = None,
     ) -> None:
         self.reactor = reactor
