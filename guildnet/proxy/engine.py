@@ -737,7 +737,7 @@ class ProxyExchange:
         splice = Splice(
             transport,
             conn,
-            self.engine.now,
+            self.engine.reactor.seconds,
             self.engine.config.ws_idle_timeout,
             self.engine.splices.discard,
             description=f"{self.path.prefix} via {self.target.route}",

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from guildnet.proxy.netutil import set_keepalive, set_nodelay, write_through
+from guildnet.proxy.tlsdirect import take_over
 from guildnet.proxy.upstream import UpstreamConnection
 
 
@@ -92,18 +93,25 @@ class Splice:
         set_keepalive(self.client)
         set_nodelay(self.client)
         set_keepalive(self.upstream.transport)
-        write_through(self.client)
         write_through(self.upstream.transport)
         self.upstream.become_raw(self)
-        with_producer = self.client
-        with_producer.unregisterProducer()
-        with_producer.registerProducer(_ClientProducer(self), True)
+        direct = take_over(self.client, self.from_client)
+        if direct is not None:
+            # Twisted's TLS protocol steps aside; the same TLS session carries on.
+            self.client = direct
+            self._write_client = direct.write
+        else:
+            self.client.unregisterProducer()
+        write_through(self.client)
+        self.client.registerProducer(_ClientProducer(self), True)
         self.client.resumeProducing()
         self._write_client(to_client)
         if from_upstream:
             self.raw_data(from_upstream)
         if buffered_from_client:
             self.from_client(buffered_from_client)
+        if direct is not None:
+            direct.read_pending()
 
     # client -> upstream --------------------------------------------------------
 

@@ -40,6 +40,7 @@ from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine
 from guildnet.proxy.policy import parse_allowlist
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
+from guildnet.proxy.tlsdirect import DirectTLS
 from guildnet.tls import find_certificate, server_context_factory
 from tests.backend import ws
 from tests.backend.server import BackendFactory
@@ -187,7 +188,8 @@ class RawClient(Protocol):
 
     # WebSocket
 
-    def upgrade(self, target: str) -> Deferred[bytes]:
+    def upgrade(self, target: str, then: bytes = b"") -> Deferred[bytes]:
+        """Send an upgrade request; ``then`` follows it in the same write (pipelined)."""
         key = ws.new_key().decode()
         lines = [
             f"GET {target} HTTP/1.1",
@@ -199,7 +201,7 @@ class RawClient(Protocol):
             f"Origin: {FRONTEND}",
         ]
         self._ws_waiter = Deferred()
-        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode() + then)
         return self._ws_waiter
 
     def send_ws(self, opcode: int, payload: bytes) -> None:
@@ -721,9 +723,32 @@ class ProxyEngineTests(TestCase):
         client.send_ws(ws.OP_BINARY, big)
         self.assertEqual(await client.next_ws(), (ws.OP_BINARY, big))
         self.assertEqual(len(self.engine.splices), 1)
+        (splice,) = self.engine.splices
+        self.assertIsInstance(splice.client, DirectTLS, "the TLS protocol was not taken over")
+        # close_notify from the client ends the splice and the upstream connection.
         client.transport.loseConnection()
         await self._until(lambda: not self.backend_factory.connections, "upstream not closed")
         self.assertFalse(self.engine.splices)
+
+    async def test_websocket_frames_pipelined_with_the_upgrade_keep_their_order(self) -> None:
+        client = await self.connect()
+        frames = b"".join(ws.encode(ws.OP_TEXT, b"early %d" % i, mask=True) for i in range(3))
+        head = await client.upgrade(self.prefix + "/ws", then=frames)
+        self.assertIn(b"101", head.split(b"\r\n")[0])
+        got = [await client.next_ws() for _ in range(3)]
+        self.assertEqual(got, [(ws.OP_TEXT, b"early %d" % i) for i in range(3)])
+        client.send_ws(ws.OP_TEXT, b"after")
+        self.assertEqual(await client.next_ws(), (ws.OP_TEXT, b"after"))
+
+    async def test_websocket_many_messages_in_both_directions(self) -> None:
+        """Many small records in one TCP read, and replies that span several records."""
+        client = await self.connect()
+        await client.upgrade(self.prefix + "/ws")
+        sizes = [1, 125, 126, 65535, 65536, 16384 * 3 + 7, 0, 300_000]
+        for size in sizes:
+            client.send_ws(ws.OP_BINARY, bytes([size % 251]) * size)
+        for size in sizes:
+            self.assertEqual(await client.next_ws(), (ws.OP_BINARY, bytes([size % 251]) * size))
 
     async def test_websocket_upstream_close_closes_client(self) -> None:
         client = await self.connect()
