@@ -20,7 +20,8 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import SSL4ServerEndpoint
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
@@ -40,6 +41,9 @@ log = Logger()
 
 class HostApp(MultiService):
     """The whole Host App; its attributes are the parts tests reach into."""
+
+    #: Set by the twistd plugin: the log observer twistd should use (see ``logformat``).
+    log_observer: ILogObserver | None = None
 
     def __init__(
         self, settings: Settings, environ: Mapping[str, str], reactor: Any, cwd: Path | None = None
@@ -93,6 +97,18 @@ class HostApp(MultiService):
         self.listener = StreamServerEndpointService(endpoint, self.site)
         self.listener._raiseSynchronously = True
         self.listener.setServiceParent(self)
+
+    def setServiceParent(self, parent: Any) -> None:
+        """twistd makes the application, parents us to it, then starts logging with the
+        application's ``ILogObserver`` if it has one: this is where ours is offered."""
+        observer = self.log_observer
+        if (
+            observer is not None
+            and isinstance(parent, Componentized)
+            and parent.getComponent(ILogObserver, None) is None
+        ):
+            parent.setComponent(ILogObserver, observer)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         log.info(

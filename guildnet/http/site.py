@@ -230,6 +230,7 @@ class GuildNetSite(server.Site):
         # request per field. The fields stay in the event for structured observers.
         access_log.info(
             line.replace("{", "{{").replace("}", "}}"),
+            guildnet_text=line,  # the finished text, for guildnet.logformat
             request_id=request_id,
             method=method,
             path=path,

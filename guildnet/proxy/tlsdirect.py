@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from OpenSSL import SSL
 from twisted.internet import error as ierror
@@ -204,7 +204,7 @@ def take_over(transport: Any, deliver: Callable[[bytes], None]) -> DirectTLS | N
             return None
         flush()
     outer.unregisterProducer()
-    direct = DirectTLS(tls, deliver, conn)
+    direct = DirectTLS(cast(TLSMemoryBIOProtocol, tls), deliver, conn)
     tcp.protocol = direct
     return direct
 

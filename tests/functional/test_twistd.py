@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -78,13 +79,19 @@ class Daemons:
         self.tmp = tmp
         self.running: list[Daemon] = []
 
-    def start(self, *options: str, port: int | None = None, **env: str) -> Daemon:
+    def start(
+        self,
+        *options: str,
+        port: int | None = None,
+        twistd_options: tuple[str, ...] = (),
+        **env: str,
+    ) -> Daemon:
         port = port or free_port()
         env.setdefault("LISTEN_LOCAL", f"127.0.0.1:{port}")
         log = self.tmp / f"daemon-{len(self.running)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [str(TWISTD), "-n", "--pidfile=", "guildnet", *options],
+                [str(TWISTD), "-n", "--pidfile=", *twistd_options, "guildnet", *options],
                 cwd=self.tmp,
                 env=daemon_env(self.tmp, **env),
                 stdout=out,
@@ -200,12 +207,34 @@ def test_serves_https_with_a_generated_certificate_and_reuses_it(
     assert first.stop() in (0, -signal.SIGTERM), first.output()
     assert "Server Shut Down." in first.output()
     assert "Traceback" not in first.output()
-    assert "access request_id=" in first.output()
+    assert ACCESS_LINE.search(first.output()), first.output()
 
     crt_bytes, key_bytes = crt.read_bytes(), key.read_bytes()
     second = daemons.start()
     assert https_get(second.port, "/healthz", crt).peer_der == cert_der(crt)
     assert (crt.read_bytes(), key.read_bytes()) == (crt_bytes, key_bytes)
+
+
+ACCESS_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} \[guildnet\.access#info\] access "
+    r"request_id=\S+ method=GET path=/healthz status=200 ",
+    re.M,
+)
+
+
+def test_logfile_option_is_honoured_with_twistd_line_format(
+    daemons: Daemons, tmp_path: Path
+) -> None:
+    logfile = tmp_path / "logs" / "guildnet.log"
+    logfile.parent.mkdir()
+    daemon = daemons.start(twistd_options=(f"--logfile={logfile}",))
+    crt = tmp_path / "state" / "certs" / "selfsigned.crt"
+    assert https_get(daemon.port, "/healthz", crt).status == 200
+    assert daemon.stop() in (0, -signal.SIGTERM)
+    text = logfile.read_text()
+    assert ACCESS_LINE.search(text), text
+    assert "Server Shut Down." in text
+    assert "access request_id=" not in daemon.output(), "the log went to the file only"
 
 
 def test_certificate_from_cwd_certs_is_preferred(daemons: Daemons, tmp_path: Path) -> None:

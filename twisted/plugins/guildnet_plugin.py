@@ -49,8 +49,12 @@ class GuildNetServiceMaker:
         from twisted.internet import reactor
 
         from guildnet.app import HostApp
+        from guildnet.logformat import twistd_log_observer
 
-        return HostApp(options.settings, dict(os.environ), reactor)
+        app = HostApp(options.settings, dict(os.environ), reactor)
+        # twistd's own log destination, with a cheaper formatter of the same text.
+        app.log_observer = twistd_log_observer(getattr(options, "parent", None))
+        return app
 
 
 serviceMaker = GuildNetServiceMaker()
