@@ -37,8 +37,10 @@ except (ImportError, AttributeError):  # pragma: no cover - another pyOpenSSL la
     _mem_pending = None
     _NULL = None
 
-#: Largest plaintext read per ``recv`` (several TLS records' worth).
-READ_SIZE = 256 * 1024
+#: Plaintext asked for per ``recv``: one TLS record holds at most 16 KiB, and the buffer
+#: pyOpenSSL allocates per call must stay below malloc's mmap threshold (128 KiB), or
+#: every message costs an mmap and a munmap.
+READ_SIZE = 32 * 1024
 
 
 class DirectTLS:
@@ -117,11 +119,12 @@ class DirectTLS:
         if self._closing or self._lost or not data:
             return
         conn = self._conn
-        view = memoryview(data)
         try:
-            while view:
-                sent = conn.send(view)
-                view = view[sent:]
+            sent = conn.send(data)
+            if sent < len(data):  # partial writes are enabled: one record at a time
+                view = memoryview(data)[sent:]
+                while view:
+                    view = view[conn.send(view) :]
         except SSL.Error:
             self.abortConnection()
             return
