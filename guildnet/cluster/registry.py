@@ -180,6 +180,10 @@ class Registry(MultiService):
     def instances(self) -> dict[str, Instance]:
         return dict(self._instances)
 
+    def running_instance(self, cluster_id: str) -> Instance | None:
+        """The cluster's Instance if it is running now (never starts one); cheap."""
+        return self._instances.get(cluster_id)
+
     def close(self, cluster_id: str) -> Deferred[None]:
         """Stop the cluster's Instance and everything it owns (no-op if not running)."""
         instance = self._instances.pop(cluster_id, None)

@@ -147,8 +147,7 @@ class ServerRoutes:
         Called per request: it only looks at running Instances (no disk, no start-up)
         and returns the same object while nothing changed (the engine caches on it).
         """
-        instance = self.registry.instances().get("default")
-        if instance is None:
+        if self.registry.running_instance("default") is None:
             return _NONE
         try:
             return self.cluster("default").managed()

@@ -17,6 +17,7 @@ WebSocket echo:
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -37,6 +38,7 @@ from guildnet.cluster.kubeclient import ClusterSource
 from guildnet.cluster.registry import Registry
 from guildnet.config import load_settings
 from guildnet.http.site import GuildNetSite, HttpPolicy
+from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine
@@ -134,8 +136,9 @@ class ProxyRouteTests(TestCase):
         site = GuildNetSite(Resource(), HttpPolicy(FRONTEND), interceptor=self.engine)
         self.wrapper = WrappingFactory(site)
         self.wrapper.noisy = False
-        self.listener = reactor.listenSSL(
-            0, self.wrapper, server_context_factory(cert), interface="127.0.0.1"
+        # The Host App's own TLS stack (guildnet.app): TCP plus LeanTLSFactory.
+        self.listener = reactor.listenTCP(
+            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
         )
 
     def serve(self, host: str, port: int) -> Any:
@@ -255,3 +258,28 @@ class ProxyRouteTests(TestCase):
     async def test_port_forward(self) -> None:
         await self.start(agent=False, podproxy=False, portforward=True)
         await self.check_route("portforward")
+
+    async def test_address_target_reaches_only_managed_workspaces(self) -> None:
+        """``/proxy/{ip:port}/``: a workspace pod's address is reachable without any
+        allowlist (the Host App wires ``managed`` this way); another address in the same
+        pod network is refused."""
+        await self.start(agent=False, podproxy=True, portforward=False)
+        assert self.engine.servers is not None
+        servers: Any = self.engine.servers
+        self.engine.managed = servers.managed
+        core: Any = k8s_client.CoreV1Api(self.kube_api)
+        pod_ip = str(core.read_namespaced_pod("ide-pod", self.ns).status.pod_ip)
+        deadline = time.monotonic() + 30
+        while (pod_ip, PORT) not in servers.managed():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pod_ip}:{PORT} never became a managed target")
+            await deferLater(reactor, 0.1, lambda: None)
+        client = await self.connect()
+        login = await client.request("GET", f"/proxy/{pod_ip}:{PORT}/login")
+        self.assertEqual(login.status, 302, login.body)
+        self.assertEqual(login.header("x-guildnet-route"), "direct")
+        self.assertEqual(login.header("location"), f"/proxy/{pod_ip}:{PORT}/?folder=x")
+        other = "198.18.31.250" if pod_ip != "198.18.31.250" else "198.18.31.251"
+        refused = await client.request("GET", f"/proxy/{other}:{PORT}/")
+        self.assertEqual(refused.status, 403, refused.body)
+        self.assertEqual(json.loads(refused.body)["error"], "proxy_target_refused")

@@ -46,6 +46,7 @@ from guildnet.config import Settings, load_settings
 from guildnet.http.api import HostAPI
 from guildnet.http.jsonio import MAX_JSON_BYTES
 from guildnet.http.site import GuildNetSite, HttpPolicy
+from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.monitor import ReactorMonitor
 from guildnet.tls import find_certificate, server_context_factory
 from tests.kubeconfigs import SECRET_TOKEN, closed_port, kubeconfig_text
@@ -139,8 +140,9 @@ class ServingTestCase(TestCase):
         wrapper = WrappingFactory(site)
         wrapper.noisy = False
         if tls:
-            port = reactor.listenSSL(
-                0, wrapper, server_context_factory(self.pair), interface="127.0.0.1"
+            # As guildnet.app listens: TCP plus LeanTLSFactory.
+            port = reactor.listenTCP(
+                0, LeanTLSFactory(server_context_factory(self.pair), wrapper), interface="127.0.0.1"
             )
         else:
             port = reactor.listenTCP(0, wrapper, interface="127.0.0.1")

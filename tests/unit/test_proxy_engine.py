@@ -37,6 +37,7 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from guildnet.http.site import GuildNetSite, HttpPolicy
+from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine
 from guildnet.proxy.policy import parse_allowlist
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
@@ -420,8 +421,9 @@ class ProxyEngineTests(TestCase):
         site = GuildNetSite(Resource(), HttpPolicy(FRONTEND), interceptor=self.engine)
         self.wrapper = WrappingFactory(site)
         self.wrapper.noisy = False
-        self.listener = reactor.listenSSL(
-            0, self.wrapper, server_context_factory(cert), interface="127.0.0.1"
+        # The Host App's own TLS stack (guildnet.app): TCP plus LeanTLSFactory.
+        self.listener = reactor.listenTCP(
+            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
         )
         self.port = self.listener.getHost().port
         self.clients: list[RawClient] = []
