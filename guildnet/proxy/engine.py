@@ -23,7 +23,9 @@ Where to send a request is decided by ``paths`` (which target the URI names),
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -35,6 +37,7 @@ from twisted.internet.interfaces import IPushProducer, IResolutionReceiver
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import NO_BODY_CODES
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
@@ -59,6 +62,10 @@ log = Logger(namespace="guildnet.proxy")
 #: Request-body bytes held while the upstream connection is being opened.
 PENDING_BODY_LIMIT = 256 * 1024
 _WS = b"websocket"
+#: What may not appear in a header name (token characters only) or value (no line
+#: breaks or NUL) written without twisted.web's sanitising.
+_BAD_NAME = re.compile(rb"[\x00-\x20:\x7f-\xff]")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
 _NO_TARGETS: frozenset[tuple[str, int]] = frozenset()
 
 
@@ -649,18 +656,59 @@ class ProxyExchange:
             upstream_origins=self._upstream_origins(),
             route=target.route,
         )
-        response = Headers()
-        for name, value in out:
-            response.addRawHeader(name, value)
-        response.setRawHeaders(b"x-request-id", [request.request_id.encode()])
+        out.append((b"x-request-id", request.request_id.encode()))
         if not self.request_complete and self.length != 0:
-            response.setRawHeaders(b"connection", [b"close"])
-        request.responseHeaders = response
+            out = [(n, v) for n, v in out if n.lower() != b"connection"]
+            out.append((b"connection", b"close"))
         request.setResponseCode(status)
         self.responded = True
         request.registerProducer(self, True)
         self._producing = True
-        request.write(b"")  # the head goes out now: SSE clients see it at once
+        self._write_head(out)  # the head goes out now: SSE clients see it at once
+
+    def _write_head(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Send the response head and leave the Request as its own first write would.
+
+        ``Request.write`` builds a ``Headers`` object and re-encodes every name and
+        value; these came from httptools' parser and ``headers``' rewrites, so they are
+        written as they are, after one check that no value could break the framing
+        (else twisted.web's sanitising path is used).
+        """
+        request = self.request
+        version = request.clientproto
+        code = request.code
+        has_length = False
+        for name, _ in headers:
+            if name.lower() == b"content-length":
+                has_length = True
+                break
+        no_body = request.method == b"HEAD" or code in NO_BODY_CODES
+        chunked = version == b"HTTP/1.1" and not has_length and not no_body
+        if chunked:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        lines = [version, b" %d " % code, request.code_message, b"\r\n"]
+        for name, value in headers:
+            lines += [name, b": ", value, b"\r\n"]
+        lines.append(b"\r\n")
+        names = [n for n, _ in headers]
+        if (
+            not all(names)
+            or _BAD_NAME.search(b"".join(names)) is not None
+            or _BAD_VALUE.search(b"".join([v for _, v in headers])) is not None
+        ):
+            response = Headers()
+            for name, value in headers:
+                if name != b"Transfer-Encoding":
+                    with contextlib.suppress(ValueError):  # an invalid name is dropped
+                        response.addRawHeader(name, value)
+            request.responseHeaders = response
+            request.write(b"")
+            return
+        request.startedWriting = 1
+        request.chunked = 1 if chunked else 0
+        if no_body:
+            request.write = _discard  # as Request.write does for HEAD and 204/304
+        self.channel.write(b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
         self.last_active = self.engine.now()
@@ -889,6 +937,10 @@ class ProxyExchange:
         # Host is forwarded, so an app builds absolute URLs with the public host; it
         # may believe it is served over http (few read X-Forwarded-Proto).
         return [*self.target.upstream_origins, f"http://{host}", f"https://{host}"]
+
+
+def _discard(data: bytes) -> None:
+    pass
 
 
 def _wants_websocket(request: Any) -> bool:
