@@ -24,11 +24,19 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
-try:  # OpenSSL's own count of bytes in a memory BIO, through pyOpenSSL's binding
+try:  # OpenSSL itself, through the cffi binding pyOpenSSL is built on
     from OpenSSL.SSL import _ffi, _lib
 
     _bio_pending = _lib.BIO_get_mem_data
     _NULL = _ffi.NULL
+    _SSL_read = _lib.SSL_read
+    _SSL_write = _lib.SSL_write
+    _SSL_pending = _lib.SSL_pending
+    _BIO_read = _lib.BIO_read
+    _BIO_write = _lib.BIO_write
+    _from_buffer = _ffi.from_buffer
+    _buffer = _ffi.buffer
+    _new = _ffi.new_allocator(should_clear_after_alloc=False)
 except (ImportError, AttributeError):  # pragma: no cover - another pyOpenSSL layout
     _bio_pending = None
     _NULL = None
@@ -48,6 +56,72 @@ def available() -> bool:
     return _bio_pending is not None
 
 
+_read_buffer: Any = None
+
+
+class RawTLS:
+    """The hot calls of an established pyOpenSSL ``Connection``, made straight to
+    OpenSSL through the same cffi binding.
+
+    pyOpenSSL wraps each call in Python (a buffer allocated per read, error
+    checks meant for the handshake's callbacks); after the handshake only the
+    calls remain. Errors go through the ``Connection``'s own error translation,
+    so callers see pyOpenSSL's exceptions exactly as before.
+    """
+
+    __slots__ = ("_conn", "_from", "_into", "_ssl")
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._ssl = conn._ssl
+        self._into = conn._into_ssl
+        self._from = conn._from_ssl
+        global _read_buffer
+        if _read_buffer is None:
+            # One buffer for every connection: all calls happen on the reactor thread
+            # and each read is copied out at once.
+            _read_buffer = _new("char[]", READ_SIZE)
+
+    @staticmethod
+    def usable(conn: Any) -> bool:
+        return available() and all(
+            hasattr(conn, a) for a in ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error")
+        )
+
+    def feed(self, data: bytes) -> None:
+        """Ciphertext from the network into OpenSSL (a memory BIO takes it all)."""
+        if data:
+            _BIO_write(self._into, _from_buffer(data), len(data))
+
+    def read(self) -> bytes:
+        """One record's plaintext; pyOpenSSL's exceptions (WantReadError, ...) otherwise."""
+        buf = _read_buffer
+        n = _SSL_read(self._ssl, buf, READ_SIZE)
+        if n <= 0:
+            self._conn._raise_ssl_error(self._ssl, n)
+            return b""  # pragma: no cover - _raise_ssl_error raises for n <= 0
+        return _buffer(buf, n)[:]
+
+    def more_to_read(self) -> bool:
+        return bool(_SSL_pending(self._ssl) or _bio_pending(self._into, _NULL))
+
+    def write(self, data: Any) -> int:
+        """Encrypt up to one record of ``data``; how much was taken."""
+        n = _SSL_write(self._ssl, _from_buffer(data), len(data))
+        if n <= 0:
+            self._conn._raise_ssl_error(self._ssl, n)
+        return int(n)
+
+    def drain(self) -> bytes:
+        """All ciphertext waiting to be sent, or b""."""
+        size = _bio_pending(self._from, _NULL)
+        if size <= 0:
+            return b""
+        buf = _new("char[]", size)
+        n = _BIO_read(self._from, buf, size)
+        return _buffer(buf, n)[:] if n > 0 else b""
+
+
 class LeanTLSTransport(BufferingTLSTransport):
     """A server TLS transport with cheaper reads and writes (see the module doc)."""
 
@@ -61,17 +135,34 @@ class LeanTLSTransport(BufferingTLSTransport):
             host = self._host = super().getHost()
         return host
 
+    _raw: RawTLS | None = None
+
+    def _established(self) -> RawTLS | None:
+        """Raw calls for the connection once its handshake is done (before that,
+        Twisted's and pyOpenSSL's paths run the handshake and its callbacks)."""
+        raw = self._raw
+        conn = self._tlsConnection
+        if raw is not None and raw._conn is conn:
+            return raw
+        if conn is None or not self._handshakeDone:
+            return None
+        raw = self._raw = RawTLS(conn)
+        return raw
+
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
             return
-        conn = self._tlsConnection
+        raw = self._established()
+        if raw is None:
+            super()._write(data)
+            return
         total = len(data)
         done = 0
         view = memoryview(data) if total > 16384 else data
         while done < total:
             try:
                 # Partial writes are on: each call takes one record's worth.
-                done += conn.send(view[done:] if done else view)
+                done += raw.write(view[done:] if done else view)
             except WantReadError:
                 self._bufferedWrite(bytes(view[done:]))
                 break
@@ -85,16 +176,25 @@ class LeanTLSTransport(BufferingTLSTransport):
         conn = self._tlsConnection
         if conn is None:
             return
-        size = mem_pending(conn._from_ssl)
+        raw = self._established()
+        if raw is not None:
+            out = raw.drain()
+        else:
+            size = mem_pending(conn._from_ssl)
+            out = conn.bio_read(size) if size > 0 else b""
         transport = self.transport
-        if size > 0 and transport is not None:
-            transport.write(conn.bio_read(size))
+        if out and transport is not None:
+            transport.write(out)
 
     def _flushReceiveBIO(self) -> None:
+        raw = self._established()
+        if raw is None:
+            super()._flushReceiveBIO()
+            return
         conn = self._tlsConnection
         while not self._lostTLSConnection:
             try:
-                data = conn.recv(READ_SIZE)
+                data = raw.read()
             except WantReadError:
                 break
             except ZeroReturnError:
@@ -105,13 +205,8 @@ class LeanTLSTransport(BufferingTLSTransport):
             else:
                 if not self._aborted:
                     ProtocolWrapper.dataReceived(self, data)
-                if (
-                    self._handshakeDone
-                    and self._tlsConnection is conn
-                    and not conn.pending()
-                    and not mem_pending(conn._into_ssl)
-                ):
-                    break  # all read: skip the recv that would only raise WantReadError
+                if self._tlsConnection is conn and not raw.more_to_read():
+                    break  # all read: skip the call that would only say "want read"
         self._flushSendBIO()
 
 
@@ -127,4 +222,4 @@ class LeanTLSFactory(TLSMemoryBIOFactory):
             self.protocol = LeanTLSTransport
 
 
-__all__ = ["LeanTLSFactory", "LeanTLSTransport", "available", "mem_pending"]
+__all__ = ["LeanTLSFactory", "LeanTLSTransport", "RawTLS", "available", "mem_pending"]

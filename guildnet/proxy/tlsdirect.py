@@ -28,19 +28,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
-try:  # OpenSSL's own accounting of memory-BIO contents, through pyOpenSSL's binding
-    from OpenSSL.SSL import _ffi, _lib
-
-    _mem_pending = _lib.BIO_get_mem_data
-    _NULL = _ffi.NULL
-except (ImportError, AttributeError):  # pragma: no cover - another pyOpenSSL layout
-    _mem_pending = None
-    _NULL = None
-
-#: Plaintext asked for per ``recv``: one TLS record holds at most 16 KiB, and the buffer
-#: pyOpenSSL allocates per call must stay below malloc's mmap threshold (128 KiB), or
-#: every message costs an mmap and a munmap.
-READ_SIZE = 32 * 1024
+from guildnet.http.tlstransport import RawTLS
 
 
 class DirectTLS:
@@ -56,8 +44,7 @@ class DirectTLS:
     ) -> None:
         self._tls = tls
         self._conn = connection
-        self._into = connection._into_ssl
-        self._from = connection._from_ssl
+        self._raw = RawTLS(connection)
         self.transport: Any = tls.transport  # the TCP connection (``netutil`` walks this)
         self._deliver = deliver
         self._closing = False
@@ -66,7 +53,7 @@ class DirectTLS:
     def read_pending(self) -> None:
         """Deliver what OpenSSL already holds (Twisted's TLS layer drains it on every
         read, so normally nothing): no byte is left behind at the switch."""
-        if not self._lost and (self._conn.pending() or _mem_pending(self._into, _NULL)):
+        if not self._lost and self._raw.more_to_read():
             self._read_available()
 
     # from the TCP transport ------------------------------------------------------------
@@ -74,18 +61,17 @@ class DirectTLS:
     def dataReceived(self, data: bytes) -> None:
         if self._lost:
             return
-        conn = self._conn
-        conn.bio_write(data)
+        self._raw.feed(data)
         self._read_available()
 
     def _read_available(self) -> None:
-        conn = self._conn
+        raw = self._raw
         chunks: list[bytes] = []
         peer_closed = False
         failure: Failure | None = None
         while True:
             try:
-                chunks.append(conn.recv(READ_SIZE))
+                chunks.append(raw.read())
             except SSL.WantReadError:
                 break  # a partial record: the rest is on its way
             except SSL.ZeroReturnError:
@@ -94,12 +80,11 @@ class DirectTLS:
             except SSL.Error as e:
                 failure = Failure(ierror.ConnectionLost(f"TLS error: {e}"))
                 break
-            if not conn.pending() and not _mem_pending(self._into, _NULL):
+            if not raw.more_to_read():
                 break
-        if _mem_pending(self._from, _NULL):
-            self._flush()  # TLS 1.3 post-handshake answers (key update) or alerts
+        self._flush()  # TLS 1.3 post-handshake answers (key update) or alerts, if any
         if chunks:
-            self._deliver(b"".join(chunks))
+            self._deliver(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if failure is not None:
             self.abortConnection()
         elif peer_closed:
@@ -118,13 +103,13 @@ class DirectTLS:
     def write(self, data: bytes) -> None:
         if self._closing or self._lost or not data:
             return
-        conn = self._conn
+        raw = self._raw
         try:
-            sent = conn.send(data)
+            sent = raw.write(data)
             if sent < len(data):  # partial writes are enabled: one record at a time
                 view = memoryview(data)[sent:]
                 while view:
-                    view = view[conn.send(view) :]
+                    view = view[raw.write(view) :]
         except SSL.Error:
             self.abortConnection()
             return
@@ -134,9 +119,9 @@ class DirectTLS:
         self.write(b"".join(data))
 
     def _flush(self) -> None:
-        size = _mem_pending(self._from, _NULL)
-        if size > 0:
-            self.transport.write(self._conn.bio_read(size))
+        out = self._raw.drain()
+        if out:
+            self.transport.write(out)
 
     def loseConnection(self) -> None:
         """close_notify, then close once what is queued has been sent."""
@@ -185,7 +170,7 @@ def take_over(transport: Any, deliver: Callable[[bytes], None]) -> DirectTLS | N
     tls: Any = transport
     while type(tls) is ProtocolWrapper:  # pass-through wrappers (connection tracking)
         tls = tls.transport
-    if _mem_pending is None or not isinstance(tls, TLSMemoryBIOProtocol):
+    if not isinstance(tls, TLSMemoryBIOProtocol):
         return None
     tcp = getattr(tls, "transport", None)
     conn = getattr(tls, "_tlsConnection", None)
@@ -197,8 +182,7 @@ def take_over(transport: Any, deliver: Callable[[bytes], None]) -> DirectTLS | N
         or getattr(tls, "_lostTLSConnection", True)
         or getattr(tls, "disconnecting", True)
         or getattr(tls, "_appSendBuffer", None)
-        or not hasattr(conn, "_into_ssl")
-        or not hasattr(conn, "_from_ssl")
+        or not RawTLS.usable(conn)
     ):
         return None
     if isinstance(tls, BufferingTLSTransport):

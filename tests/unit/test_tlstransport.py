@@ -1,0 +1,136 @@
+"""LeanTLSTransport over real sockets: the Host App's TLS layer, against Twisted's
+own TLS client (a different code path on the other end)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from guildnet.http.tlstransport import LeanTLSFactory, LeanTLSTransport
+from guildnet.tls import find_certificate, server_context_factory
+
+reactor: Any = _reactor
+
+
+class Echo(Protocol):
+    def __init__(self, owner: EchoFactory) -> None:
+        self.owner = owner
+
+    def connectionMade(self) -> None:
+        self.owner.connections.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.owner.lost.append(reason)
+
+
+class EchoFactory(Factory):
+    def __init__(self) -> None:
+        self.connections: list[Echo] = []
+        self.lost: list[Failure] = []
+
+    def buildProtocol(self, addr: Any) -> Echo:
+        return Echo(self)
+
+
+class Client(Protocol):
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.closed: Deferred[None] = Deferred()
+        self.reason: Failure | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.reason = reason
+        self.closed.callback(None)
+
+
+class LeanTLSTests(TestCase):
+    def setUp(self) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="guildnet-tls-"))
+        cert = find_certificate(tmp, tmp / "certs")
+        self.echo = EchoFactory()
+        self.factory = LeanTLSFactory(server_context_factory(cert), self.echo)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+
+    async def connect(self) -> Client:
+        endpoint = wrapClientTLS(
+            CertificateOptions(verify=False),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port),
+        )
+        client = Client()
+        await connectProtocol(endpoint, client)
+        self.addCleanup(self._abort, client)
+        return client
+
+    def _abort(self, client: Client) -> Deferred[None]:
+        if not client.closed.called:
+            client.transport.abortConnection()  # type: ignore[union-attr]
+        return client.closed
+
+    async def until(self, cond: Any, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(what)
+            await deferLater(reactor, 0.01, lambda: None)
+
+    async def test_echo_of_every_size_keeps_bytes_and_order(self) -> None:
+        client = await self.connect()
+        sent = bytearray()
+        for size in (1, 100, 16383, 16384, 16385, 65536, 300_001, 0, 7):
+            piece = bytes((size + i) % 251 for i in range(size))
+            sent += piece
+            client.transport.write(piece)  # type: ignore[union-attr]
+        await self.until(lambda: len(client.received) >= len(sent), "echo incomplete")
+        self.assertEqual(bytes(client.received), bytes(sent))
+        (server,) = self.echo.connections
+        self.assertIsInstance(server.transport, LeanTLSTransport)
+        self.assertIsNotNone(server.transport._raw, "the raw path was used")  # type: ignore[union-attr]
+
+    async def test_many_small_records_in_one_read(self) -> None:
+        client = await self.connect()
+        await self.until(lambda: bool(self.echo.connections), "no server connection")
+        tls = client.transport
+        # Many writes in one reactor turn: Twisted's client sends them as many records
+        # that arrive together.
+        for i in range(200):
+            tls.write(b"%04d" % i)  # type: ignore[union-attr]
+        expected = b"".join(b"%04d" % i for i in range(200))
+        await self.until(lambda: len(client.received) >= len(expected), "echo incomplete")
+        self.assertEqual(bytes(client.received), expected)
+
+    async def test_close_notify_ends_cleanly(self) -> None:
+        client = await self.connect()
+        client.transport.write(b"x")  # type: ignore[union-attr]
+        await self.until(lambda: client.received == b"x", "no echo")
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        await client.closed
+        await self.until(lambda: bool(self.echo.lost), "server side not closed")
+        await self.until(lambda: not self.factory.protocols, "factory still tracks it")
+
+    async def test_garbage_after_the_handshake_fails_the_connection(self) -> None:
+        client = await self.connect()
+        client.transport.write(b"x")  # type: ignore[union-attr]
+        await self.until(lambda: client.received == b"x", "no echo")
+        raw_tcp = client.transport.transport  # type: ignore[union-attr]
+        raw_tcp.write(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # a record that cannot decrypt
+        await self.until(lambda: bool(self.echo.lost), "server kept a broken connection")
+        await client.closed
+        self.assertIn("bad record mac", str(client.reason.value))  # type: ignore[union-attr]
