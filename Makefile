@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml setup.cfg
 	touch $(STAMP)
 
 run: $(STAMP) $(UI_BUILD)
-	$(VENV)/bin/twistd -n --pidfile= guildnet
+	$(VENV)/bin/twistd -n --pidfile= --reactor=guildnet guildnet
 
 # The browser UI (ui/, React + Vite) builds into guildnet/web/, which ships in the package.
 ui:

@@ -64,7 +64,7 @@ class HostApp:
         twistd = Path(sys.executable).parent / "twistd"
         self.log = open(self.state / "hostapp.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "guildnet"],
+            [str(twistd), "-n", "--pidfile=", "--reactor=guildnet", "guildnet"],
             env=env,
             cwd=self.state,
             stdout=self.log,

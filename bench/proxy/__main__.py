@@ -241,7 +241,15 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             twistd = str(Path(PYTHON).parent / "twistd")
             procs.start(
                 "guildnet",
-                [twistd, "-n", "--pidfile=", "--logfile", str(tmp / "twistd.log"), "guildnet"],
+                [
+                    twistd,
+                    "-n",
+                    "--pidfile=",
+                    "--logfile",
+                    str(tmp / "twistd.log"),
+                    "--reactor=guildnet",
+                    "guildnet",
+                ],
                 tmp / "guildnet.out",
                 cwd=tmp,  # finds ./certs/server.crt
                 env=env,

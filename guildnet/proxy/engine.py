@@ -44,7 +44,13 @@ from zope.interface import implementer
 from guildnet.http.errors import error_body
 from guildnet.http.site import accept_request_id, new_request_id
 from guildnet.proxy import headers as H
-from guildnet.proxy.netutil import flush_tls, is_ip, set_nodelay, write_through
+from guildnet.proxy.netutil import (
+    flush_tls,
+    is_ip,
+    mark_direct_dispatch,
+    set_nodelay,
+    write_through,
+)
 from guildnet.proxy.paths import ProxyPath, ProxyPathError, format_target, parse_proxy_uri
 from guildnet.proxy.policy import Allowlist, check_target, parse_allowlist
 from guildnet.proxy.splice import Splice
@@ -177,6 +183,7 @@ class ProxyEngine:
             channel._guildnet_nodelay = True
             set_nodelay(channel.transport)
             write_through(channel.transport)
+            mark_direct_dispatch(channel.transport)
         request.method = channel._command
         request.uri = uri
         request.path = uri.split(b"?", 1)[0]

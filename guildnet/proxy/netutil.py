@@ -12,6 +12,8 @@ from typing import Any
 from twisted.internet.abstract import FileDescriptor
 from twisted.protocols.tls import BufferingTLSTransport
 
+from guildnet.reactor import mark_direct
+
 try:
     from twisted.internet._newtls import _BypassTLS
 except ImportError:  # pragma: no cover - a Twisted without it: no write-through there
@@ -93,6 +95,13 @@ def _raw_writer(transport: Any) -> tuple[Any, FileDescriptor, Callable[[bytes], 
         transport = getattr(transport, "__dict__", {}).get("transport")
         seen += 1
     return None
+
+
+def mark_direct_dispatch(transport: Any) -> None:
+    """Let the socket under ``transport`` take ``guildnet.reactor``'s short dispatch path."""
+    found = _raw_writer(transport)
+    if found is not None:
+        mark_direct(found[1])
 
 
 def write_through(transport: Any) -> None:

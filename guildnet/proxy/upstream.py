@@ -36,7 +36,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from guildnet.proxy.netutil import is_ip, set_keepalive, set_nodelay, write_through
+from guildnet.proxy.netutil import (
+    is_ip,
+    mark_direct_dispatch,
+    set_keepalive,
+    set_nodelay,
+    write_through,
+)
 
 log = Logger()
 
@@ -187,6 +193,7 @@ class UpstreamConnection(TwistedProtocol):
         set_nodelay(self.transport)
         set_keepalive(self.transport)
         write_through(self.transport)
+        mark_direct_dispatch(self.transport)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.last_active = self.pool.now()
 

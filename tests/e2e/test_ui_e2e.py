@@ -238,7 +238,13 @@ def host_app(namespace: str, tmp_path: Path) -> Iterator[HostApp]:
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "twistd"), "-n", "--pidfile=", "guildnet"],
+            [
+                str(Path(sys.executable).parent / "twistd"),
+                "-n",
+                "--pidfile=",
+                "--reactor=guildnet",
+                "guildnet",
+            ],
             cwd=tmp_path,
             env={**env, "PYTHONPATH": str(REPO)},
             stdout=out,

@@ -83,7 +83,7 @@ class Daemons:
         self,
         *options: str,
         port: int | None = None,
-        twistd_options: tuple[str, ...] = (),
+        twistd_options: tuple[str, ...] = ("--reactor=guildnet",),
         **env: str,
     ) -> Daemon:
         port = port or free_port()
@@ -208,6 +208,7 @@ def test_serves_https_with_a_generated_certificate_and_reuses_it(
     assert "Server Shut Down." in first.output()
     assert "Traceback" not in first.output()
     assert ACCESS_LINE.search(first.output()), first.output()
+    assert "reactor class: guildnet.reactor.GuildNetReactor" in first.output()
 
     crt_bytes, key_bytes = crt.read_bytes(), key.read_bytes()
     second = daemons.start()
@@ -227,6 +228,7 @@ def test_logfile_option_is_honoured_with_twistd_line_format(
 ) -> None:
     logfile = tmp_path / "logs" / "guildnet.log"
     logfile.parent.mkdir()
+    # Also: Twisted's default reactor (no --reactor=guildnet) runs GuildNet unchanged.
     daemon = daemons.start(twistd_options=(f"--logfile={logfile}",))
     crt = tmp_path / "state" / "certs" / "selfsigned.crt"
     assert https_get(daemon.port, "/healthz", crt).status == 200
@@ -234,6 +236,7 @@ def test_logfile_option_is_honoured_with_twistd_line_format(
     text = logfile.read_text()
     assert ACCESS_LINE.search(text), text
     assert "Server Shut Down." in text
+    assert "guildnet.reactor" not in text
     assert "access request_id=" not in daemon.output(), "the log went to the file only"
 
 
