@@ -105,7 +105,7 @@ def mark_direct_dispatch(transport: Any) -> None:
 
 
 def write_through(transport: Any) -> None:
-    """Make the TCP connection under ``transport`` send at once when nothing is queued.
+    """Make the TCP connection under ``transport`` send without a wait for writability.
 
     Twisted queues every write and sends it when the reactor next reports the socket
     writable: two ``epoll_ctl`` calls and a loop iteration per write. For a ping-pong
@@ -122,7 +122,7 @@ def write_through(transport: Any) -> None:
     if sock is None or target.__dict__.get("_guildnet_write_through", False):
         return
 
-    def write(data: bytes) -> None:
+    def send_now(data: bytes) -> None:
         if (
             data
             and tcp.connected
@@ -140,8 +140,29 @@ def write_through(transport: Any) -> None:
             data = data[sent:]
         queued(data)
 
+    at_end_of_turn = getattr(getattr(tcp, "reactor", None), "at_end_of_turn", None)
+    write: Callable[[bytes], None]
+    if at_end_of_turn is None:
+        write = send_now
+    else:
+        # With guildnet.reactor: what is written during a reactor turn leaves in one
+        # send at its end (Twisted's own write path would wait a whole turn more).
+        pending: list[bytes] = []
+
+        def flush() -> None:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            send_now(data)
+
+        def write(data: bytes) -> None:
+            if data:
+                if not pending:
+                    at_end_of_turn(flush)
+                pending.append(data)
+
     target.__dict__["_guildnet_write_through"] = True
     target.__dict__["write"] = write  # as BufferingTLSTransport does with its aggregator
+    target.__dict__["writeSequence"] = lambda seq: write(b"".join(seq))
 
 
 def flush_tls(transport: Any) -> None:

@@ -29,7 +29,7 @@ def escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=80)
 times = st.one_of(st.none(), st.floats(min_value=0, max_value=4e9, allow_nan=False))
 levels = st.sampled_from(list(LogLevel.iterconstants()))
 namespaces = st.one_of(st.just("guildnet.access"), st.text(max_size=20))

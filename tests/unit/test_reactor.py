@@ -97,3 +97,37 @@ def test_error_in_a_marked_descriptor_is_logged_and_drops_it(
     finally:
         log.removeObserver(errors.append)
     assert any(e.get("isError") and "boom" in str(e.get("failure", "")) for e in errors)
+
+
+def test_the_suite_runs_on_the_reactor_guildnet_ships_with() -> None:
+    import os
+
+    from twisted.internet import reactor as global_reactor
+
+    if os.environ.get("GUILDNET_TEST_REACTOR", "guildnet") == "guildnet":
+        assert isinstance(global_reactor, GuildNetReactor)
+    else:
+        assert not isinstance(global_reactor, GuildNetReactor)
+
+
+def test_end_of_turn_callbacks_run_after_the_turns_events(reactor: GuildNetReactor) -> None:
+    a, b = pair()
+    order: list[str] = []
+    with a, b:
+        reader = Reader(a)
+        original = reader.doRead
+
+        def do_read() -> None:
+            original()
+            order.append("read")
+            reactor.at_end_of_turn(lambda: order.append("end of turn"))
+
+        reader.doRead = do_read  # type: ignore[method-assign]
+        reactor.addReader(reader)
+        b.send(b"x")
+        reactor.doPoll(1)
+        assert order == ["read", "end of turn"]
+        reactor.at_end_of_turn(lambda: order.append("before blocking"))
+        reactor.doPoll(0)  # a timer's write goes out before the reactor waits
+        assert order[-1] == "before blocking"
+        reactor.removeReader(reader)
