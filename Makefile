@@ -44,8 +44,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check guildnet twisted tests bench
 	$(VENV)/bin/mypy
 
+# On the reactor GuildNet ships with (tests/conftest.py), then the proxy and TLS
+# tests again on Twisted's default reactor, which GuildNet must also work on.
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/functional $(PYTEST_ARGS)
+	GUILDNET_TEST_REACTOR=default $(PY) -m pytest $(PYTEST_ARGS) \
+		tests/unit/test_proxy_engine.py tests/unit/test_tlstransport.py tests/unit/test_reactor.py
 
 testbin:
 	tests/harness/build-testbin.sh all
