@@ -1,6 +1,6 @@
 """Proxy benchmark: direct vs GuildNet vs nginx vs configurable-http-proxy, on loopback.
 
-    python -m bench.proxy [--runs 3] [--seconds 3] [--download-mb 1024] [--only NAMES]
+    python -m bench.proxy [--runs 5] [--seconds 3] [--download-mb 1024] [--only NAMES]
 
 One backend (``tests.backend``, code-server-like) serves every case. In front of it:
 
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per load run")
     parser.add_argument("--download-mb", type=int, default=1024, help="download size, MiB")
     parser.add_argument("--only", help="comma-separated subset of guildnet,nginx,chp")
