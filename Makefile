@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 UI_BUILD := guildnet/web/index.html
 
 .PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean \
-	bench-proxy bench-workspaces
+	bench-proxy bench-proxy-memory bench-workspaces
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -18,6 +18,8 @@ help:
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
 	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
+	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
 
 $(STAMP): pyproject.toml setup.cfg
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -72,6 +74,9 @@ dev-cluster: $(STAMP) testbin
 bench-proxy: $(STAMP)
 	cd bench/proxy && npm ci --no-audit --no-fund
 	$(PY) -m bench.proxy
+
+bench-proxy-memory: $(STAMP)
+	$(PY) -m bench.proxy.memory
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces
