@@ -89,16 +89,18 @@ class Target:
     name: str
     base: str  # URL prefix the backend's paths are appended to
     ws_base: str
+    pid: int = 0  # the process whose CPU (with its children) is the target's cost
 
 
 @dataclass
 class Procs:
     items: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
-    def start(self, name: str, argv: list[str], log: Path, **kw: object) -> None:
+    def start(self, name: str, argv: list[str], log: Path, **kw: object) -> int:
         out = open(log, "wb")  # noqa: SIM115 - kept open for the process's life
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
         self.items.append((name, proc))
+        return int(proc.pid)
 
     def stop(self) -> None:
         for _, proc in reversed(self.items):
@@ -173,7 +175,8 @@ def http_load(url: str, connections: int, seconds: float) -> dict[str, float]:
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         if errors:
             raise RuntimeError(f"{url}: {errors.group(1)} error responses")
-        return {"rate": rate, "p50_ms": lat["50"], "p99_ms": lat["99"]}
+        count = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        return {"rate": rate, "p50_ms": lat["50"], "p99_ms": lat["99"], "count": count}
     return _load("http", url, connections, seconds)
 
 
@@ -188,6 +191,31 @@ def _load(kind: str, url: str, connections: int, seconds: float) -> dict[str, fl
         capture_output=True, text=True, timeout=seconds + 60, check=True, cwd=ROOT,
     ).stdout  # fmt: skip
     return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += used.get(p, 0.0)
+        todo += [c for c, parent in parents.items() if parent == p]
+    return total
 
 
 def download(url: str, size: int, timeout: float) -> float:
@@ -215,14 +243,18 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
         cert, key = certs / "server.crt", certs / "server.key"
         write_self_signed(cert, key, "localhost")
         backend = free_port()
-        procs.start(
+        backend_pid = procs.start(
             "backend",
             [PYTHON, "-m", "tests.backend", "--host", "127.0.0.1", "--port", str(backend)],
             tmp / "backend.log",
             cwd=ROOT,
         )
         wait_http(f"http://127.0.0.1:{backend}/healthz")
-        targets = [Target("direct", f"http://127.0.0.1:{backend}", f"ws://127.0.0.1:{backend}")]
+        targets = [
+            Target(
+                "direct", f"http://127.0.0.1:{backend}", f"ws://127.0.0.1:{backend}", backend_pid
+            )
+        ]
         wanted = set(args.only.split(",")) if args.only else None
 
         def want(name: str) -> bool:
@@ -239,7 +271,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                 "KUBECONFIG": str(tmp / "no-kubeconfig"),
             }
             twistd = str(Path(PYTHON).parent / "twistd")
-            procs.start(
+            pid = procs.start(
                 "guildnet",
                 [
                     twistd,
@@ -261,6 +293,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                     "guildnet",
                     f"https://127.0.0.1:{port}{prefix}",
                     f"wss://127.0.0.1:{port}{prefix}",
+                    pid,
                 )
             )
         if want("nginx"):
@@ -272,14 +305,14 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             else:
                 port = free_port()
                 conf = nginx_conf(tmp, port, backend, cert, key)
-                procs.start(
+                pid = procs.start(
                     "nginx",
                     [nginx, "-c", str(conf), "-p", str(tmp), "-g", "daemon off;"],
                     tmp / "nginx.out",
                 )
                 wait_http(f"https://127.0.0.1:{port}/healthz")
                 targets.append(
-                    Target("nginx", f"https://127.0.0.1:{port}", f"wss://127.0.0.1:{port}")
+                    Target("nginx", f"https://127.0.0.1:{port}", f"wss://127.0.0.1:{port}", pid)
                 )
         if want("chp"):
             if not CHP_BIN.exists() or not shutil.which("node"):
@@ -288,7 +321,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                 )
             else:
                 port = free_port()
-                procs.start(
+                pid = procs.start(
                     "chp",
                     [str(CHP_BIN), "--ip", "127.0.0.1", "--port", str(port),
                      "--api-ip", "127.0.0.1", "--api-port", str(free_port()),
@@ -299,7 +332,7 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
                 )  # fmt: skip
                 wait_http(f"https://127.0.0.1:{port}/healthz")
                 targets.append(
-                    Target("chp", f"https://127.0.0.1:{port}", f"wss://127.0.0.1:{port}")
+                    Target("chp", f"https://127.0.0.1:{port}", f"wss://127.0.0.1:{port}", pid)
                 )
         yield targets
     finally:
@@ -342,6 +375,20 @@ def main(argv: list[str] | None = None) -> int:
         def record(t: Target, key: str, value: float) -> None:
             results[t.name].setdefault(key, []).append(value)
 
+        def measured(
+            t: Target, key: str, fn: Callable[..., dict[str, float]], *fn_args: object
+        ) -> dict[str, float]:
+            """Run ``fn``; for a proxy, also record its CPU per operation as ``key``."""
+            before = tree_cpu(t.pid) if t.name != "direct" else 0.0
+            r = fn(*fn_args)
+            if t.name != "direct" and r.get("count"):
+                record(t, key, (tree_cpu(t.pid) - before) / r["count"] * 1e6)
+            return r
+
+        def download_figure(url: str) -> dict[str, float]:
+            # "count" makes the recorded CPU per operation seconds per GiB.
+            return {"rate": download(url, size, 600), "count": size / 1024**3 * 1e6}
+
         for run in range(args.runs):
             for t in targets:
                 if want_figure("get1"):
@@ -350,15 +397,17 @@ def main(argv: list[str] | None = None) -> int:
                     record(t, "get1_p50", r["p50_ms"])
                     record(t, "get1_p99", r["p99_ms"])
                 if want_figure("get50"):
-                    r = http_load(t.base + "/small", 50, args.seconds)
+                    r = measured(t, "get50_cpu", http_load, t.base + "/small", 50, args.seconds)
                     record(t, "get50_rate", r["rate"])
                     record(t, "get50_p50", r["p50_ms"])
                     record(t, "get50_p99", r["p99_ms"])
                 if want_figure("ws"):
-                    r = ws_load(t.ws_base + "/ws", 10, args.seconds)
+                    r = measured(t, "ws_cpu", ws_load, t.ws_base + "/ws", 10, args.seconds)
                     record(t, "ws_rate", r["rate"])
                 if want_figure("download"):
-                    record(t, "download", download(f"{t.base}/download?size={size}", size, 600))
+                    url = f"{t.base}/download?size={size}"
+                    r = measured(t, "download_cpu", download_figure, url)
+                    record(t, "download", r["rate"])
             print(f"  run {run + 1}/{args.runs} done ({time.monotonic() - started:.0f}s)")
 
     med = {n: {k: statistics.median(v) for k, v in d.items()} for n, d in results.items()}
@@ -375,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         ("GET c=50 added p99 ms", "get50_p99_added", False),
         (f"download {args.download_mb} MiB MB/s", "download", True),
         ("WebSocket echo msg/s (10 conns)", "ws_rate", True),
+        ("proxy CPU us/req (GET c=50)", "get50_cpu", False),
+        ("proxy CPU s/GiB (download)", "download_cpu", False),
+        ("proxy CPU us/msg (WebSocket)", "ws_cpu", False),
     ]
     proxies = [n for n in names if n != "direct"]
     head = f"{'figure':34}" + "".join(f"{n:>10}" for n in names)
@@ -384,22 +436,28 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(head)
     for label, key, _higher in rows:
-        if key not in med["direct"]:
+        if not any(key in med[n] for n in names):
             continue
-        line = f"{label:34}" + "".join(f"{med[n][key]:>10.2f}" for n in names)
+        line = f"{label:34}" + "".join(
+            f"{med[n][key]:>10.2f}" if key in med[n] else f"{'-':>10}" for n in names
+        )
         for n in proxies:
-            base = med["direct"][key]
-            line += (
-                f"{_ratio(med[n][key], base):>13}" if not key.endswith("_added") else f"{'-':>13}"
-            )
+            base = med["direct"].get(key)
+            if key.endswith("_added") or base is None or key not in med[n]:
+                line += f"{'-':>13}"
+            else:
+                line += f"{_ratio(med[n][key], base):>13}"
         if "chp" in names:
             for n in proxies:
                 if n != "chp":
-                    line += f"{_ratio(med[n][key], med['chp'][key]):>13}"
+                    both = key in med[n] and key in med["chp"]
+                    line += f"{_ratio(med[n][key], med['chp'][key]):>13}" if both else f"{'-':>13}"
         print(line)
     print()
-    print("ratios: higher is better for req/s, MB/s, msg/s; for added latency lower is better")
-    print("(x/chp < 1 means less added latency than configurable-http-proxy).")
+    print("ratios: higher is better for req/s, MB/s, msg/s; lower is better for added latency")
+    print("and proxy CPU (x/chp < 1: less latency or CPU than configurable-http-proxy).")
+    print("proxy CPU: user+system seconds of the proxy's processes (nginx: master and worker)")
+    print("per request, per message, or per GiB downloaded.")
     print(
         f"medians of {args.runs} runs of {args.seconds:g}s; total {time.monotonic() - started:.0f}s"
     )
