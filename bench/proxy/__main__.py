@@ -16,7 +16,8 @@ certificate); ``direct`` is plain HTTP. Figures: small GETs at concurrency 1 and
 echo messages/s. Each is the median of ``--runs`` short runs, the targets interleaved
 so that machine noise hits them alike. Load comes from ``wrk`` (Debian package) when
 installed, else from an asyncio client (``bench.proxy.load``; slower, so rates are
-lower for every target); downloads use curl; WebSocket echo uses ``bench.proxy.load``.
+lower for every target); downloads use curl; WebSocket echo uses ``bench/proxy/wsload.js``
+(node, which CHP needs anyway), else ``bench.proxy.load``.
 
 Nothing is installed by this script. Missing tools are reported and their cases
 skipped: ``apt-get install -y wrk nginx-light curl`` and ``(cd bench/proxy && npm ci)``.
@@ -180,7 +181,22 @@ def http_load(url: str, connections: int, seconds: float) -> dict[str, float]:
     return _load("http", url, connections, seconds)
 
 
+WS_LOAD_JS = HERE / "wsload.js"
+
+
+def ws_loader() -> str:
+    return "node" if shutil.which("node") and WS_LOAD_JS.exists() else "asyncio"
+
+
 def ws_load(url: str, connections: int, seconds: float) -> dict[str, float]:
+    """Echo messages/s over ``connections`` WebSockets (node's client when there is node:
+    it needs less CPU per message than the proxies measured, so they decide the figure)."""
+    if ws_loader() == "node":
+        out = subprocess.run(
+            ["node", str(WS_LOAD_JS), url, str(connections), str(seconds)],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        ).stdout  # fmt: skip
+        return dict(json.loads(out.strip().splitlines()[-1]))
     return _load("ws", url, connections, seconds)
 
 
@@ -360,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     size = args.download_mb * 1024 * 1024
     started = time.monotonic()
     loader = "wrk" if shutil.which("wrk") else "asyncio"
-    print(f"bench.proxy: {os.cpu_count()} CPUs, HTTP load from {loader}")
+    print(
+        f"bench.proxy: {os.cpu_count()} CPUs, HTTP load from {loader}, "
+        f"WebSocket load from {ws_loader()}"
+    )
     print("TLS: guildnet, nginx and chp terminate TLS (self-signed); direct is plain HTTP.")
     with environment(args) as targets:
         names = [t.name for t in targets]
