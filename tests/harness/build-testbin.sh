@@ -55,12 +55,14 @@ build_kwok() {
 
 build_kube() {
   local out="$CACHE/kube-$K8S_VERSION"
-  if [ -x "$out/kube-apiserver" ] && [ -x "$out/kube-controller-manager" ] && [ -x "$out/kube-scheduler" ]; then
-    return 0
-  fi
+  local cmds="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy" have=1 c
+  for c in $cmds; do [ -x "$out/$c" ] || have=0; done
+  [ "$have" = 1 ] && return 0
   log "building kubernetes $K8S_VERSION (slow when cold)"
   local dir="$WORK/kube-$K8S_VERSION"
   rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  # Keep what an earlier, smaller build produced: only the missing commands are built.
+  for c in $cmds; do [ -x "$out/$c" ] && cp "$out/$c" "$out.tmp/$c"; done
   cd "$dir"
   local gomod goline staging minor
   gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
@@ -86,6 +88,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   go mod tidy
@@ -95,7 +99,8 @@ GO
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+  for cmd in $cmds; do
+    [ -x "$out.tmp/$cmd" ] && continue
     log "  go build $cmd"
     go build -trimpath -ldflags="$ld" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
