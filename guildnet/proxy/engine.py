@@ -51,7 +51,13 @@ from guildnet.proxy.netutil import (
     set_nodelay,
     write_through,
 )
-from guildnet.proxy.paths import ProxyPath, ProxyPathError, format_target, parse_proxy_uri
+from guildnet.proxy.paths import (
+    ProxyPath,
+    ProxyPathError,
+    format_target,
+    parse_proxy_uri,
+    parse_target,
+)
 from guildnet.proxy.policy import Allowlist, check_target, parse_allowlist
 from guildnet.proxy.splice import Splice
 from guildnet.proxy.upstream import (
@@ -96,6 +102,9 @@ class Target:
     path_prefix: str = ""  # prepended to the upstream path (API server pod proxy)
     upstream_origins: tuple[str, ...] = ()
     authorization: Callable[[], bytes | None] | None = None
+    #: Path mode "preserve": the upstream gets the full public path (``/proxy/server/
+    #: ws1/lab``), for apps told their base URL (Jupyter); else the path below the prefix.
+    preserve_path: bool = False
 
 
 @attrs.frozen
@@ -132,12 +141,18 @@ class ProxyConfig:
     ws_idle_timeout: float = 3600.0
     pool_idle_timeout: float = 60.0
     sweep_interval: float = 5.0
+    #: ``(host, port)`` targets of ``/proxy/{host:port}/`` served in preserve mode
+    #: (HOSTAPP_PROXY_PRESERVE_PATH), canonical as ``paths.parse_target`` gives them.
+    preserve_path: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProxyConfig:
         return cls(
             allowlist=parse_allowlist(tuple(settings.proxy_allowlist)),
             frontend_origin=settings.frontend_origin,
+            preserve_path=frozenset(
+                parse_target(entry) for entry in getattr(settings, "proxy_preserve_path", ())
+            ),
         )
 
 
@@ -268,6 +283,7 @@ class ProxyEngine:
                 route="direct",
                 description=f"{path.scheme}://{to}",
                 upstream_origins=(f"{path.scheme}://{to}",),
+                preserve_path=(host, port) in self.config.preserve_path,
             )
         )
 
@@ -568,10 +584,13 @@ class ProxyExchange:
             if token:
                 forwarded = [(n, v) for n, v in forwarded if n.lower() != b"authorization"]
                 forwarded.append((b"Authorization", token))
+        upstream_path = path.upstream_path
+        if target.preserve_path:
+            upstream_path = path.prefix + upstream_path
         lines = [
             request.method,
             b" ",
-            (target.path_prefix + path.upstream_path).encode("latin-1"),
+            (target.path_prefix + upstream_path).encode("latin-1"),
             b" HTTP/1.1\r\n",
         ]
         for name, value in forwarded:
@@ -662,6 +681,8 @@ class ProxyExchange:
             host_origin=self._host_origin(),
             upstream_origins=self._upstream_origins(),
             route=target.route,
+            preserve=target.preserve_path,
+            public_path=request.path.decode("latin-1"),
         )
         out.append((b"x-request-id", request.request_id.encode()))
         if not self.request_complete and self.length != 0:
@@ -781,6 +802,7 @@ class ProxyExchange:
             upstream_origins=self._upstream_origins(),
             route=self.target.route,
             upgrade=True,
+            preserve=self.target.preserve_path,
         )
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         lines += [b"%s: %s\r\n" % (n, v) for n, v in headers]
@@ -794,7 +816,7 @@ class ProxyExchange:
             conn,
             self.engine.reactor.seconds,
             self.engine.config.ws_idle_timeout,
-            self.engine.splices.discard,
+            self._splice_closed,
             description=f"{self.path.prefix} via {self.target.route}",
         )
         self.engine.splices.add(splice)
@@ -807,12 +829,19 @@ class ProxyExchange:
         proto.makeConnection(transport)
         self.done = True
         self._forget()
+        self.request.code = 101
+        splice.start(b"".join(lines), buffered, rest)
+
+    def _splice_closed(self, splice: Splice) -> None:
+        """The WebSocket ended: its access-log line, with bytes both ways and duration."""
+        self.engine.splices.discard(splice)
         request = self.request
-        request.code = 101
-        site = getattr(channel, "site", None)
+        request.sentLength = splice.bytes_down
+        request.receivedLength = splice.bytes_up
+        request.client_closed = splice.client_gone and not splice.upstream_gone
+        site = getattr(self.channel, "site", None)
         if site is not None:
             site.log(request)
-        splice.start(b"".join(lines), buffered, rest)
 
     # IPushProducer: the client's write buffer paces the upstream ---------------------------
 

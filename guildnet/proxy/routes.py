@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 from guildnet.cluster.registry import UnknownCluster
 from guildnet.operator.constants import LABEL_WORKSPACE
+from guildnet.operator.desired import path_mode
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
 from guildnet.proxy.kubeapi import ApiServer, api_server
 from guildnet.proxy.netutil import is_ip
@@ -259,7 +260,11 @@ class ClusterRoutes:
         async def forward() -> Resolved:
             resolved = await self._try_portforward(route)
             return Resolved(
-                attrs.evolve(resolved.target, upstream_origins=target.upstream_origins),
+                attrs.evolve(
+                    resolved.target,
+                    upstream_origins=target.upstream_origins,
+                    preserve_path=target.preserve_path,
+                ),
                 resolved.connection,
             )
 
@@ -323,6 +328,7 @@ class ClusterRoutes:
                 f"workspace {name!r} has no route yet (no Service, AGENT_HOST or Ready pod)",
                 "server",
             )
+        preserve = _preserves_path(ws)
         tried: list[str] = []
         timeouts = 0
         for route in routes:
@@ -338,6 +344,10 @@ class ClusterRoutes:
                 timeouts += is_timeout(failure)
                 tried.append(f"{route.description or route.kind}: {describe_failure(failure)}")
                 continue
+            if preserve:
+                resolved = Resolved(
+                    attrs.evolve(resolved.target, preserve_path=True), resolved.connection
+                )
             if not self.closed:
                 self.cache[name] = resolved.target
                 if route.pod:
@@ -496,6 +506,14 @@ class ClusterRoutes:
 
 _KINDS = ("Workspace", "Service", "Pod")
 _NONE: frozenset[tuple[str, int]] = frozenset()
+
+
+def _preserves_path(ws: dict[str, Any]) -> bool:
+    """The workspace's path mode (``desired.path_mode``); strip for an invalid spec."""
+    try:
+        return path_mode(ws) == "preserve"
+    except ValueError:
+        return False
 
 
 def _pod_changed(obj: dict[str, Any], old: dict[str, Any] | None) -> bool:
