@@ -233,7 +233,9 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
-        outcome = "client_closed" if getattr(request, "client_closed", False) else "complete"
+        outcome = getattr(request, "outcome", None) or (
+            "client_closed" if getattr(request, "client_closed", False) else "complete"
+        )
         # An upgraded connection (WebSocket) is logged when it closes: ``bytes`` went to
         # the client, ``bytes_in`` came from it, ``duration_ms`` is its whole life.
         received = getattr(request, "receivedLength", None)

@@ -838,7 +838,7 @@ class ProxyExchange:
         request = self.request
         request.sentLength = splice.bytes_down
         request.receivedLength = splice.bytes_up
-        request.client_closed = splice.client_gone and not splice.upstream_gone
+        request.outcome = _SPLICE_OUTCOMES[splice.closed_by]
         site = getattr(self.channel, "site", None)
         if site is not None:
             site.log(request)
@@ -973,6 +973,10 @@ class ProxyExchange:
         # Host is forwarded, so an app builds absolute URLs with the public host; it
         # may believe it is served over http (few read X-Forwarded-Proto).
         return [*self.target.upstream_origins, f"http://{host}", f"https://{host}"]
+
+
+#: The access log's ``outcome`` of a WebSocket, by which side ended it.
+_SPLICE_OUTCOMES = {"client": "client_closed", "upstream": "complete", "proxy": "proxy_closed"}
 
 
 def _discard(data: bytes) -> None:

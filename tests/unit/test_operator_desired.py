@@ -26,8 +26,8 @@ from guildnet.operator.desired import (
     service_dns,
 )
 from guildnet.operator.images import image_defaults, image_kind
-from guildnet.proxy.paths import workspace_prefix
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.paths import workspace_prefix
 from tests.unit.test_operator_spec import dns_names, valid_spec_dicts
 
 NAMES = st.from_regex(r"[a-z]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
