@@ -137,8 +137,9 @@ def test_any_valid_workspace_gives_a_hardened_deployment(name, spec_dict, cfg) -
 
     env = env_of(c)
     assert len(env) == len(c["env"]), "no duplicate env names"
-    if spec.env_value("NOTEBOOK_ARGS") is not None:
-        assert env["NOTEBOOK_ARGS"] == spec.env_value("NOTEBOOK_ARGS").to_dict()
+    own_args = spec.env_value("NOTEBOOK_ARGS")
+    if own_args is not None:
+        assert env["NOTEBOOK_ARGS"] == own_args.to_dict()
     elif preserve and image_kind(spec.image) == "jupyter":
         assert f"--ServerApp.base_url={base}/" in env["NOTEBOOK_ARGS"]["value"].split()
     else:
