@@ -13,6 +13,11 @@ WebSocket echo:
   server's ``pods/<pod>:8080/proxy/`` is used (with the Instance's credentials);
 * ``portforward``: the API server pod proxy is disabled and port-forwarding enabled;
   kwok's PortForward object sends the pod's port 8080 to the backend.
+
+Path modes: a preserve-mode workspace (a Jupyter image by default, or any image with
+``spec.proxy.pathMode: preserve``, which must survive the API server's pruning) gets
+the full public path; a strip-mode one the path below its prefix; the per-cluster
+spelling of a default-cluster workspace redirects to its canonical URL.
 """
 
 from __future__ import annotations
@@ -141,8 +146,8 @@ class ProxyRouteTests(TestCase):
             0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
         )
 
-    def serve(self, host: str, port: int) -> Any:
-        factory = BackendFactory(reactor)
+    def serve(self, host: str, port: int, base_path: str = "") -> Any:
+        factory = BackendFactory(reactor, base_path)
         listener = reactor.listenTCP(port, factory, interface=host)
         self.backends.append((listener, factory))
         return listener
@@ -283,3 +288,62 @@ class ProxyRouteTests(TestCase):
         refused = await client.request("GET", f"/proxy/{other}:{PORT}/")
         self.assertEqual(refused.status, 403, refused.body)
         self.assertEqual(json.loads(refused.body)["error"], "proxy_target_refused")
+
+    def create_workspace(self, name: str, spec: dict[str, Any]) -> None:
+        custom: Any = k8s_client.CustomObjectsApi(self.kube_api)
+        custom.create_namespaced_custom_object(
+            C.GROUP,
+            C.VERSION,
+            self.ns,
+            C.PLURAL,
+            {"apiVersion": C.API_VERSION, "kind": C.KIND, "metadata": {"name": name}, "spec": spec},
+        )
+
+    async def test_path_modes_and_canonical_urls(self) -> None:
+        await self.start(agent=True, podproxy=False, portforward=False)  # "ide": strip mode
+        # A Jupyter image preserves by default; any image can ask for it in its spec.
+        nb_ip, app_ip = "198.18.0.51", "198.18.0.52"
+        self.create_workspace(
+            "nb",
+            {
+                "image": "quay.io/jupyter/base-notebook:lab-4.6.6",
+                "env": [{"name": "AGENT_HOST", "value": f"{nb_ip}:8888"}],
+            },
+        )
+        self.serve(nb_ip, 8888, base_path="/proxy/server/nb")
+        self.create_workspace(
+            "app",
+            {
+                "image": "example/app:1",
+                "ports": [{"containerPort": PORT}],
+                "env": [{"name": "AGENT_HOST", "value": f"{app_ip}:{PORT}"}],
+                "proxy": {"pathMode": "preserve"},
+            },
+        )
+        self.serve(app_ip, PORT, base_path="/proxy/server/app")
+        custom: Any = k8s_client.CustomObjectsApi(self.kube_api)
+        stored = custom.get_namespaced_custom_object(C.GROUP, C.VERSION, self.ns, C.PLURAL, "app")
+        self.assertEqual(stored["spec"]["proxy"], {"pathMode": "preserve"}, "pruned by the CRD")
+
+        client = await self.connect()
+        for name in ("nb", "app"):
+            echo = await client.request("GET", f"/proxy/server/{name}/api/../echo?a=%2F")
+            self.assertEqual(echo.status, 307, echo.body)  # dot segments: canonical first
+            echo = await client.request("GET", f"/proxy/server/{name}/echo?a=%2F")
+            self.assertEqual(echo.status, 200, echo.body)
+            self.assertEqual(json.loads(echo.body)["target"], f"/proxy/server/{name}/echo?a=%2F")
+            self.assertEqual(echo.header("x-guildnet-route"), "agent")
+            login = await client.request("GET", f"/proxy/server/{name}/login")
+            self.assertEqual(login.header("location"), f"/proxy/server/{name}/?folder=x")
+            wsc = await self.connect()
+            head = await wsc.upgrade(f"/proxy/server/{name}/ws?hello=1")
+            self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+            self.assertEqual(await wsc.next_ws(), (ws.OP_TEXT, b"hello"))
+        # Strip mode: the upstream sees the path below the prefix.
+        echo = await client.request("GET", "/proxy/server/ide/echo?a=1")
+        self.assertEqual(json.loads(echo.body)["target"], "/echo?a=1")
+        # One canonical URL: the per-cluster spelling of a default-cluster workspace redirects.
+        for name in ("nb", "ide"):
+            moved = await client.request("GET", f"/api/cluster/default/proxy/server/{name}/x?y=1")
+            self.assertEqual(moved.status, 307, moved.body)
+            self.assertEqual(moved.header("location"), f"/proxy/server/{name}/x?y=1")
