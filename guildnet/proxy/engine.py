@@ -52,11 +52,13 @@ from guildnet.proxy.netutil import (
     write_through,
 )
 from guildnet.proxy.paths import (
+    DEFAULT_CLUSTER,
     ProxyPath,
     ProxyPathError,
     format_target,
     parse_proxy_uri,
     parse_target,
+    workspace_prefix,
 )
 from guildnet.proxy.policy import Allowlist, check_target, parse_allowlist
 from guildnet.proxy.splice import Splice
@@ -166,12 +168,16 @@ class ProxyEngine:
         servers: ServerResolver | None = None,
         *,
         managed: Callable[[], frozenset[tuple[str, int]]] | None = None,
+        owner: Callable[[str, int], str | None] | None = None,
         pool: UpstreamPool | None = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
         self.servers = servers
         self.managed = managed or (lambda: _NO_TARGETS)
+        #: The default-cluster workspace whose HTTP port a ``host:port`` is, if any:
+        #: ``/proxy/{host:port}/`` to it redirects to the workspace's canonical URL.
+        self.owner = owner or (lambda host, port: None)
         self.pool = pool or UpstreamPool(reactor, idle_timeout=config.pool_idle_timeout)
         self.exchanges: set[ProxyExchange] = set()
         self.splices: set[Splice] = set()
@@ -442,6 +448,14 @@ class ProxyExchange:
         if path.redirect_to is not None:
             self.local_redirect(path.redirect_to)
             return
+        if path.kind == "to":
+            assert path.target_host is not None and path.target_port is not None
+            owner = self.engine.owner(path.target_host, path.target_port)
+            if owner is not None:
+                # One canonical URL per workspace (its path mode, cookies and storage
+                # live there): an address of its HTTP port is another spelling of it.
+                self.local_redirect(workspace_prefix(DEFAULT_CLUSTER, owner) + path.upstream_path)
+                return
         try:
             resolved = self.engine.target_now(path)
             d = None if resolved is not None else self.engine.target_for(path)

@@ -73,7 +73,13 @@ class ProxyRouteTests(TestCase):
         self.kube_api = kube_api
 
     async def start(
-        self, *, agent: bool, podproxy: bool, portforward: bool, kwok_forward: bool = False
+        self,
+        *,
+        agent: bool,
+        podproxy: bool,
+        portforward: bool,
+        kwok_forward: bool = False,
+        extra_port: int | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-routes-"))
         self.addCleanup(shutil.rmtree, tmp, True)
@@ -98,6 +104,8 @@ class ProxyRouteTests(TestCase):
 
         name = "ide"
         spec: dict[str, Any] = {"image": "example/ide:1", "ports": [{"containerPort": PORT}]}
+        if extra_port is not None:  # a second port (a dev server): no route of its own
+            spec["ports"].append({"containerPort": extra_port})
         if agent:
             spec["env"] = [{"name": "AGENT_HOST", "value": f"{AGENT_IP}:{PORT}"}]
             self.serve(AGENT_IP, PORT)
@@ -112,6 +120,8 @@ class ProxyRouteTests(TestCase):
         pod_ip = await self.create_pod(name)
         if podproxy:
             self.serve(pod_ip, PORT)
+        if extra_port is not None:
+            self.serve(pod_ip, extra_port)
         if portforward or kwok_forward:
             if portforward:
                 backend = self.serve("127.0.0.1", 0)
@@ -266,12 +276,14 @@ class ProxyRouteTests(TestCase):
 
     async def test_address_target_reaches_only_managed_workspaces(self) -> None:
         """``/proxy/{ip:port}/``: a workspace pod's address is reachable without any
-        allowlist (the Host App wires ``managed`` this way); another address in the same
-        pod network is refused."""
-        await self.start(agent=False, podproxy=True, portforward=False)
+        allowlist (the Host App wires ``managed`` and ``owner`` this way); the address of
+        its HTTP port redirects to its canonical URL; another address in the same pod
+        network is refused."""
+        await self.start(agent=False, podproxy=True, portforward=False, extra_port=3000)
         assert self.engine.servers is not None
         servers: Any = self.engine.servers
         self.engine.managed = servers.managed
+        self.engine.owner = servers.owner
         core: Any = k8s_client.CoreV1Api(self.kube_api)
         pod_ip = str(core.read_namespaced_pod("ide-pod", self.ns).status.pod_ip)
         deadline = time.monotonic() + 30
@@ -280,10 +292,13 @@ class ProxyRouteTests(TestCase):
                 raise AssertionError(f"{pod_ip}:{PORT} never became a managed target")
             await deferLater(reactor, 0.1, lambda: None)
         client = await self.connect()
-        login = await client.request("GET", f"/proxy/{pod_ip}:{PORT}/login")
+        moved = await client.request("GET", f"/proxy/{pod_ip}:{PORT}/login?x=1")
+        self.assertEqual(moved.status, 307, moved.body)
+        self.assertEqual(moved.header("location"), "/proxy/server/ide/login?x=1")
+        login = await client.request("GET", f"/proxy/{pod_ip}:3000/login")
         self.assertEqual(login.status, 302, login.body)
         self.assertEqual(login.header("x-guildnet-route"), "direct")
-        self.assertEqual(login.header("location"), f"/proxy/{pod_ip}:{PORT}/?folder=x")
+        self.assertEqual(login.header("location"), f"/proxy/{pod_ip}:3000/?folder=x")
         other = "198.18.31.250" if pod_ip != "198.18.31.250" else "198.18.31.251"
         refused = await client.request("GET", f"/proxy/{other}:{PORT}/")
         self.assertEqual(refused.status, 403, refused.body)

@@ -831,6 +831,18 @@ class ProxyEngineTests(TestCase):
         self.assertEqual(reply.status, 307)
         self.assertEqual(reply.header("location"), "/proxy/server/ide/lab?x=1")
 
+    async def test_an_address_of_a_workspace_redirects_to_its_canonical_url(self) -> None:
+        to = f"127.0.0.1:{self.bport}"
+        self.engine.owner = lambda host, port: (
+            "ide" if (host, port) == ("127.0.0.1", self.bport) else None
+        )
+        client = await self.connect()
+        reply = await client.request("GET", f"/proxy/{to}/lab?x=1")
+        self.assertEqual(reply.status, 307)
+        self.assertEqual(reply.header("location"), "/proxy/server/ide/lab?x=1")
+        other = await client.request("GET", f"/proxy/127.0.0.1:{self.closed_port}/")
+        self.assertEqual(other.status, 502)  # not a workspace's: proxied (nothing listens)
+
     async def test_websocket_idle_timeout(self) -> None:
         self.engine.config = attrs.evolve(self.engine.config, ws_idle_timeout=0.2)
         client = await self.connect()
