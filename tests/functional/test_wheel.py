@@ -66,7 +66,14 @@ def test_wheel_installed_into_a_fresh_venv_serves_the_ui(
         script = next(a for a in assets if a.endswith(".js"))
         script_body = zf.read(f"guildnet/web/{script}")
     assert {f"guildnet/web/{a}" for a in assets} <= names, (assets, sorted(names))
-    assert not any(n.startswith("guildnet/web/.") for n in names), "no .gitignore/.gitkeep"
+    # Exactly the build the wheel step made: no earlier build's assets, no .gitignore/.gitkeep.
+    web = REPO / "guildnet" / "web"
+    built = {
+        f"guildnet/web/{p.relative_to(web).as_posix()}"
+        for p in web.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
+    assert {n for n in names if n.startswith("guildnet/web/")} == built
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], tmp_path)
