@@ -43,8 +43,8 @@ ui-test:
 	cd ui && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check guildnet twisted tests bench
-	$(VENV)/bin/ruff format --check guildnet twisted tests bench
+	$(VENV)/bin/ruff check guildnet twisted tests bench setup.py
+	$(VENV)/bin/ruff format --check guildnet twisted tests bench setup.py
 	$(VENV)/bin/mypy
 
 # On the reactor GuildNet ships with (tests/conftest.py), then the proxy and TLS
