@@ -27,6 +27,20 @@ def test_rethinkdb_and_pause_references() -> None:
     assert images.IMAGES["pause"].reference == "localhost/pause:3.10"
 
 
+@pytest.mark.parametrize(
+    ("short", "full"),
+    [
+        ("rethinkdb:2.4.4", "docker.io/library/rethinkdb:2.4.4"),
+        ("codercom/code-server:4.139.1", "docker.io/codercom/code-server:4.139.1"),
+        ("quay.io/jupyter/base-notebook:lab-4.6.6", "quay.io/jupyter/base-notebook:lab-4.6.6"),
+        ("localhost/pause:3.10", "localhost/pause:3.10"),
+        ("registry:5000/x/y:1", "registry:5000/x/y:1"),
+    ],
+)
+def test_full_reference(short: str, full: str) -> None:
+    assert images.full_reference(short) == full
+
+
 def test_no_reference_is_latest_or_untagged() -> None:
     # `:latest` (or no tag) makes Kubernetes default imagePullPolicy to Always: a pull with
     # no registry fails even though the image was imported.
