@@ -29,6 +29,32 @@ from tests.harness import images
 
 STOP_LIMIT_S = 5.0
 
+CODE_SERVER_TREE = "/usr/local/lib/node_modules/code-server"
+PTY_JS = f"""
+const pty = require("{CODE_SERVER_TREE}/lib/vscode/node_modules/node-pty");
+const p = pty.spawn("/bin/bash", ["-c", "echo $((6*7)) $(id -u)"], {{}});
+let out = "";
+p.onData((d) => (out += d));
+p.onExit(() => console.log(out.trim()));
+"""
+# dlopen every native module: a missing shared library in the final stage shows up here.
+LOAD_NATIVE_JS = f"""
+const fs = require("fs"), path = require("path");
+let n = 0; const bad = [];
+(function walk(dir) {{
+  for (const e of fs.readdirSync(dir, {{ withFileTypes: true }})) {{
+    const f = path.join(dir, e.name);
+    if (e.isDirectory()) walk(f);
+    else if (e.name.endsWith(".node")) {{
+      n++;
+      try {{ process.dlopen({{ exports: {{}} }}, f); }}
+      catch (x) {{ if (/shared object|ELF/.test(x.message)) bad.push(f + ": " + x.message); }}
+    }}
+  }}
+}})("{CODE_SERVER_TREE}");
+console.log(JSON.stringify({{ n, bad }}));
+"""
+
 
 def _archive_reference(path: Path) -> list[str]:
     with tarfile.open(path) as tar:
@@ -104,6 +130,15 @@ class Container:
         status: str = json.loads(out.stdout)["status"]
         return status
 
+    def exec(self, *argv: str, timeout: float = 60) -> str:
+        """Run a command in the running container (as the image's user); its stdout."""
+        out = subprocess.run(
+            ["runc", "--root", str(self.runc_root), "exec", self.cid, *argv],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, f"{argv} failed ({out.returncode}): {out.stderr[-2000:]}"
+        return out.stdout
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
@@ -150,10 +185,12 @@ def running(name: str, tmp_path: Path, env: dict[str, str] | None = None) -> Ite
             container.stop()
 
 
-def _get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _get(
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path, headers=headers or {})
+        conn.request(method, path, headers=headers or {})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -211,7 +248,11 @@ def test_code_server(tmp_path: Path) -> None:
         assert b'type="password"' in body
         status, _ = _get(8080, "/")
         assert status == 302  # not signed in: redirected to the login page
-        assert (c.bundle / "rootfs/bin/bash").exists()
+        # The integrated terminal: node-pty (built in the first stage) runs bash as coder.
+        assert c.exec("node", "-e", PTY_JS).strip() == "42 1000"
+        # Every native module of the tree finds its shared libraries in the final stage.
+        loaded = json.loads(c.exec("node", "-e", LOAD_NATIVE_JS))
+        assert loaded["n"] >= 5 and loaded["bad"] == [], loaded
         for compiler in ("usr/bin/gcc", "usr/bin/cc", "usr/bin/make"):
             assert not (c.bundle / "rootfs" / compiler).exists(), compiler
 
@@ -228,6 +269,13 @@ def test_jupyter(tmp_path: Path) -> None:
         _, body = _get(8888, "/proxy/nb/api/status", auth)
         assert json.loads(body)["kernels"] == 0
         assert _get(8888, "/proxy/nb/api/status")[0] == 403  # no token, no API
+        # A real kernel starts from the image's venv.
+        status, body = _get(8888, "/proxy/nb/api/kernels", auth, method="POST")
+        assert status == 201, body
+        kernel = json.loads(body)
+        assert kernel["name"] == "python3"
+        status, _ = _get(8888, f"/proxy/nb/api/kernels/{kernel['id']}", auth, method="DELETE")
+        assert status == 204
         for compiler in ("usr/bin/gcc", "usr/bin/cc"):
             assert not (c.bundle / "rootfs" / compiler).exists(), compiler
 

@@ -18,7 +18,6 @@ CACHE=${GUILDNET_IMAGE_CACHE:-$HOME/.cache/guildnet/images}
 WORK=${GUILDNET_IMAGE_WORK:-$HOME/.cache/guildnet/build/images}
 SUITE=${GUILDNET_IMAGE_SUITE:-bookworm}
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
-RETHINKDB_DIR=${GUILDNET_RETHINKDB_DIR:-/work/shared/tools/rethinkdb}
 PATH_IN_IMAGE=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 
@@ -120,7 +119,8 @@ in_root() {
 apt_in() {
   local root=$1; shift
   in_root "$root" apt-get -o Acquire::Check-Valid-Until=false -qq update
-  in_root "$root" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  in_root "$root" apt-get install -y -qq --no-install-recommends "$@" 2>&1 >/dev/null \
+    | { grep -v "^debconf: delaying package configuration" || true; } >&2
 }
 
 # Strip what a container never needs: apt lists and caches, docs, man pages, locales, logs.
@@ -265,14 +265,24 @@ build_web_app() {
 # uid 1000 owning /data. No VOLUME: runtimes would mount an empty root-owned volume over
 # /data; a manifest mounts its own (fsGroup makes it writable).
 build_rethinkdb() {
-  [ -x "$RETHINKDB_DIR/rethinkdb" ] || die "no RethinkDB binary at $RETHINKDB_DIR (GUILDNET_RETHINKDB_DIR)"
+  # The server binary as tests/harness/rethinkdb.py finds it: GUILDNET_RETHINKDB_BINARY, else
+  # ../shared/tools/rethinkdb/rethinkdb beside the repository, else rethinkdb on PATH.
+  local bin=${GUILDNET_RETHINKDB_BINARY:-}
+  if [ -z "$bin" ]; then
+    bin="$REPO/../shared/tools/rethinkdb/rethinkdb"
+    [ -x "$bin" ] || bin=$(command -v rethinkdb || true)
+  fi
+  [ -n "$bin" ] && [ -x "$bin" ] \
+    || die "no RethinkDB server binary: set GUILDNET_RETHINKDB_BINARY or put shared/ beside the repository"
+  "$bin" --version | grep -q "rethinkdb $RETHINKDB_VERSION " \
+    || die "$bin is not RethinkDB $RETHINKDB_VERSION"
   local root="$WORK/rethinkdb/rootfs"
   new_root rethinkdb "$root"
   mount_chroot "$root"
   apt_in "$root" tini ca-certificates libprotobuf32 libre2-9 libcurl4 libssl3 zlib1g
-  install -m 755 "$RETHINKDB_DIR/rethinkdb" "$root/usr/local/bin/rethinkdb"
+  install -m 755 "$bin" "$root/usr/local/bin/rethinkdb"
   mkdir -p "$root/usr/local/share/doc/rethinkdb"
-  cp "$RETHINKDB_DIR"/*COPYRIGHT* "$RETHINKDB_DIR/README.md" "$root/usr/local/share/doc/rethinkdb/"
+  cp "$(dirname "$bin")"/*COPYRIGHT* "$root/usr/local/share/doc/rethinkdb/" 2>/dev/null || true
   add_user "$root" rethinkdb 1000 1000 rethinkdb /data /usr/sbin/nologin
   chmod 700 "$root/data"
   check_libs "$root" /usr/local/bin/rethinkdb
@@ -306,7 +316,6 @@ build_jupyter() {
   if in_root "$root" sh -c 'command -v gcc cc'; then die "a compiler ended up in the jupyter image"; fi
   in_root "$root" /opt/venv/bin/jupyter lab --version >/dev/null
   umount_chroot "$root"
-  find "$root/opt/venv" -name __pycache__ -prune -exec rm -rf {} +
   slim_root "$root"
   pack jupyter "$root" --config.user 1000:100 --config.workingdir /home/jovyan \
     --config.env "PATH=/opt/venv/bin:$PATH_IN_IMAGE" --config.env SHELL=/bin/bash \
@@ -316,6 +325,24 @@ build_jupyter() {
     --config.entrypoint tini --config.entrypoint -g --config.entrypoint -- \
     --config.cmd start-notebook.py
   rm -rf "$WORK/jupyter"
+}
+
+# What a linux-x64 Node tree never loads: build leftovers of native modules, binaries and
+# prebuilds for other platforms (Windows, macOS, other CPUs), debug symbols, source maps.
+prune_node_tree() {
+  local tree=$1 before
+  before=$(du -sm "$tree" | cut -f1)
+  find "$tree" \( -path '*/build/Release/obj.target' -o -path '*/build/Release/.deps' \
+      -o -path '*/build/Release/obj' \) -prune -exec rm -rf {} +
+  find "$tree" -type d \( -path '*/prebuilds/*' -o -path '*/bin/*' \) \
+      \( -name 'win32-*' -o -name 'darwin-*' -o -name 'android-*' -o -name 'freebsd-*' \
+         -o -name 'linux-arm*' -o -name 'linux-ia32' -o -name 'linux-ppc64*' \
+         -o -name 'linux-riscv64' -o -name 'linux-s390x' -o -name 'linuxmusl-*' \) \
+      -prune -exec rm -rf {} +
+  find "$tree" -type d -path '*/mxc-sdk/bin/arm64' -prune -exec rm -rf {} +
+  find "$tree" -type f \( -name '*.exe' -o -name '*.dll' -o -name '*.pdb' -o -name '*.js.map' -o -name '*.css.map' \
+      -o -name '*.mjs.map' -o -name '*.o' -o -name '*.obj' -o -name '*.lib' \) -delete
+  log "pruned $tree: ${before} MB -> $(du -sm "$tree" | cut -f1) MB"
 }
 
 # code-server: built with compilers in one root (native modules against Node 24's headers),
@@ -350,10 +377,8 @@ build_code_server() {
   install -m 755 "$build/usr/local/bin/node" "$final/usr/local/bin/node"
   mkdir -p "$final/usr/local/lib/node_modules"
   cp -a "$build/usr/local/lib/node_modules/code-server" "$final/usr/local/lib/node_modules/"
-  # Build leftovers native modules never load at run time.
-  find "$final/usr/local/lib/node_modules/code-server" \
-    \( -path '*/build/Release/obj.target' -o -path '*/build/Release/.deps' -o -name '*.o' \) \
-    -prune -exec rm -rf {} +
+  prune_node_tree "$final/usr/local/lib/node_modules/code-server"
+  strip --strip-debug "$final/usr/local/bin/node"
   ln -sf ../lib/node_modules/code-server/out/node/entry.js "$final/usr/local/bin/code-server"
   ln -sf /usr/local/bin/code-server "$final/usr/bin/code-server"
   add_user "$final" coder 1000 1000 coder /home/coder /bin/bash
