@@ -38,6 +38,10 @@ p.onData((d) => (out += d));
 p.onExit(() => console.log(out.trim()));
 """
 # dlopen every native module: a missing shared library in the final stage shows up here.
+# Allowed to fail, as in the upstream image: msal-node-runtime.node is the desktop sign-in
+# broker of the Microsoft authentication extension; it needs WebKitGTK, which a headless
+# server image does not carry, and the extension falls back to the browser sign-in flow.
+NATIVE_ALLOWED_MISSING = ("msal-node-runtime.node",)
 LOAD_NATIVE_JS = f"""
 const fs = require("fs"), path = require("path");
 let n = 0; const bad = [];
@@ -252,7 +256,8 @@ def test_code_server(tmp_path: Path) -> None:
         assert c.exec("node", "-e", PTY_JS).strip() == "42 1000"
         # Every native module of the tree finds its shared libraries in the final stage.
         loaded = json.loads(c.exec("node", "-e", LOAD_NATIVE_JS))
-        assert loaded["n"] >= 5 and loaded["bad"] == [], loaded
+        bad = [b for b in loaded["bad"] if not b.split(":")[0].endswith(NATIVE_ALLOWED_MISSING)]
+        assert loaded["n"] >= 5 and bad == [], loaded
         for compiler in ("usr/bin/gcc", "usr/bin/cc", "usr/bin/make"):
             assert not (c.bundle / "rootfs" / compiler).exists(), compiler
 

@@ -339,9 +339,11 @@ prune_node_tree() {
          -o -name 'linux-arm*' -o -name 'linux-ia32' -o -name 'linux-ppc64*' \
          -o -name 'linux-riscv64' -o -name 'linux-s390x' -o -name 'linuxmusl-*' \) \
       -prune -exec rm -rf {} +
-  find "$tree" -type d -path '*/mxc-sdk/bin/arm64' -prune -exec rm -rf {} +
-  find "$tree" -type f \( -name '*.exe' -o -name '*.dll' -o -name '*.pdb' -o -name '*.js.map' -o -name '*.css.map' \
-      -o -name '*.mjs.map' -o -name '*.o' -o -name '*.obj' -o -name '*.lib' \) -delete
+  find "$tree" -type d \( -path '*/mxc-sdk/bin/arm64' -o -name 'musl_x64' -o -name 'musl_*' \) \
+      -prune -exec rm -rf {} +
+  find "$tree" -type f \( -name '*.exe' -o -name '*.dll' -o -name '*.pdb' -o -name '*.js.map' \
+      -o -name '*.css.map' -o -name '*.mjs.map' -o -name '*.o' -o -name '*.obj' -o -name '*.lib' \
+      -o -name '*.musl.node' -o -name '*win32*.node' -o -name '*darwin*.node' \) -delete
   log "pruned $tree: ${before} MB -> $(du -sm "$tree" | cut -f1) MB"
 }
 
@@ -372,8 +374,10 @@ build_code_server() {
 
   new_root code-server "$final"
   mount_chroot "$final"
+  # Runtime libraries of the native modules (kerberos, native-keymap, keytar, X11 helpers,
+  # D-Bus for the MS auth broker; its WebKitGTK part is desktop-only and left out on purpose).
   apt_in "$final" dumb-init ca-certificates git openssh-client procps less nano \
-    libkrb5-3 libgssapi-krb5-2 libxkbfile1 libsecret-1-0 libx11-6
+    libkrb5-3 libgssapi-krb5-2 libxkbfile1 libsecret-1-0 libx11-6 libdbus-1-3
   install -m 755 "$build/usr/local/bin/node" "$final/usr/local/bin/node"
   mkdir -p "$final/usr/local/lib/node_modules"
   cp -a "$build/usr/local/lib/node_modules/code-server" "$final/usr/local/lib/node_modules/"
