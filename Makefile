@@ -58,21 +58,23 @@ testbin:
 	tests/harness/build-testbin.sh all
 
 # Workspace images built locally (debootstrap + umoci + skopeo, no registry), cached by
-# version, for the real-node test tier to import into containerd. Needs root.
+# version under ~/.cache/guildnet/images, for the real-node tier to import into containerd.
+# Needs root. `make images IMAGES=pause` builds one.
 IMAGES ?= all
-IMAGE_TOOLS := debootstrap:debootstrap umoci:umoci skopeo:skopeo gcc:gcc go:golang-1.26+
+IMAGE_DEBS := debootstrap umoci skopeo gcc
 images:
-	@for t in $(IMAGE_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
-		command -v $$cmd >/dev/null || { echo "make images: $$cmd not found (apt-get install $$pkg)" >&2; exit 1; }; \
-	done
+	@for cmd in $(IMAGE_DEBS); do command -v $$cmd >/dev/null || { \
+		echo "make images: $$cmd not found: apt-get install debootstrap umoci skopeo gcc libc6-dev" >&2; \
+		exit 1; }; done
+	@command -v go >/dev/null || { echo "make images: go not found (Go 1.26+ is required)" >&2; exit 1; }
 	tests/harness/images/build-images.sh $(IMAGES)
 
-integration: $(STAMP) testbin
+integration: $(STAMP) testbin images
 	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # End-to-end: Debian's chromium driven by playwright-core against a real Host App
 # and the real test cluster (its own pytest session: it starts its own cluster).
-e2e: $(STAMP) testbin $(UI_BUILD)
+e2e: $(STAMP) testbin images $(UI_BUILD)
 	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: lint unit ui-test integration e2e
