@@ -29,7 +29,7 @@ from tests.harness.processes import ClusterStartError, ProcessSet, free_ports
 DEFAULT_K8S_VERSION = "v1.36.3"
 DEFAULT_ETCD_VERSION = "v3.6.16"
 DEFAULT_KWOK_VERSION = "v0.8.0"
-DEFAULT_COREDNS_VERSION = "v1.12.4"
+DEFAULT_COREDNS_VERSION = "v1.15.0"
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
@@ -232,16 +232,19 @@ class ControlPlaneCluster:
         extra_cert_ips: tuple[str, ...] = (),
         apiserver_args: Sequence[str] = (),
         prefix: Sequence[str] = (),
+        api_port: int | None = None,
     ) -> tuple[PKI, KeyPair]:
         """PKI, etcd and kube-apiserver (on 127.0.0.1); waits for /readyz.
 
         Returns the PKI and the service-account key pair (the controller manager needs it).
-        `prefix` wraps each command (e.g. `nsenter` into the cluster's namespaces).
+        `prefix` wraps each command (e.g. `nsenter` into the cluster's namespaces); `api_port`
+        is kube-apiserver's port when the caller already chose it.
         """
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         pki = PKI(self.work_dir / "pki")
-        etcd_client, etcd_peer, api_port = free_ports("127.0.0.1", 3)
+        etcd_client, etcd_peer, free_api_port = free_ports("127.0.0.1", 3)
+        api_port = api_port or free_api_port
         self._api_port = api_port
         self.server = f"https://127.0.0.1:{api_port}"
 
