@@ -198,14 +198,21 @@ class ControlPlaneCluster:
 
     def stop(self) -> None:
         """Stop every process (clients, then kube-apiserver, then etcd) and clean up."""
+        self._stop_processes()
+        if self._own_work_dir and not self.keep_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def _stop_processes(self, keep: Sequence[str] = ()) -> None:
+        """Clients first, then kube-apiserver, then etcd, so nothing logs spurious errors.
+
+        `keep`: names to leave running (a subclass stops them later).
+        """
         names = self._procs.names()
         self._procs.stop(
-            [n for n in names if n not in ("kube-apiserver", "etcd")], self.stop_timeout
+            [n for n in names if n not in ("kube-apiserver", "etcd", *keep)], self.stop_timeout
         )
         self._procs.stop(["kube-apiserver"], self.stop_timeout)
         self._procs.stop(["etcd"], self.stop_timeout)
-        if self._own_work_dir and not self.keep_work_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def logs_tail(self, lines: int = 40) -> str:
         """Last lines of every component's log, for failure messages."""

@@ -36,6 +36,7 @@ host end of the link is 198.19.255.1). The kwok tier uses 198.18.0.0/16 and 198.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import json
@@ -46,6 +47,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -54,7 +56,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.cluster import netns_prepared
-from tests.harness.controlplane import CONTROL_PLANE, ControlPlaneCluster, find_binaries
+from tests.harness.controlplane import (
+    CONTROL_PLANE,
+    ControlPlaneCluster,
+    find_binaries,
+    signals_raise,
+)
 from tests.harness.netns_forward import NetnsForwarder
 from tests.harness.pki import kubeconfig
 from tests.harness.processes import ClusterStartError, free_ports
@@ -393,8 +400,8 @@ def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 60.0) -> s
     return proc.stdout
 
 
-def _pids_mentioning(needle: str) -> list[int]:
-    """Processes whose command line contains `needle` (a unique work-dir path)."""
+def _pids_mentioning(needle: str, also: str = "") -> list[int]:
+    """Processes whose command line contains `needle` (a unique work-dir path) and `also`."""
     me = os.getpid()
     pids = []
     for entry in Path("/proc").iterdir():
@@ -404,7 +411,7 @@ def _pids_mentioning(needle: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if needle in cmdline:
+        if needle in cmdline and also in cmdline:
             pids.append(int(entry.name))
     return pids
 
@@ -600,9 +607,9 @@ class RealNodeCluster(ControlPlaneCluster):
                 "network namespace, which must be the private one made by "
                 "tests/harness/netns-run.sh (198.18.0.1 is not local here)"
             )
+        reap_stale()
         if self.work_dir.exists():
             raise ClusterStartError(f"work dir {self.work_dir} exists: cluster id in use?")
-        reap_stale()
         if self.network == "veth":
             self._remove_host_link()
         self.log_dir.mkdir(parents=True)
@@ -707,12 +714,9 @@ class RealNodeCluster(ControlPlaneCluster):
         remove_cgroup_root(self.cgroup_root, timeout=0.5)  # kills every pod process at once
         self._procs.stop(["containerd", "coredns"], self.stop_timeout)
         # Shims outlive containerd by design: they mention the work dir (socket, runc root).
-        _kill(p for p in _pids_mentioning(f"{self.work_dir}/") if p != self._holder_pid)
+        _kill(_pids_mentioning(f"{self.work_dir}/", "containerd-shim"))
         self._procs.stop(["kube-proxy"], self.stop_timeout)
-        super_stop_keep = self.keep_work_dir
-        self.keep_work_dir = True
-        super().stop()
-        self.keep_work_dir = super_stop_keep
+        self._stop_processes(keep=["holder"])
         if self._forwarder is not None:
             self._forwarder.stop()
             self._forwarder = None
@@ -868,3 +872,81 @@ class RealNodeCluster(ControlPlaneCluster):
             self._create(path, obj)
         name = "kubernetes.default.svc.cluster.local"
         self._wait(deadline, "CoreDNS answering", lambda: bool(dns_query(NODE_IP, name)))
+
+
+# --------------------------------------------------------------------------- CLI (make dev-cluster)
+
+DEV_IDENT = "dev"
+
+
+def _all_image_names() -> list[str]:
+    images: Any = importlib.import_module("tests.harness.images")
+    return list(images.IMAGES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the real-node dev cluster in the foreground until Ctrl-C/SIGTERM.
+
+    The node gets its own network namespace joined to the host by a veth pair, so `make run`
+    in another terminal reaches pod IPs and ClusterIPs; kube-apiserver is on the host's
+    127.0.0.1. Everything it changes on the host is printed, and removed on exit (or, after
+    a crash, by the next start).
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness.realnode", description=(main.__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--kubeconfig", required=True, help="where to write the admin kubeconfig")
+    parser.add_argument(
+        "--images",
+        default="all",
+        help="comma-separated image names from tests/harness/images.py, or 'all' (default)",
+    )
+    parser.add_argument("--no-dns", action="store_true", help="run without CoreDNS")
+    args = parser.parse_args(argv)
+
+    with signals_raise():
+        try:
+            names = _all_image_names() if args.images == "all" else args.images.split(",")
+            work = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{DEV_IDENT}"
+            if _pids_mentioning(f"{work}/holder.ready"):
+                raise ClusterStartError(f"a dev cluster is already running (work dir {work})")
+            cluster = RealNodeCluster(
+                images=names, network="veth", dns=not args.no_dns, ident=DEV_IDENT
+            )
+        except ClusterStartError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            cluster.start()
+            target = Path(args.kubeconfig).expanduser()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cluster.kubeconfig_path, target)
+            target.chmod(0o600)
+            print(
+                f"guildnet real-node dev cluster ready in {cluster.startup_seconds:.1f}s "
+                f"({cluster.timings.line()})\n"
+                f"  server={cluster.server} kubeconfig={target} logs={cluster.log_dir}\n"
+                f"  images: {', '.join(sorted(cluster.imported))}\n"
+                f"  pods {POD_CIDR} and Services {SERVICE_CIDR} are routed from this host; "
+                f"cluster DNS {DNS_SERVICE_IP if cluster.dns else '(off)'}\n"
+                "  changed on the host (removed on exit):\n    "
+                + "\n    ".join(cluster.host_changes)
+                + "\n  Ctrl-C to stop",
+                flush=True,
+            )
+            while True:
+                time.sleep(1.0)
+                cluster._check_alive()
+        except KeyboardInterrupt:
+            return 0
+        except ClusterStartError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            print("stopping the dev cluster ...", flush=True)
+            cluster.stop()
+            print("stopped; host changes removed", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
