@@ -91,7 +91,7 @@ class NetnsForwarder:
             if self._track(client, upstream):
                 self._splice(client, upstream)
         except OSError:
-            pass
+            pass  # upstream refused or reset: the client sees its connection close
         finally:
             for sock in (client, upstream):
                 if sock is not None:
