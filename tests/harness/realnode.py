@@ -30,8 +30,8 @@ Two network layouts:
   the veth (198.19.0.0/16 addresses only), and kube-apiserver (on the namespace's 127.0.0.1)
   is forwarded to the host's 127.0.0.1.
 
-Addresses: Services 198.19.0.0/20, pods 198.19.64.0/20, node 198.19.255.2 (in veth mode the
-host end of the link is 198.19.255.1). The kwok tier uses 198.18.0.0/16 and 198.19.128.0/17.
+Addresses: Services 198.19.0.0/20, pods 198.19.64.0/20, node 198.19.96.2 (in veth mode the
+host end of the link is 198.19.96.1). The kwok tier uses 198.18.0.0/16 and 198.19.128.0/17.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ from tests.harness.processes import ClusterStartError, free_ports
 SERVICE_CIDR = "198.19.0.0/20"
 POD_CIDR = "198.19.64.0/20"
 POD_GATEWAY = "198.19.64.1"
-NODE_IP = "198.19.255.2"
-HOST_LINK_IP = "198.19.255.1"
+NODE_IP = "198.19.96.2"
+HOST_LINK_IP = "198.19.96.1"
 LINK_PREFIX = 30
 DNS_SERVICE_IP = "198.19.0.10"
 NODE_NAME = "guildnet-node-0"
