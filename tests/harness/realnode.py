@@ -587,6 +587,7 @@ class RealNodeCluster(ControlPlaneCluster):
         self.host_changes: list[str] = []
         self.imported: set[str] = set()
         self._holder_pid = 0
+        self._created = False
         self._forwarder: NetnsForwarder | None = None
         self._t0 = 0.0
 
@@ -608,11 +609,16 @@ class RealNodeCluster(ControlPlaneCluster):
                 "tests/harness/netns-run.sh (198.18.0.1 is not local here)"
             )
         reap_stale()
-        if self.work_dir.exists():
-            raise ClusterStartError(f"work dir {self.work_dir} exists: cluster id in use?")
+        try:
+            self.work_dir.mkdir()
+        except FileExistsError:
+            raise ClusterStartError(
+                f"work dir {self.work_dir} exists: cluster id {self.ident!r} is in use"
+            ) from None
+        self._created = True  # from here on, stop() owns the work dir and cgroup root
         if self.network == "veth":
             self._remove_host_link()
-        self.log_dir.mkdir(parents=True)
+        self.log_dir.mkdir()
 
         self._start_holder(deadline)
         self._setup_network()
@@ -710,6 +716,8 @@ class RealNodeCluster(ControlPlaneCluster):
     def stop(self) -> None:
         """Tear everything down: pods, kubelet, containers, containerd, control plane, holder,
         then the host changes, cgroups and work dir. Safe to call after a partial start."""
+        if not self._created:
+            return
         self._procs.stop(["kubelet"], self.stop_timeout)
         remove_cgroup_root(self.cgroup_root, timeout=0.5)  # kills every pod process at once
         self._procs.stop(["containerd", "coredns"], self.stop_timeout)
@@ -730,6 +738,7 @@ class RealNodeCluster(ControlPlaneCluster):
         if left:
             print(f"[realnode] cgroups left: {left}")
         shutil.rmtree(self.work_dir, ignore_errors=True)
+        self._created = False
 
     # ---- images
 
