@@ -42,6 +42,7 @@ import importlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -477,6 +478,29 @@ def remove_cgroup_root(cgroup_root: str, timeout: float = 10.0) -> list[Path]:
         time.sleep(0.1)
 
 
+def remove_kube_chains(iptables: str = "iptables") -> None:
+    """Delete the kubelet's leftover KUBE-* chains (kube-proxy --cleanup leaves them) and
+    the rules jumping to them, in every table of the current network namespace."""
+    for table in ("filter", "nat", "mangle"):
+        listing = subprocess.run(
+            [iptables, "-w", "-t", table, "-S"], capture_output=True, text=True, check=False
+        ).stdout.splitlines()
+        chains = [ln.split()[1] for ln in listing if ln.startswith("-N KUBE-")]
+        for rule in listing:
+            parts = shlex.split(rule)
+            jumps = any(p.startswith("KUBE-") for p in parts[2:])
+            if parts[:1] == ["-A"] and jumps and not parts[1].startswith("KUBE-"):
+                subprocess.run(
+                    [iptables, "-w", "-t", table, "-D", *parts[1:]],
+                    capture_output=True,
+                    check=False,
+                )
+        for chain in chains:
+            subprocess.run([iptables, "-w", "-t", table, "-F", chain], capture_output=True)
+        for chain in chains:
+            subprocess.run([iptables, "-w", "-t", table, "-X", chain], capture_output=True)
+
+
 def _link_exists(name: str, netns_pid: int | None = None) -> bool:
     prefix = ["nsenter", f"--target={netns_pid}", "--net"] if netns_pid else []
     return (
@@ -846,6 +870,8 @@ class RealNodeCluster(ControlPlaneCluster):
         for dev in (BRIDGE, SERVICE_DEV):
             if _link_exists(dev):
                 _run(["ip", "link", "del", dev], check=False)
+        for cmd in ("iptables", "ip6tables"):
+            remove_kube_chains(cmd)
 
     # ---- components
 

@@ -114,9 +114,13 @@ def leftovers(cluster: RealNodeCluster) -> dict[str, list[str]]:
     veths = [
         ln.split(": ")[1].split("@")[0] for ln in links.splitlines() if "veth" in ln or "@if" in ln
     ]
-    rules = subprocess.run(
-        ["iptables-save"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
+    rules = [
+        line
+        for cmd in ("iptables-save", "ip6tables-save")
+        for line in subprocess.run(
+            [cmd], capture_output=True, text=True, check=False
+        ).stdout.splitlines()
+    ]
     routes = subprocess.run(
         ["ip", "route", "show"], capture_output=True, text=True, check=False
     ).stdout.splitlines()
