@@ -225,9 +225,12 @@ def test_cluster_dns_resolves_the_service(web_app: WebApp, real_cluster: RealNod
         return realnode.dns_query(real_cluster.dns_service_ip, name)
 
     assert wait_for(f"{name} to resolve", resolved, timeout=30.0) == [web_app.service_ip]
-    # And the pods are told to use it.
-    pod_dns = web_app.pod.spec.dns_policy
-    assert pod_dns == "ClusterFirst"
+    # And the pods are told to use it: the resolv.conf containerd wrote for the pod's sandbox.
+    assert web_app.pod.spec.dns_policy == "ClusterFirst"
+    sandboxes = real_cluster.work_dir / "containerd" / "root" / "io.containerd.grpc.v1.cri"
+    confs = [p.read_text() for p in sandboxes.glob("sandboxes/*/resolv.conf")]
+    assert any(f"nameserver {real_cluster.dns_service_ip}" in c for c in confs), confs
+    assert any(f"search {web_app.namespace}.svc.cluster.local" in c for c in confs), confs
 
 
 def test_pod_deletion_is_fast(real_kube_api: Any, real_namespace: str) -> None:
