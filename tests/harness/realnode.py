@@ -50,6 +50,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -511,6 +512,11 @@ def _link_exists(name: str, netns_pid: int | None = None) -> bool:
     )
 
 
+def holder_marker(work: Path) -> str:
+    """The holder process's argv[0]: while it runs, the cluster in `work` is alive."""
+    return f"guildnet-realnode-holder:{work}/"
+
+
 def reap_stale(tmp: Path | None = None) -> list[str]:
     """Remove what crashed real-node clusters left: their processes, cgroups, work dirs.
 
@@ -528,7 +534,7 @@ def reap_stale(tmp: Path | None = None) -> list[str]:
     for root in sorted(roots):
         ident = root.removeprefix("guildnet-")
         work = tmp / f"{WORK_PREFIX}{ident}"
-        if _pids_mentioning(f"{work}/holder.ready"):
+        if _pids_mentioning(holder_marker(work)):
             continue  # alive
         _kill(_pids_mentioning(f"{work}/"))
         remove_cgroup_root(f"/{root}", timeout=5.0)
@@ -538,6 +544,24 @@ def reap_stale(tmp: Path | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- cluster
+
+
+class _Importer(threading.Thread):
+    """Imports image archives in the background; keeps the error for the caller."""
+
+    def __init__(self, cluster: RealNodeCluster, archives: dict[str, Path]) -> None:
+        super().__init__(name="realnode-image-import", daemon=True)
+        self.cluster = cluster
+        self.archives = archives
+        self.error: Exception | None = None
+        self.finished = 0.0
+
+    def run(self) -> None:
+        try:
+            self.cluster._import(self.archives)
+        except Exception as exc:
+            self.error = exc
+        self.finished = self.cluster._mark()
 
 
 @dataclass
@@ -658,6 +682,12 @@ class RealNodeCluster(ControlPlaneCluster):
         )
         self._spawn("containerd", [*ns, "containerd", f"--config={ctd / 'config.toml'}"])
 
+        # Images import while the control plane starts (the big ones take tens of seconds).
+        self._wait(deadline, "containerd socket", self._containerd_up)
+        self.timings.containerd = self._mark()
+        importer = _Importer(self, archives)
+        importer.start()
+
         api_port = None
         if self.network == "veth":
             (api_port,) = free_ports("127.0.0.1", 1)
@@ -678,10 +708,12 @@ class RealNodeCluster(ControlPlaneCluster):
         self.timings.apiserver = self._mark()
         self._start_controllers(bins, pki, sa, service_cidr=SERVICE_CIDR, prefix=cp_prefix)
 
-        self._wait(deadline, "containerd socket", self._containerd_up)
-        self.timings.containerd = self._mark()
-        self._import(archives)
-        self.timings.images = self._mark()
+        importer.join(max(0.0, deadline - time.monotonic()))
+        if importer.is_alive():
+            raise TimeoutError("timed out importing images into containerd")
+        if importer.error is not None:
+            raise importer.error
+        self.timings.images = importer.finished
 
         # kubelet: its own identity (Node authorizer), serving cert for the node IP.
         kdir = self.work_dir / "kubelet"
@@ -814,11 +846,13 @@ class RealNodeCluster(ControlPlaneCluster):
         )
         if self.network == "veth":
             script += "ip link set lo up; "
-        script += f"touch {ready}; exec sleep infinity"
+        # The holder's command line must keep naming the work dir (reap_stale() tells live
+        # clusters from dead ones by it), so `exec -a` renames the sleep it becomes.
+        script += f"touch {ready}; exec -a {holder_marker(self.work_dir)} sleep infinity"
         argv = ["unshare", "--mount", "--propagation", "private"]
         if self.network == "veth":
             argv.append("--net")
-        proc = self._procs.spawn("holder", [*argv, "--", "sh", "-c", script])
+        proc = self._procs.spawn("holder", [*argv, "--", "bash", "-c", script])
         self._wait(deadline, "namespace holder", ready.exists)
         self._holder_pid = proc.popen.pid
 
@@ -943,7 +977,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             names = _all_image_names() if args.images == "all" else args.images.split(",")
             work = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{DEV_IDENT}"
-            if _pids_mentioning(f"{work}/holder.ready"):
+            if _pids_mentioning(holder_marker(work)):
                 raise ClusterStartError(f"a dev cluster is already running (work dir {work})")
             cluster = RealNodeCluster(
                 images=names, network="veth", dns=not args.no_dns, ident=DEV_IDENT
