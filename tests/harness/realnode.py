@@ -402,6 +402,13 @@ def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 60.0) -> s
     return proc.stdout
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _pids_mentioning(needle: str, also: str = "") -> list[int]:
     """Processes whose command line contains `needle` (a unique work-dir path) and `also`."""
     me = os.getpid()
@@ -513,15 +520,24 @@ def _link_exists(name: str, netns_pid: int | None = None) -> bool:
 
 
 def holder_marker(work: Path) -> str:
-    """The holder process's argv[0]: while it runs, the cluster in `work` is alive."""
+    """The holder process's argv[0] (names the cluster's work dir while it sleeps)."""
     return f"guildnet-realnode-holder:{work}/"
+
+
+def cluster_alive(work: Path) -> bool:
+    """Whether a process of the cluster in `work` other than a containerd shim runs.
+
+    Every component's command line names the work dir, and all but the shims (which
+    containerd detaches) die with the process that started the cluster.
+    """
+    return any(b"containerd-shim" not in _cmdline(pid) for pid in _pids_mentioning(f"{work}/"))
 
 
 def reap_stale(tmp: Path | None = None) -> list[str]:
     """Remove what crashed real-node clusters left: their processes, cgroups, work dirs.
 
-    A cluster is alive while its holder process runs (it dies with the process that started
-    it); its work dir is `<tmp>/gn-node-<id>` and its cgroup root `/guildnet-<id>`.
+    A cluster's work dir is `<tmp>/gn-node-<id>`, its cgroup root `/guildnet-<id>`; it is
+    alive while `cluster_alive()` says so, or starting while its work dir is under a minute old.
     """
     tmp = tmp or Path(tempfile.gettempdir())
     removed = []
@@ -534,8 +550,11 @@ def reap_stale(tmp: Path | None = None) -> list[str]:
     for root in sorted(roots):
         ident = root.removeprefix("guildnet-")
         work = tmp / f"{WORK_PREFIX}{ident}"
-        if _pids_mentioning(holder_marker(work)):
-            continue  # alive
+        with contextlib.suppress(OSError):
+            if time.time() - work.stat().st_mtime < 60:
+                continue  # just created: starting
+        if cluster_alive(work):
+            continue
         _kill(_pids_mentioning(f"{work}/"))
         remove_cgroup_root(f"/{root}", timeout=5.0)
         shutil.rmtree(work, ignore_errors=True)
@@ -977,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             names = _all_image_names() if args.images == "all" else args.images.split(",")
             work = Path(tempfile.gettempdir()) / f"{WORK_PREFIX}{DEV_IDENT}"
-            if _pids_mentioning(holder_marker(work)):
+            if cluster_alive(work):
                 raise ClusterStartError(f"a dev cluster is already running (work dir {work})")
             cluster = RealNodeCluster(
                 images=names, network="veth", dns=not args.no_dns, ident=DEV_IDENT
