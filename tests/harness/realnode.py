@@ -533,11 +533,12 @@ def cluster_alive(work: Path) -> bool:
     return any(b"containerd-shim" not in _cmdline(pid) for pid in _pids_mentioning(f"{work}/"))
 
 
-def reap_stale(tmp: Path | None = None) -> list[str]:
+def reap_stale(tmp: Path | None = None, mine: Path | None = None) -> list[str]:
     """Remove what crashed real-node clusters left: their processes, cgroups, work dirs.
 
     A cluster's work dir is `<tmp>/gn-node-<id>`, its cgroup root `/guildnet-<id>`; it is
-    alive while `cluster_alive()` says so, or starting while its work dir is under a minute old.
+    alive while `cluster_alive()` says so, or starting while its work dir is under a minute old
+    (except `mine`, the caller's own fixed work dir, e.g. the dev cluster's).
     """
     tmp = tmp or Path(tempfile.gettempdir())
     removed = []
@@ -551,7 +552,7 @@ def reap_stale(tmp: Path | None = None) -> list[str]:
         ident = root.removeprefix("guildnet-")
         work = tmp / f"{WORK_PREFIX}{ident}"
         with contextlib.suppress(OSError):
-            if time.time() - work.stat().st_mtime < 60:
+            if work != mine and time.time() - work.stat().st_mtime < 60:
                 continue  # just created: starting
         if cluster_alive(work):
             continue
@@ -675,7 +676,7 @@ class RealNodeCluster(ControlPlaneCluster):
                 "network namespace, which must be the private one made by "
                 "tests/harness/netns-run.sh (198.18.0.1 is not local here)"
             )
-        reap_stale()
+        reap_stale(mine=self.work_dir)
         try:
             self.work_dir.mkdir()
         except FileExistsError:
