@@ -52,7 +52,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -443,14 +443,18 @@ def cgroup_dirs(cgroup_root: str) -> list[Path]:
     return found
 
 
+def _cgroup_tree(top: Path) -> list[Path]:
+    """`top` and every cgroup below it, deepest first (cgroups vanish while we walk: fine)."""
+    found = [Path(d) for d, _, _ in os.walk(top)]  # os.walk ignores vanished directories
+    return sorted(found, key=lambda p: -len(p.parts))
+
+
 def _cgroup_pids(cgroup_root: str) -> set[int]:
     pids: set[int] = set()
     for top in cgroup_dirs(cgroup_root):
-        if not top.is_dir():
-            continue
-        for procs in top.rglob("cgroup.procs"):
+        for d in _cgroup_tree(top):
             with contextlib.suppress(OSError, ValueError):
-                pids.update(int(p) for p in procs.read_text().split())
+                pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
     return pids
 
 
@@ -473,10 +477,7 @@ def remove_cgroup_root(cgroup_root: str, timeout: float = 10.0) -> list[Path]:
         _kill(pids)
         left = []
         for top in cgroup_dirs(cgroup_root):
-            if not top.is_dir():
-                continue
-            dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda p: -len(p.parts))
-            for d in [*dirs, top]:
+            for d in _cgroup_tree(top):
                 with contextlib.suppress(OSError):
                     d.rmdir()
             if top.exists():
@@ -794,27 +795,38 @@ class RealNodeCluster(ControlPlaneCluster):
         then the host changes, cgroups and work dir. Safe to call after a partial start."""
         if not self._created:
             return
-        self._procs.stop(["kubelet"], self.stop_timeout)
-        remove_cgroup_root(self.cgroup_root, timeout=0.5)  # kills every pod process at once
-        self._procs.stop(["containerd", "coredns"], self.stop_timeout)
+        errors: list[BaseException] = []
+
+        def step(fn: Callable[[], object]) -> None:
+            try:
+                fn()
+            except Exception as exc:  # keep tearing down; report the first failure at the end
+                errors.append(exc)
+
+        step(lambda: self._procs.stop(["kubelet"], self.stop_timeout))
+        # Kill every pod process at once (faster than deleting pods one by one).
+        step(lambda: remove_cgroup_root(self.cgroup_root, timeout=0.5))
+        step(lambda: self._procs.stop(["containerd", "coredns"], self.stop_timeout))
         # Shims outlive containerd by design: they mention the work dir (socket, runc root).
-        _kill(_pids_mentioning(f"{self.work_dir}/", "containerd-shim"))
-        self._procs.stop(["kube-proxy"], self.stop_timeout)
-        self._stop_processes(keep=["holder"])
+        step(lambda: _kill(_pids_mentioning(f"{self.work_dir}/", "containerd-shim")))
+        step(lambda: self._procs.stop(["kube-proxy"], self.stop_timeout))
+        step(lambda: self._stop_processes(keep=["holder"]))
         if self._forwarder is not None:
-            self._forwarder.stop()
+            step(self._forwarder.stop)
             self._forwarder = None
         if self.network == "shared" and self._holder_pid:
-            self._clean_shared_netns()
-        self._procs.stop(["holder"], self.stop_timeout)
+            step(self._clean_shared_netns)
+        step(lambda: self._procs.stop(["holder"], self.stop_timeout))
         self._holder_pid = 0
         if self.network == "veth":
-            self._remove_host_link()
+            step(self._remove_host_link)
         left = remove_cgroup_root(self.cgroup_root)
         if left:
-            print(f"[realnode] cgroups left: {left}")
+            errors.append(RuntimeError(f"cgroups left: {left}"))
         shutil.rmtree(self.work_dir, ignore_errors=True)
         self._created = False
+        if errors:
+            raise errors[0]
 
     # ---- images
 
