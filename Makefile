@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster dev-cluster-kwok clean \
+.PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster \
+	dev-cluster-kwok clean \
 	bench-proxy bench-proxy-memory bench-workspaces
 
 help:
@@ -17,6 +18,7 @@ help:
 	@echo "make test         lint, types, unit and integration tests (real test cluster)"
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
+	@echo "make images       build the workspace images (no registry) into ~/.cache/guildnet/images"
 	@echo "make dev-cluster  start a real-node cluster for manual use; writes $(DEV_KUBECONFIG)"
 	@echo "make dev-cluster-kwok  the same with a kwok (simulated) node: no real pods"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
@@ -43,8 +45,8 @@ ui-test:
 	cd ui && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check guildnet twisted tests bench
-	$(VENV)/bin/ruff format --check guildnet twisted tests bench
+	$(VENV)/bin/ruff check guildnet twisted tests bench setup.py
+	$(VENV)/bin/ruff format --check guildnet twisted tests bench setup.py
 	$(VENV)/bin/mypy
 
 # On the reactor GuildNet ships with (tests/conftest.py), then the proxy and TLS
@@ -57,12 +59,22 @@ unit: $(STAMP)
 testbin:
 	tests/harness/build-testbin.sh all
 
-integration: $(STAMP) testbin
+# Workspace images built locally (debootstrap + umoci + skopeo, no registry), cached by
+# version, for the real-node test tier to import into containerd. Needs root.
+IMAGES ?= all
+IMAGE_TOOLS := debootstrap:debootstrap umoci:umoci skopeo:skopeo gcc:gcc go:golang-1.26+
+images:
+	@for t in $(IMAGE_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
+		command -v $$cmd >/dev/null || { echo "make images: $$cmd not found (apt-get install $$pkg)" >&2; exit 1; }; \
+	done
+	tests/harness/images/build-images.sh $(IMAGES)
+
+integration: $(STAMP) testbin images
 	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # End-to-end: Debian's chromium driven by playwright-core against a real Host App
 # and the real test cluster (its own pytest session: it starts its own cluster).
-e2e: $(STAMP) testbin $(UI_BUILD)
+e2e: $(STAMP) testbin images $(UI_BUILD)
 	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: lint unit ui-test integration e2e
@@ -70,7 +82,7 @@ test: lint unit ui-test integration e2e
 # A real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace, joined
 # to the host by a veth pair with routes for 198.19.0.0/20 (Services) and 198.19.64.0/20
 # (pods), so `make run` reaches workspaces. Needs root; undone on Ctrl-C (or the next start).
-dev-cluster: $(STAMP) testbin
+dev-cluster: $(STAMP) testbin images
 	$(PY) -m tests.harness.realnode --kubeconfig $(DEV_KUBECONFIG)
 
 # The kwok tier: a simulated node (no containers run); pod IPs are not reachable.
