@@ -522,7 +522,8 @@ def _link_exists(name: str, netns_pid: int | None = None) -> bool:
 
 def holder_marker(work: Path) -> str:
     """The holder process's argv[0] (names the cluster's work dir while it sleeps)."""
-    return f"guildnet-realnode-holder:{work}/"
+    # Ends in the ready file's path, which earlier versions of reap_stale() looked for.
+    return f"guildnet-realnode-holder:{work}/holder.ready"
 
 
 def cluster_alive(work: Path) -> bool:

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import realnode
+from tests.harness.images import IMAGES
 from tests.harness.realnode import RealNodeCluster
 
-WEB_IMAGE = "mccutchen/go-httpbin:2.26.0"
+#: The web-app preset's image (go-httpbin: `/get` echoes, `-help` prints its flags).
+WEB_IMAGE = IMAGES["web-app"].reference
 
 
 def _get(url: str) -> int:

@@ -31,13 +31,15 @@ from guildnet.cluster.kubeclient import ClusterSource
 from guildnet.cluster.registry import Registry
 from guildnet.proxy.portforward import PortForwardManager
 from tests.harness import realnode
+from tests.harness.images import IMAGES
 from tests.harness.realnode import RealNodeCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.realnode, pytest.mark.timeout(300)]
 reactor: Any = _reactor
 T = TypeVar("T")
 
-WEB_APP_IMAGE = "mccutchen/go-httpbin:2.26.0"
+#: The web-app preset's image (go-httpbin: `/get` echoes, `-help` prints its flags).
+WEB_APP_IMAGE = IMAGES["web-app"].reference
 PORT = 8080
 POD_NET = ipaddress.ip_network(realnode.POD_CIDR)
 SERVICE_NET = ipaddress.ip_network(realnode.SERVICE_CIDR)
