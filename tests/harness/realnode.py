@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib
 import json
 import os
@@ -150,6 +151,52 @@ def image_archives(names: Iterable[str]) -> dict[str, Path]:
         except (FileNotFoundError, KeyError) as exc:
             raise ClusterStartError(f"{exc}").with_traceback(None) from None
     return found
+
+
+#: containerd files written in place: copied, not linked, when a cached store is cloned.
+STORE_DATABASES = (
+    "io.containerd.metadata.v1.bolt/meta.db",
+    "io.containerd.snapshotter.v1.overlayfs/metadata.db",
+)
+
+
+def store_cache_root() -> Path | None:
+    """Where imported containerd stores are cached (GUILDNET_CONTAINERD_STORE_CACHE; `off`
+    disables the cache)."""
+    env = os.environ.get("GUILDNET_CONTAINERD_STORE_CACHE")
+    if env == "off":
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "guildnet" / "containerd-store"
+
+
+def store_key(archives: dict[str, Path], containerd_version: str) -> str:
+    """Cache key of an image set: containerd's version and each archive's name, size, mtime."""
+    h = hashlib.sha256(containerd_version.encode())
+    for name in sorted(archives):
+        st = archives[name].stat()
+        h.update(f"\0{name}\0{archives[name].name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def store_cache_dir(archives: dict[str, Path], work: Path) -> Path | None:
+    """The cache directory for this image set, or None when hard links cannot reach `work`."""
+    root = store_cache_root()
+    if root is None:
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    if root.stat().st_dev != work.stat().st_dev:
+        return None  # another filesystem: links impossible, import instead
+    version = _run(["containerd", "--version"]).strip()
+    return root / store_key(archives, version)
+
+
+def prune_store_caches(keep: Path, max_age: float = 600.0) -> None:
+    """Remove other cached stores untouched for `max_age` seconds (image sets change rarely;
+    a clone does not need its cache once made)."""
+    for other in keep.parent.iterdir():
+        with contextlib.suppress(OSError):
+            if other != keep and time.time() - other.stat().st_mtime > max_age:
+                shutil.rmtree(other, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- pure config
@@ -568,19 +615,19 @@ def reap_stale(tmp: Path | None = None, mine: Path | None = None) -> list[str]:
 # --------------------------------------------------------------------------- cluster
 
 
-class _Importer(threading.Thread):
-    """Imports image archives in the background; keeps the error for the caller."""
+class _Worker(threading.Thread):
+    """Runs one start-up step in the background; keeps its error and finishing time."""
 
-    def __init__(self, cluster: RealNodeCluster, archives: dict[str, Path]) -> None:
-        super().__init__(name="realnode-image-import", daemon=True)
+    def __init__(self, cluster: RealNodeCluster, fn: Callable[[], object]) -> None:
+        super().__init__(name="realnode-start-worker", daemon=True)
         self.cluster = cluster
-        self.archives = archives
+        self.fn = fn
         self.error: Exception | None = None
         self.finished = 0.0
 
     def run(self) -> None:
         try:
-            self.cluster._import(self.archives)
+            self.fn()
         except Exception as exc:
             self.error = exc
         self.finished = self.cluster._mark()
@@ -695,20 +742,22 @@ class RealNodeCluster(ControlPlaneCluster):
         ns = self._ns_prefix(mount=True)
         cp_prefix = self._ns_prefix(mount=False)
 
-        # containerd first: it and the image import overlap with the control plane's start.
+        # containerd's store: a hard-linked clone of a cached, already imported store when
+        # possible (seconds instead of a minute for code-server), prepared while the control
+        # plane starts; else containerd starts first and imports in the background.
         ctd = self.work_dir / "containerd"
         (ctd / "cni").mkdir(parents=True)
         (ctd / "config.toml").write_text(containerd_config(ctd, self.containerd_socket))
         (ctd / "cni" / "10-guildnet.conflist").write_text(
             json.dumps(cni_conflist(self.work_dir / "cni-ipam"), indent=2)
         )
-        self._spawn("containerd", [*ns, "containerd", f"--config={ctd / 'config.toml'}"])
-
-        # Images import while the control plane starts (the big ones take tens of seconds).
-        self._wait(deadline, "containerd socket", self._containerd_up)
-        self.timings.containerd = self._mark()
-        importer = _Importer(self, archives)
-        importer.start()
+        cache = store_cache_dir(archives, self.work_dir)
+        if cache is not None:
+            worker: _Worker = _Worker(self, lambda: self._clone_store(cache, archives, ctd))
+        else:
+            self._start_containerd(deadline)
+            worker = _Worker(self, lambda: self._import(archives))
+        worker.start()
 
         api_port = None
         if self.network == "veth":
@@ -730,12 +779,15 @@ class RealNodeCluster(ControlPlaneCluster):
         self.timings.apiserver = self._mark()
         self._start_controllers(bins, pki, sa, service_cidr=SERVICE_CIDR, prefix=cp_prefix)
 
-        importer.join(max(0.0, deadline - time.monotonic()))
-        if importer.is_alive():
-            raise TimeoutError("timed out importing images into containerd")
-        if importer.error is not None:
-            raise importer.error
-        self.timings.images = importer.finished
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            raise TimeoutError("timed out preparing containerd's images")
+        if worker.error is not None:
+            raise worker.error
+        self.timings.images = worker.finished
+        if cache is not None:
+            self._start_containerd(deadline)
+            self.imported.update(archives)
 
         # kubelet: its own identity (Node authorizer), serving cert for the node IP.
         kdir = self.work_dir / "kubelet"
@@ -837,15 +889,15 @@ class RealNodeCluster(ControlPlaneCluster):
         if wanted:
             self._import(image_archives(wanted))
 
-    def _import(self, archives: dict[str, Path]) -> None:
+    def _import(self, archives: dict[str, Path], socket: Path | None = None) -> None:
         for name, path in archives.items():
-            if name in self.imported:
+            if socket is None and name in self.imported:
                 continue
             _run(
                 [
                     *self._ns_prefix(mount=True),
                     "ctr",
-                    f"--address={self.containerd_socket}",
+                    f"--address={socket or self.containerd_socket}",
                     "--namespace=k8s.io",
                     "images",
                     "import",
@@ -854,7 +906,59 @@ class RealNodeCluster(ControlPlaneCluster):
                 ],
                 timeout=600.0,
             )
-            self.imported.add(name)
+            if socket is None:
+                self.imported.add(name)
+
+    def _start_containerd(self, deadline: float) -> None:
+        ctd = self.work_dir / "containerd"
+        ns = self._ns_prefix(mount=True)
+        self._spawn("containerd", [*ns, "containerd", f"--config={ctd / 'config.toml'}"])
+        self._wait(deadline, "containerd socket", self._containerd_up)
+        self.timings.containerd = self._mark()
+
+    def _clone_store(self, cache: Path, archives: dict[str, Path], ctd: Path) -> None:
+        """Hard-link the cached store into `ctd/root` (building the cache first if needed).
+
+        Blobs and unpacked layers are never written in place (layers are overlay lower
+        directories), so links are safe; the two bolt databases are copied.
+        """
+        if not (cache / "root").is_dir():
+            self._build_store(cache, archives)
+        os.utime(cache)  # in use: keeps prune_store_caches() away
+        _run(["cp", "-al", str(cache / "root"), str(ctd / "root")], timeout=300.0)
+        for db in STORE_DATABASES:
+            target = ctd / "root" / db
+            if target.exists():
+                shutil.copyfile(cache / "root" / db, target.with_suffix(".copy"))
+                target.with_suffix(".copy").replace(target)  # a new inode, not the cache's
+
+    def _build_store(self, cache: Path, archives: dict[str, Path]) -> None:
+        """Import the archives with a throw-away containerd whose root becomes the cache."""
+        tmp = cache.parent / f".build-{self.ident}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        sock = self.work_dir / "store-build.sock"
+        (tmp / "config.toml").write_text(containerd_config(tmp, sock))
+        ns = self._ns_prefix(mount=True)
+        name = "containerd-store-build"
+        self._procs.spawn(name, [*ns, "containerd", f"--config={tmp / 'config.toml'}"])
+        try:
+            deadline = time.monotonic() + 60.0
+            self._procs.wait(deadline, "store-build containerd", lambda: self._ctr_ok(sock))
+            self._import(archives, socket=sock)
+        finally:
+            self._procs.stop([name], self.stop_timeout)
+        for leftover in ("state", "opt", "runc", "cni", "config.toml"):
+            path = tmp / leftover
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        try:
+            tmp.rename(cache)
+        except OSError:  # another run built it meanwhile
+            shutil.rmtree(tmp, ignore_errors=True)
+        prune_store_caches(keep=cache)
 
     # ---- namespaces and network
 
@@ -943,15 +1047,13 @@ class RealNodeCluster(ControlPlaneCluster):
     # ---- components
 
     def _containerd_up(self) -> bool:
-        if not self.containerd_socket.exists():
+        return self._ctr_ok(self.containerd_socket)
+
+    def _ctr_ok(self, socket: Path) -> bool:
+        if not socket.exists():
             return False
         proc = subprocess.run(
-            [
-                *self._ns_prefix(mount=True),
-                "ctr",
-                f"--address={self.containerd_socket}",
-                "version",
-            ],
+            [*self._ns_prefix(mount=True), "ctr", f"--address={socket}", "version"],
             capture_output=True,
             timeout=10,
             check=False,

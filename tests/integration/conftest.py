@@ -22,6 +22,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.cluster import TestCluster, netns_prepared
+from tests.harness.images import IMAGES
 from tests.harness.realnode import RealNodeCluster
 
 RUN_HINT = (
@@ -68,9 +69,11 @@ def kube_api(kubeconfig: str) -> Iterator[Any]:
         api.close()
 
 
-#: Images the real node imports at start; tests needing others call
-#: `real_cluster.ensure_images([...])` (names from tests/harness/images.py).
-REAL_NODE_IMAGES = ("pause", "web-app")
+#: Images the real node has at start: all of `make images`, so that every session (and
+#: `make dev-cluster`) shares one cached containerd store (tests/harness/realnode.py clones it
+#: in seconds; only the first run on a machine imports). `real_cluster.ensure_images()`
+#: imports more later.
+REAL_NODE_IMAGES = tuple(IMAGES)
 
 
 @pytest.fixture(scope="session")
