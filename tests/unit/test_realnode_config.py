@@ -15,10 +15,10 @@ def test_address_plan_is_disjoint_and_inside_198_19() -> None:
     """Routed ranges stay in 198.19.0.0/16 (never 198.18/16, which netns-run.sh makes local,
     nor the kwok tier's unrouted Service range)."""
     mine = [
-        ipaddress.ip_network(c, strict=False)
+        ipaddress.IPv4Network(c, strict=False)
         for c in (realnode.SERVICE_CIDR, realnode.POD_CIDR, f"{realnode.NODE_IP}/30")
     ]
-    allowed = ipaddress.ip_network("198.19.0.0/16")
+    allowed = ipaddress.IPv4Network("198.19.0.0/16")
     others = [
         ipaddress.ip_network(cluster.NETNS_LOCAL_CIDR),
         ipaddress.ip_network(cluster.SERVICE_CIDR),
