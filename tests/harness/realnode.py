@@ -32,6 +32,11 @@ Two network layouts:
 
 Addresses: Services 198.19.0.0/20, pods 198.19.64.0/20, node 198.19.96.2 (in veth mode the
 host end of the link is 198.19.96.1). The kwok tier uses 198.18.0.0/16 and 198.19.128.0/17.
+
+Limits: kube-apiserver listens on 127.0.0.1 only, so pods cannot reach it (the `kubernetes`
+Service has no endpoints); GuildNet's workspaces never need to. Images imported after start
+(`ensure_images`) go through `ctr images import` (about a minute for code-server); images
+named at construction come from a cached store cloned in seconds (see `store_cache_root`).
 """
 
 from __future__ import annotations
