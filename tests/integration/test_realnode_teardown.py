@@ -45,7 +45,8 @@ def test_start_serve_stop_leaves_nothing(network: str) -> None:
     assert result["service_status"] == 200, result
     assert result["dns"] == [result["cluster_ip"]], result
     assert result["left"] == {}, result
-    assert result["stop_seconds"] < 30, result
+    # Seconds normally (2-4 s); the bound leaves room for a machine loaded by parallel builds.
+    assert result["stop_seconds"] < 60, result
     if network == "veth":
         # What dev-cluster reports changing on its host: the link and routes to 198.19/16 only.
         changes = "\n".join(result["host_changes"])
