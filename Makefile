@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster clean \
+.PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster \
+	dev-cluster-kwok clean \
 	bench-proxy bench-proxy-memory bench-workspaces
 
 help:
@@ -18,7 +19,8 @@ help:
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
 	@echo "make images       build the workspace images (no registry) into ~/.cache/guildnet/images"
-	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make dev-cluster  start a real-node cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make dev-cluster-kwok  the same with a kwok (simulated) node: no real pods"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
 
@@ -79,7 +81,14 @@ e2e: $(STAMP) testbin images $(UI_BUILD)
 
 test: lint unit ui-test integration e2e
 
-dev-cluster: $(STAMP) testbin
+# A real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace, joined
+# to the host by a veth pair with routes for 198.19.0.0/20 (Services) and 198.19.64.0/20
+# (pods), so `make run` reaches workspaces. Needs root; undone on Ctrl-C (or the next start).
+dev-cluster: $(STAMP) testbin images
+	$(PY) -m tests.harness.realnode --kubeconfig $(DEV_KUBECONFIG)
+
+# The kwok tier: a simulated node (no containers run); pod IPs are not reachable.
+dev-cluster-kwok: $(STAMP) testbin
 	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)
 
 # Benchmarks (not tests): print figures and ratios against baselines run alongside.
