@@ -58,7 +58,7 @@ META_DELAY: Final = 0.25
 class RDBConfig:
     """How every cluster's manager finds and talks to RethinkDB (from Settings)."""
 
-    discovery: DiscoveryConfig = DiscoveryConfig()
+    discovery: DiscoveryConfig = attrs.field(factory=DiscoveryConfig)
     user: str = "admin"
     password: str = attrs.field(default="", repr=False)
     secret_name: str | None = None
@@ -437,7 +437,10 @@ class RDBManager(Service):
         except (DeferredTimeout, CancelledError):
             raise RDBUnavailable("timeout", "the query took too long") from None
         except ReqlAvailabilityError as e:
-            raise RDBUnavailable("unavailable", classify(e).message, 1.0) from None
+            c = classify(e)
+            if c.reason != "unavailable":
+                raise  # "already exists" and the like: the caller maps it
+            raise RDBUnavailable("unavailable", c.message, 1.0) from None
         except ReqlDriverError as e:
             raise RDBUnavailable(classify(e).reason, classify(e).message, 1.0) from None
 

@@ -351,16 +351,24 @@ def filter_term(r: Any, expr: Expr) -> Any:
         if isinstance(e, Leaf):
             return _leaf_term(r, doc, e)
         if isinstance(e, And):
-            return r.and_(*(build(doc, i) for i in e.items)) if len(e.items) > 1 else build(
-                doc, e.items[0]
+            return (
+                r.and_(*(build(doc, i) for i in e.items))
+                if len(e.items) > 1
+                else build(doc, e.items[0])
             )
         if isinstance(e, Or):
-            return r.or_(*(build(doc, i) for i in e.items)) if len(e.items) > 1 else build(
-                doc, e.items[0]
+            return (
+                r.or_(*(build(doc, i) for i in e.items))
+                if len(e.items) > 1
+                else build(doc, e.items[0])
             )
         return r.not_(build(doc, e.item))
 
     return lambda doc: build(doc, expr)
+
+
+def _getter(r: Any, path: tuple[str, ...]) -> Any:
+    return lambda doc: _get(r, doc, path).default(None)
 
 
 def _bound(r: Any, value: Any, low: bool) -> Any:
@@ -393,11 +401,7 @@ def to_reql(r: Any, table: Any, q: Query, primary_key: str = "id") -> Any:
         keys = []
         for o in field_order:
             assert o.field is not None
-            path = o.field
-
-            def getter(doc: Any, path: tuple[str, ...] = path) -> Any:
-                return _get(r, doc, path).default(None)
-
+            getter = _getter(r, o.field)  # ReQL counts a lambda's parameters: one only
             keys.append(r.desc(getter) if o.desc else r.asc(getter))
         term = term.order_by(*keys)
     if q.skip:
@@ -449,9 +453,7 @@ def evaluate(expr: Expr, doc: Mapping[str, Any]) -> bool:
         return not _same(value, v)
     if op in ("lt", "le", "gt", "ge"):
         try:
-            return bool(
-                {"lt": value < v, "le": value <= v, "gt": value > v, "ge": value >= v}[op]
-            )
+            return bool({"lt": value < v, "le": value <= v, "gt": value > v, "ge": value >= v}[op])
         except TypeError:
             return False
     if op == "in":

@@ -42,7 +42,14 @@ class Classified:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    # ReqlError.message is the server's text without the query printout str() adds.
+    raw = getattr(e, "message", None)
+    if not isinstance(raw, str) or not raw:
+        try:
+            raw = str(e)
+        except Exception:
+            raw = type(e).__name__
+    text = raw.strip().splitlines()
     return text[0][:300] if text else type(e).__name__
 
 
@@ -67,8 +74,10 @@ def classify(e: BaseException) -> Classified:
         return Classified("timeout", msg, fatal=False)
     if "refused" in low:
         return Classified("refused", msg, fatal=False)
-    if isinstance(e, ReqlAvailabilityError) or "primary replica" in low:
+    if "primary replica" in low or "not available" in low or "unavailable" in low:
         return Classified("unavailable", msg, fatal=False)
+    if isinstance(e, ReqlAvailabilityError):
+        return Classified("op_failed", msg, fatal=False)
     if "reset" in low or "connection lost" in low or "closed" in low:
         return Classified("connection_lost", msg, fatal=False)
     if "dns" in low or "resolve" in low or "no such host" in low or "address" in low:

@@ -29,7 +29,7 @@ def leaves() -> st.SearchStrategy[dict[str, Any]]:
     cmp = st.builds(
         lambda f, op, v: {"field": f, "op": op, "value": v},
         FIELDS,
-        st.sampled_from(Q.COMPARISONS + ("contains",)),
+        st.sampled_from((*Q.COMPARISONS, "contains")),
         SCALARS,
     )
     match = st.builds(
@@ -72,7 +72,9 @@ def term_types(term: Any) -> set[int]:
 @settings(max_examples=200, deadline=None)
 @given(EXPRS)
 def test_every_valid_filter_translates_without_code(expr: dict[str, Any]) -> None:
-    q = Q.parse_query({"filter": expr, "limit": 10})
+    q = Q.parse_query(
+        {"filter": expr, "orderBy": [{"field": "a.b", "dir": "desc"}, "n"], "limit": 10}
+    )
     term = Q.to_reql(r, r.db("d").table("t"), q)
     types = term_types(term)
     assert TERM.JAVASCRIPT not in types
