@@ -75,6 +75,7 @@ class RethinkServer:
         tls: bool = False,
         password: str | None = None,
         host: str | None = None,
+        port: int | None = None,
     ) -> None:
         self.binary = find_rethinkdb()
         self._own_base = base is None
@@ -83,8 +84,8 @@ class RethinkServer:
         if host is None:
             host = f"198.18.0.{next(_addresses)}" if in_netns() else "127.0.0.1"
         self.host = host
-        self.port = next(_ports)
-        self.cluster_port = self.port + 1
+        self.port = port if port is not None else next(_ports)
+        self.cluster_port = next(_ports) + 1 if port is not None else self.port + 1
         self.password = password
         self.tls = tls
         self.ca_file: Path | None = None
