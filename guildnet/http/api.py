@@ -26,7 +26,7 @@ from guildnet.cluster.registry import (
     UnknownCluster,
 )
 from guildnet.config import Settings
-from guildnet.http.db import DBRoutes
+from guildnet.http.db import DBFeedRoutes, DBRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
@@ -37,7 +37,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes):
+class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
     app = router
 
     def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:

@@ -12,6 +12,7 @@ a query it cannot run, a primary key change), 503 (RethinkDB unavailable).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any, Final
@@ -38,12 +39,14 @@ from guildnet.cluster.registry import Registry, UnknownCluster
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json, read_json_object, string_field
 from guildnet.http.router import router
+from guildnet.http.sse import SSEStream
 from guildnet.http.workspaces import cluster_route
 from guildnet.rdb import keys as K
 from guildnet.rdb import ops
 from guildnet.rdb import query as Q
 from guildnet.rdb import transfer as X
 from guildnet.rdb.driver import r
+from guildnet.rdb.feeds import hub_of
 from guildnet.rdb.manager import RDBManager, RDBUnavailable
 from guildnet.rdb.names import NameError_, check_db, check_field, check_name
 
@@ -57,6 +60,12 @@ PREVIEW_ROWS: Final = 20
 #: Path words under /db/ that are routes, so no database may be called so.
 ROUTE_WORDS: Final = frozenset({"health", "reconnect", "deploy"})
 CONFLICT: Final = ("error", "replace", "update")
+
+
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
 
 
 # -- error mapping ----------------------------------------------------------------------------
@@ -771,3 +780,42 @@ def _valid_key(key: Any) -> bool:
 
 def _hashable(key: Any) -> Any:
     return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+class DBFeedRoutes:
+    """Mixin of HostAPI: the changefeed SSE route."""
+
+    registry: Registry
+
+    @cluster_route("/sse/db/<db>/tables/<table>/changes", ["GET"])
+    async def table_changes(
+        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """snapshot, ready, change..., resync (then snapshot again), gone; see rdb.feeds."""
+        _db_name(db)
+        _name(table, "table")
+        raw_filter = _arg(request, "filter")
+        filt = None
+        if raw_filter:
+            try:
+                filt = json.loads(raw_filter)
+                Q.parse_filter(filt)
+            except ValueError as e:
+                field = e.field if isinstance(e, Q.QueryError) else "filter"
+                message = e.message if isinstance(e, Q.QueryError) else "is not JSON"
+                raise bad_field(field, message) from None
+        mgr = self._rdb(cluster_id)  # type: ignore[attr-defined]
+        await ops.primary_key(mgr, db, table)  # 404/503 now, before the stream starts
+        instance = self.registry.get(cluster_id)
+        last_id = request.getHeader(b"last-event-id") or (_arg(request, "lastEventId") or "")
+        stream = SSEStream(request, _reactor())
+        stream.start()
+        sub, unsubscribe = hub_of(mgr).subscribe(db, table, filt, stream, resume=bool(last_id))
+        stream.on_drain(sub.drained)
+        stream.on_close(unsubscribe)
+        try:
+            instance.start_worker(f"changefeed {db}.{table}", stream.worker)
+        except RuntimeError:
+            stream.close()
+        await stream.done
+        return None

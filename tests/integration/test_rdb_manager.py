@@ -138,7 +138,7 @@ class FailureTests(ManagerCase):
         yield until("three attempts", lambda: mgr.health.attempts >= 3, timeout=10)
         h = mgr.health
         self.assertEqual(h.state, "backoff")
-        self.assertGreater(h.next_attempt_at, time.time())
+        self.assertGreater(h.next_attempt_at or 0.0, time.time())
 
     @inlineCallbacks
     def test_wrong_password_is_fatal_and_stops_retrying(self) -> Any:
@@ -278,7 +278,11 @@ class ServiceDiscoveryTests(TestCase):
         cluster_ip = svc.spec.cluster_ip
         cip = RethinkServer(host=cluster_ip, port=port).start()
         self.addCleanup(cip.close)
-        yield until("the ClusterIP", lambda: mgr.health.source == "clusterip" and mgr.health.ready, timeout=30)
+        yield until(
+            "the ClusterIP",
+            lambda: mgr.health.source == "clusterip" and mgr.health.ready,
+            timeout=30,
+        )
 
     @inlineCallbacks
     def test_credentials_from_a_secret_and_close_releases_everything(self) -> Any:
