@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 UI_BUILD := guildnet/web/index.html
 
 .PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean \
-	bench-proxy bench-proxy-memory bench-workspaces
+	bench-proxy bench-proxy-memory bench-workspaces deploy-rethinkdb
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -18,6 +18,7 @@ help:
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
 	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make deploy-rethinkdb  server-side apply etc/k8s's RethinkDB to \$$KUBECONFIG (RETHINKDB_NAMESPACE, RETHINKDB_STORAGE=pvc|emptyDir)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
 
@@ -80,6 +81,13 @@ bench-proxy-memory: $(STAMP)
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces
+
+# RethinkDB in the cluster of $KUBECONFIG (default ~/.guildnet/kubeconfig): the StatefulSet and
+# Service of etc/k8s/, server-side applied (idempotent). The API's POST .../db/deploy does the same.
+deploy-rethinkdb: $(STAMP)
+	$(PY) -m guildnet.rdb.deploy --kubeconfig "$${KUBECONFIG:-$(DEV_KUBECONFIG)}" \
+		--namespace "$${RETHINKDB_NAMESPACE:-$${K8S_NAMESPACE:-default}}" \
+		--name "$${RETHINKDB_SERVICE_NAME:-rethinkdb}" --storage "$${RETHINKDB_STORAGE:-pvc}"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -34,8 +34,10 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
+from guildnet.cluster.instance import describe_error
 from guildnet.cluster.kubeclient import KubeconfigError
 from guildnet.cluster.registry import Registry, UnknownCluster
+from guildnet.cluster.rest import KubeApiError
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json, read_json_object, string_field
 from guildnet.http.router import router
@@ -297,6 +299,46 @@ class DBRoutes:
         mgr = self._rdb(cluster_id)
         mgr.reconnect()
         return write_json(request, 202, mgr.health.to_json(time.time()))
+
+    @cluster_route("/api/db/deploy", ["POST"])
+    async def db_deploy(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
+        """Server-side apply RethinkDB's StatefulSet and Service (idempotent), then reconnect."""
+        from guildnet.rdb import deploy as D
+
+        data = read_json(request)  # an empty body: the defaults
+        if data is not None and not isinstance(data, dict):
+            raise ApiError(400, "invalid_json", "request body must be a JSON object")
+        body: dict[str, Any] = data or {}
+        storage = body.get("storage", "pvc")
+        size = body.get("size", "1Gi")
+        storage_class = string_field(body, "storageClass", required=False, max_len=253)
+        settings: Any = self.settings  # type: ignore[attr-defined]
+        try:
+            objects = D.manifests(
+                settings.rethinkdb_service_name,
+                settings.rethinkdb_namespace,
+                storage if isinstance(storage, str) else "",
+                size if isinstance(size, str) else "",
+                storage_class=storage_class,
+            )
+        except D.DeployError as e:
+            raise bad_field(e.field, e.message) from None
+        mgr = self._rdb(cluster_id)
+        instance = self.registry.get(cluster_id)
+        if instance.rest is None:
+            raise ApiError(503, "cluster_unavailable", f"cluster {cluster_id!r} is stopping")
+        try:
+            applied = await instance.call(D.apply_all, instance.rest, objects)
+        except KubeApiError as e:
+            if e.status in (401, 403):
+                raise ApiError(502, "cluster_forbidden", e.message[:300]) from None
+            raise ApiError(
+                422 if e.status in (400, 422) else 502, "rejected_by_cluster", e.message[:300]
+            ) from None
+        except Exception as e:
+            raise ApiError(503, "cluster_unreachable", describe_error(e)) from None
+        mgr.reconnect()
+        return write_json(request, 200, {"applied": applied, "image": D.IMAGE})
 
     # databases --------------------------------------------------------------------------------
 

@@ -72,6 +72,8 @@ def classify(e: BaseException) -> Classified:
         return Classified("tls_error", msg, fatal=True)
     if isinstance(e, ReqlTimeoutError) or "timed out" in low or "timeout" in low:
         return Classified("timeout", msg, fatal=False)
+    if "no route" in low or "unreachable" in low:
+        return Classified("unreachable", msg, fatal=False)
     if "refused" in low:
         return Classified("refused", msg, fatal=False)
     if "primary replica" in low or "not available" in low or "unavailable" in low:

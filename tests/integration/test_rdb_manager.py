@@ -324,3 +324,40 @@ class ServiceDiscoveryTests(TestCase):
         self.assertEqual(mgr.health.state, "closed")
         self.assertIsNone(instance.rdb)
         yield registry.stopService()
+
+
+def test_deploy_applies_idempotently_through_the_api(
+    test_cluster: TestCluster, kube_api: Any, namespace: str, tmp_path: Path
+) -> None:
+    from tests.integration.hostproc import HostProc, wait_for
+
+    host = HostProc(
+        tmp_path,
+        {"KUBECONFIG": str(test_cluster.kubeconfig_path), "RETHINKDB_NAMESPACE": namespace},
+    )
+    try:
+        first = host.ok("POST", "/api/db/deploy", {"storage": "emptyDir"})
+        assert [(a["kind"], a["name"]) for a in first["applied"]] == [
+            ("Service", "rethinkdb"),
+            ("StatefulSet", "rethinkdb"),
+        ]
+        again = host.ok("POST", "/api/db/deploy", {"storage": "emptyDir"})
+        assert [a["resourceVersion"] for a in again["applied"]] == [
+            a["resourceVersion"] for a in first["applied"]
+        ], "a second apply of the same objects must change nothing"
+        apps: Any = k8s_client.AppsV1Api(kube_api)
+        sts = apps.read_namespaced_stateful_set("rethinkdb", namespace)
+        assert sts.spec.template.spec.containers[0].image == "rethinkdb:2.4.4"
+        core: Any = k8s_client.CoreV1Api(kube_api)
+        svc = core.read_namespaced_service("rethinkdb", namespace)
+        assert [p.port for p in svc.spec.ports] == [28015]
+        status, body, _ = host.request("POST", "/api/db/deploy", {"storage": "disk"})
+        assert status == 400 and body["field"] == "storage"
+        # Discovery now finds the Service (its ClusterIP answers nothing here: transient).
+        wait_for(
+            "discovery to find the Service",
+            lambda: host.request("GET", "/api/db/health")[1].get("source") == "clusterip",
+            timeout=20,
+        )
+    finally:
+        host.stop()
