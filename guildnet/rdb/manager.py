@@ -137,6 +137,7 @@ class RDBManager(Service):
         self._closing: list[Deferred[None]] = []
         self.stopping = False
         self.hub: Any = None  # the changefeed hub, attached by guildnet.rdb.feeds
+        self._meta_ready = False  # GuildNet's meta table exists (guildnet.rdb.ops)
 
     # life cycle -------------------------------------------------------------------------------
 
@@ -240,6 +241,7 @@ class RDBManager(Service):
             info = None
         self._conn = conn
         self._attempts = 0
+        self._meta_ready = False  # a new connection may be a new server: check meta again
         proto = conn._instance._connection
         proto.when_lost().addCallback(lambda _: self._lost(conn))
         self._set(

@@ -58,7 +58,7 @@ async def collect(
 
 async def ensure_meta(mgr: RDBManager) -> None:
     """GuildNet's own table of database names and descriptions (created once)."""
-    if getattr(mgr, "_meta_ready", False):
+    if mgr._meta_ready:
         return
     dbs = await mgr.run_meta(lambda: r.db_list())
     if META_DB not in dbs:
@@ -75,7 +75,7 @@ async def ensure_meta(mgr: RDBManager) -> None:
             if "already exists" not in str(e):
                 raise
     await mgr.run_meta(lambda: r.db(META_DB).table(META_TABLE).wait(timeout=10))
-    mgr._meta_ready = True  # type: ignore[attr-defined]
+    mgr._meta_ready = True
 
 
 def _meta() -> Any:
