@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -233,3 +234,21 @@ def test_slow_client_gets_a_resync_not_unbounded_memory(app: HostProc) -> None:
         sock.close()
     health = app.get("/api/db/health")
     assert health["state"] == "ready"
+
+
+def test_idle_feed_gets_heartbeats(app: HostProc) -> None:
+    base = table_with(app, [{"id": 1}])
+    sse, _ = open_feed(app, base)
+    try:
+        # Nothing changes for 16 s: a comment heartbeat (every 15 s) keeps proxies and
+        # browsers from closing the idle stream; no total deadline ends it.
+        writer = threading.Timer(16.0, lambda: app.ok("POST", f"{base}/rows", {"id": 2}, 201))
+        writer.start()
+        try:
+            ev = sse.next(timeout=30)
+        finally:
+            writer.join()
+        assert ev["data"]["new"] == {"id": 2}
+        assert "heartbeat" in sse.comments
+    finally:
+        sse.close()
