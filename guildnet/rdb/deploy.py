@@ -175,6 +175,7 @@ def apply_all(rest: KubeRest, objects: list[dict[str, Any]]) -> list[dict[str, A
                 "name": meta.get("name"),
                 "namespace": meta.get("namespace"),
                 "resourceVersion": meta.get("resourceVersion"),
+                "generation": meta.get("generation"),
             }
         )
     return out
