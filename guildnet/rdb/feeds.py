@@ -118,6 +118,7 @@ class Feed:
         self.closed = False
         self._cursor: Any = None
         self._loop: Deferred[None] | None = None
+        self._sleep: Deferred[None] | None = None
 
     # subscribers ------------------------------------------------------------------------------
 
@@ -206,9 +207,7 @@ class Feed:
                     return
                 attempt += 1
                 self._lost(e, announce=attempt == 1 and self.state != "recovering")
-                await deferLater(
-                    self.hub.reactor, backoff_delay(attempt, 0.25, RECOVER_CAP), lambda: None
-                )
+                await self._pause(backoff_delay(attempt, 0.25, RECOVER_CAP))
                 continue
             attempt = 0
             self._cursor = cursor
@@ -240,6 +239,25 @@ class Feed:
                 with contextlib.suppress(Exception):
                     cursor.close()
             await deferLater(self.hub.reactor, 0.1, lambda: None)
+
+    def _pause(self, seconds: float) -> Deferred[None]:
+        """Sleep before the next attempt; ``wake`` (the manager is ready again) ends it."""
+        d: Deferred[None] = Deferred()
+        timer = self.hub.reactor.callLater(seconds, _fire, d)
+        self._sleep = d
+
+        def done(result: Any) -> Any:
+            self._sleep = None
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(done)
+
+    def wake(self) -> None:
+        d = self._sleep
+        if d is not None and not d.called:
+            d.callback(None)
 
     def _item(self, item: dict[str, Any]) -> None:
         if "state" in item and "new_val" not in item:
@@ -293,6 +311,11 @@ class Feed:
         self.hub.drop(self)
 
 
+def _fire(d: Deferred[None]) -> None:
+    if not d.called:
+        d.callback(None)
+
+
 def _missing(e: BaseException) -> bool:
     return isinstance(e, ReqlOpFailedError) and "does not exist" in str(e)
 
@@ -308,6 +331,13 @@ class Hub:
         self.manager = manager
         self.reactor = reactor
         self.feeds: dict[str, Feed] = {}
+        # A recovering feed retries as soon as the manager has a connection again.
+        self._unlisten = manager.on_change(self._manager_changed)
+
+    def _manager_changed(self, health: Any) -> None:
+        if health.ready:
+            for feed in list(self.feeds.values()):
+                feed.wake()
 
     def subscribe(
         self, db: str, table: str, filt: Any, sink: Any, resume: bool
@@ -330,6 +360,7 @@ class Hub:
             feed.close()
 
     def close(self) -> Deferred[None]:
+        self._unlisten()
         feeds, self.feeds = list(self.feeds.values()), {}
         return DeferredList([f.close() for f in feeds], consumeErrors=True).addCallback(
             lambda _: None
