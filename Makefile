@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean \
+.PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster clean \
 	bench-proxy bench-proxy-memory bench-workspaces deploy-rethinkdb
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test         lint, types, unit and integration tests (real test cluster)"
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
+	@echo "make images       build the workspace images (no registry) into ~/.cache/guildnet/images"
 	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
 	@echo "make deploy-rethinkdb  server-side apply etc/k8s's RethinkDB to \$$KUBECONFIG (RETHINKDB_NAMESPACE, RETHINKDB_STORAGE=pvc|emptyDir)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
@@ -43,8 +44,8 @@ ui-test:
 	cd ui && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check guildnet twisted tests bench
-	$(VENV)/bin/ruff format --check guildnet twisted tests bench
+	$(VENV)/bin/ruff check guildnet twisted tests bench setup.py
+	$(VENV)/bin/ruff format --check guildnet twisted tests bench setup.py
 	$(VENV)/bin/mypy
 
 # On the reactor GuildNet ships with (tests/conftest.py), then the proxy and TLS
@@ -56,6 +57,16 @@ unit: $(STAMP)
 
 testbin:
 	tests/harness/build-testbin.sh all
+
+# Workspace images built locally (debootstrap + umoci + skopeo, no registry), cached by
+# version, for the real-node test tier to import into containerd. Needs root.
+IMAGES ?= all
+IMAGE_TOOLS := debootstrap:debootstrap umoci:umoci skopeo:skopeo gcc:gcc go:golang-1.26+
+images:
+	@for t in $(IMAGE_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
+		command -v $$cmd >/dev/null || { echo "make images: $$cmd not found (apt-get install $$pkg)" >&2; exit 1; }; \
+	done
+	tests/harness/images/build-images.sh $(IMAGES)
 
 integration: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)

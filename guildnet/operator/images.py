@@ -32,6 +32,10 @@ LINUXSERVER_CODE_SERVER_PORT: Final = 8443
 JUPYTER_PORT: Final = 8888
 GENERIC_PORTS: Final = (Port(8080, "http"), Port(8443, "https"))
 
+#: The RethinkDB server image GuildNet's manifests and test tiers use (pinned: a tag other
+#: than ``latest`` keeps Kubernetes' default pull policy at IfNotPresent).
+RETHINKDB_IMAGE: Final = "rethinkdb:2.4.4"
+
 
 def _repository(image: str) -> tuple[str, str]:
     """(registry host or "", repository path) of an image reference, lower-cased."""
@@ -148,14 +152,14 @@ PRESETS: Final[tuple[Preset, ...]] = (
     Preset(
         id="code-server",
         name="VS Code (code-server)",
-        image="codercom/code-server:4.104.2",
+        image="codercom/code-server:4.139.1",
         description="Visual Studio Code in the browser. Sign in with the generated password "
         "shown on the server's page.",
     ),
     Preset(
         id="jupyter",
         name="JupyterLab",
-        image="quay.io/jupyter/base-notebook:latest",
+        image="quay.io/jupyter/base-notebook:lab-4.6.6",
         description="JupyterLab with Python and conda (Jupyter Docker Stacks base image). "
         "Token auth stays on; the token is shown on the server's page or in its logs.",
     ),

@@ -226,7 +226,7 @@ CFG = OperatorConfig(namespace="default")
 
 
 def test_code_server_defaults() -> None:
-    d = desired_objects(workspace("ide", {"image": "codercom/code-server:4.104.2"}), CFG, "pw")
+    d = desired_objects(workspace("ide", {"image": "codercom/code-server:4.139.1"}), CFG, "pw")
     (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     env = env_of(c)
@@ -263,7 +263,7 @@ def test_port_follows_the_chosen_port() -> None:
 
 
 def test_jupyter_defaults_and_optional_token() -> None:
-    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:latest"})
+    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:lab-4.6.6"})
     d = desired_objects(ws, CFG, None)
     (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
     assert c["ports"][0]["containerPort"] == 8888
@@ -408,12 +408,12 @@ def test_from_settings() -> None:
 @pytest.mark.parametrize(
     ("image", "kind", "port"),
     [
-        ("codercom/code-server:4.104.2", "code-server", 8080),
+        ("codercom/code-server:4.139.1", "code-server", 8080),
         ("codercom/code-server", "code-server", 8080),
         ("docker.io/codercom/code-server@sha256:" + "a" * 64, "code-server", 8080),
         ("lscr.io/linuxserver/code-server:latest", "code-server", 8443),
         ("registry.local:5000/me/code-server:1", "code-server", 8080),
-        ("quay.io/jupyter/base-notebook:latest", "jupyter", 8888),
+        ("quay.io/jupyter/base-notebook:lab-4.6.6", "jupyter", 8888),
         ("jupyter/scipy-notebook", "jupyter", 8888),
         ("ghcr.io/me/jupyterlab:3", "jupyter", 8888),
         ("me/my-notebook", "jupyter", 8888),
@@ -454,7 +454,7 @@ def test_presets_and_defaults_are_json() -> None:
         assert p["name"] and p["image"] and p["description"]
         parse_spec({"image": p["image"], **{k: p[k] for k in ("ports", "args") if k in p}})
     assert {p["id"]: p["kind"] for p in presets}["jupyter"] == "jupyter"
-    body = defaults_json("codercom/code-server:4.104.2")
+    body = defaults_json("codercom/code-server:4.139.1")
     assert body["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert body["env"] == [{"name": "PORT", "value": "8080"}]
     assert body["passwordEnv"] == "PASSWORD" and body["args"] == []

@@ -18,9 +18,9 @@ from guildnet.operator.spec import SpecError, generate_name, parse_quantity, par
 # --- strategies -------------------------------------------------------------------------
 
 KNOWN_IMAGES = [
-    "codercom/code-server:4.104.2",
+    "codercom/code-server:4.139.1",
     "lscr.io/linuxserver/code-server:latest",
-    "quay.io/jupyter/base-notebook:latest",
+    "quay.io/jupyter/base-notebook:lab-4.6.6",
     "jupyter/scipy-notebook",
     "nginx",
     "registry.example.com:5000/team/app@sha256:" + "a" * 64,
@@ -334,8 +334,8 @@ def test_generated_names_are_valid(image: str) -> None:
 @pytest.mark.parametrize(
     ("image", "base"),
     [
-        ("codercom/code-server:4.104.2", "code-server"),
-        ("quay.io/jupyter/base-notebook:latest", "base-notebook"),
+        ("codercom/code-server:4.139.1", "code-server"),
+        ("quay.io/jupyter/base-notebook:lab-4.6.6", "base-notebook"),
         ("registry:5000/My_App@sha256:abc", "my-app"),
         ("9gag", "ws-9gag"),
         ("", "workspace"),
