@@ -25,8 +25,9 @@ from typing import Any, Final
 import yaml
 
 from guildnet.cluster.rest import KubeRest, object_path
+from guildnet.operator.images import RETHINKDB_IMAGE
 
-IMAGE: Final = "rethinkdb:2.4.4"
+IMAGE: Final = RETHINKDB_IMAGE  # built locally by tests/harness/images (no registry pull)
 FIELD_MANAGER: Final = "guildnet-rdb"
 DRIVER_PORT: Final = 28015
 CLUSTER_PORT: Final = 29015
