@@ -290,6 +290,7 @@ class DBRoutes:
 
         mgr = self._rdb(cluster_id)
         body = {"cluster": cluster_id, **mgr.health.to_json(time.time())}
+        body["feeds"] = hub_of(mgr).stats() if mgr.hub is not None else []
         return write_json(request, 200 if mgr.health.ready else 503, body)
 
     @cluster_route("/api/db/reconnect", ["POST"])

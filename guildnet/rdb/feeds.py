@@ -353,6 +353,21 @@ class Hub:
         sub = feed.add(sink, resume)
         return sub, lambda: feed.remove(sub)
 
+    def stats(self) -> list[dict[str, Any]]:
+        """What the health route shows of the feeds (no row data)."""
+        return [
+            {
+                "db": f.db,
+                "table": f.table,
+                "filtered": f.filter is not None,
+                "state": f.state,
+                "reason": f.reason,
+                "subscribers": len(f.subscribers),
+                "rows": len(f.rows),
+            }
+            for f in self.feeds.values()
+        ]
+
     def drop(self, feed: Feed) -> None:
         if self.feeds.get(feed.key) is feed:
             del self.feeds[feed.key]

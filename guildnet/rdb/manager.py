@@ -138,6 +138,7 @@ class RDBManager(Service):
         self.stopping = False
         self.hub: Any = None  # the changefeed hub, attached by guildnet.rdb.feeds
         self._meta_ready = False  # GuildNet's meta table exists (guildnet.rdb.ops)
+        self.meta_retries = 0  # how often a meta operation had to be retried (tests, logs)
 
     # life cycle -------------------------------------------------------------------------------
 
@@ -461,6 +462,7 @@ class RDBManager(Service):
                 )
                 if attempt + 1 >= attempts or not transient:
                     raise
+                self.meta_retries += 1
                 from twisted.internet.task import deferLater
 
                 await deferLater(self._reactor, delay, lambda: None)

@@ -117,6 +117,8 @@ def test_one_server_feed_per_table_and_filter(app: HostProc, server: RethinkServ
     filtered = [open_feed(app, base, big) for _ in range(2)]
     try:
         assert changefeed_jobs(server) - before == 2
+        feeds = [f for f in app.get("/api/db/health")["feeds"] if f["db"] == base.split("/")[3]]
+        assert sorted((f["filtered"], f["subscribers"]) for f in feeds) == [(False, 6), (True, 2)]
         assert sorted(r["id"] for r in filtered[0][1]["rows"]) == [5, 6, 7, 8, 9]
         app.ok("POST", f"{base}/rows", [{"id": 100, "n": 1}, {"id": 101, "n": 50}], 201)
         for sse in subs:

@@ -107,11 +107,14 @@ class RecoveryTests(ManagerCase):
         yield mgr.connection()
         self.server.stop()
         self.server.start()
+        mgr.reconnect()  # now, not at the next backoff step (which may be seconds away)
         # Right after a restart the table has no primary replica for ~2 s; the meta
         # operation's short retries carry it through (a plain run would fail).
         yield until("ready", lambda: mgr.health.state == "ready", timeout=20)
         result = yield mgr.run_meta(lambda: r.db("m").table("t").index_create("x"))
         self.assertEqual(result["created"], 1)
+        print(f"meta retries after the restart: {mgr.meta_retries}")
+        self.assertGreater(mgr.meta_retries, 0, "the table was available at once: no proof")
 
     @inlineCallbacks
     def test_monitor_notices_a_hung_server(self) -> Any:
