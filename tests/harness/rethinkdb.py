@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.harness.cluster import _PKI
+from tests.harness.cluster import _PKI, _set_pdeathsig
 
 REPO = Path(__file__).resolve().parents[2]
 _ports = itertools.count(28100, 3)
@@ -158,7 +158,11 @@ class RethinkServer:
         out = open(self.base / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
         try:
             self.proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_set_pdeathsig,  # a crashed test run leaves no server behind
             )
         finally:
             out.close()
