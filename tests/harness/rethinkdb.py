@@ -150,7 +150,7 @@ class RethinkServer:
 
     # life cycle -------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> RethinkServer:
+    def start(self, timeout: float = 60.0) -> RethinkServer:
         """Start (or restart on the same data) and wait until it answers a driver."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         if in_netns() and not self.host.startswith("127.") and ":" not in self.host:
@@ -236,7 +236,7 @@ class RethinkServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
-    def restart(self, timeout: float = 30.0) -> None:
+    def restart(self, timeout: float = 60.0) -> None:
         self.stop()
         self.start(timeout)
 
