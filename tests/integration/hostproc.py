@@ -18,7 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.harness.cluster import _set_pdeathsig
+
 T = TypeVar("T")
+START_TIMEOUT = 150.0
 
 
 def free_port() -> int:
@@ -67,11 +70,16 @@ class HostProc:
             env=full,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_set_pdeathsig,  # never outlives the test run
         )
         self.ctx = ssl.create_default_context()
         self.ctx.check_hostname = False
         self.ctx.verify_mode = ssl.CERT_NONE
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # the caller never gets an object to stop
+            raise
 
     def connection(self, timeout: float = 30) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(
@@ -120,7 +128,8 @@ class HostProc:
                 raise AssertionError(f"twistd exited:\n{self.log_tail()}")
             return self.request("GET", "/healthz")[0] == 200
 
-        wait_for("the Host App to listen", up, timeout=60)
+        # Generous: on a loaded 2-core machine twistd's imports alone can take most of a minute.
+        wait_for("the Host App to listen", up, timeout=START_TIMEOUT)
 
     def log_tail(self, lines: int = 80) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
