@@ -8,6 +8,8 @@
 //   GUILDNET_SCREENSHOTS    directory for the screenshots
 //   GUILDNET_RESULT         JSON report written here
 //   GUILDNET_PROFILE_DIR    a fresh, empty Chromium profile directory
+//   GUILDNET_DATA_FLOW      "browse" (the default: the flow above) or "deploy" (no RethinkDB
+//                           in the cluster: the health says not_found and offers the deploy)
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -21,10 +23,11 @@ const env = (name, fallback) => {
   return v;
 };
 const BASE = env("GUILDNET_URL");
-const CONTROL = env("GUILDNET_CONTROL_URL");
+const CONTROL = env("GUILDNET_CONTROL_URL", "");
 const SHOTS = env("GUILDNET_SCREENSHOTS", "test-output/screenshots/data");
 const RESULT = env("GUILDNET_RESULT", "");
 const PROFILE = env("GUILDNET_PROFILE_DIR", `/tmp/guildnet-data-e2e-profile-${process.pid}`);
+const FLOW = env("GUILDNET_DATA_FLOW", "browse");
 const CLUSTER = "default";
 const DB = "e2e_shop";
 const TABLE = "people";
@@ -55,6 +58,7 @@ function expect(cond, message) {
 }
 
 async function control(action, body = {}) {
+  if (!CONTROL) throw new Error("GUILDNET_CONTROL_URL is not set");
   const res = await fetch(`${CONTROL}${action}`, { method: "POST", body: JSON.stringify(body) });
   const data = await res.json();
   if (!data.ok) throw new Error(`control ${action} failed: ${data.error}`);
@@ -111,7 +115,30 @@ const tab = (name) => page.getByRole("tab", { name });
 let ok = false;
 let failure = null;
 const timings = {};
-try {
+async function deployFlow() {
+  // No RethinkDB anywhere: every DB route answers 503 with the reason (the health route and
+  // the database list), which Chromium logs as console errors. Expected in this whole flow.
+  outage = /status of 503/;
+  await step("no RethinkDB in the cluster: the health says not_found and offers a deploy", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/data`);
+    const health = page.locator('[data-testid="db-health"]');
+    await health.waitFor({ timeout: 30_000 });
+    await page.locator('[data-testid="db-health-reason"]', { hasText: "not_found" }).waitFor({ timeout: 30_000 });
+    const reason = await page.locator('[data-testid="db-health-reason"]').innerText();
+    log(`  health: ${reason}`);
+    await shot("deploy-offer");
+  });
+  await step("deploy RethinkDB from the UI: the StatefulSet and Service are applied", async () => {
+    await page.getByRole("button", { name: "Deploy RethinkDB" }).click();
+    await page.getByText(/Applied the RethinkDB StatefulSet and Service/).waitFor({ timeout: 60_000 });
+    await shot("deploy-applied");
+  });
+  await step("console is free of unexpected errors", async () => {
+    expect(consoleErrors.length === 0, `console errors: ${JSON.stringify(consoleErrors, null, 2)}`);
+  });
+}
+
+async function browseFlow() {
   await step("the Data section: the DB health is ready, the server's databases listed", async () => {
     // The cluster's first DB request creates its RDB manager, which starts "connecting":
     // the health route answers 503 (with the state in its body) until the connection is up,
@@ -319,6 +346,11 @@ try {
   await step("console is free of errors", async () => {
     expect(consoleErrors.length === 0, `console errors: ${JSON.stringify(consoleErrors, null, 2)}`);
   });
+}
+
+try {
+  if (FLOW === "deploy") await deployFlow();
+  else await browseFlow();
   ok = true;
 } catch (e) {
   failure = String(e?.stack ?? e);

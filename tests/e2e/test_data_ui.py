@@ -15,6 +15,9 @@ itself causes (listed in the script: the health route's 503 while the server is 
 The browser script asks this test to act on the database through a small HTTP control
 endpoint on 127.0.0.1 (inside the test network namespace): ``/insert`` (a driver write),
 ``/kill`` and ``/start``.
+
+A second, short run has no RethinkDB at all: the health shows ``not_found`` with the deploy
+offer, and the UI's "Deploy RethinkDB" applies the StatefulSet and Service to the test cluster.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s_client
 
 from tests.e2e.test_ui_e2e import CHROMIUM, REPO, UI_DIR, WEB_INDEX, _need
 from tests.harness.rethinkdb import RethinkServer
@@ -129,7 +133,7 @@ def data_host(
         host.stop()
 
 
-def test_data_ui_end_to_end(data_host: HostProc, rethink: RethinkServer, tmp_path: Path) -> None:
+def _need_browser() -> None:
     node = shutil.which("node")
     _need(node is not None, "node is not installed (the machine's Node.js 20 is needed)")
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -137,50 +141,101 @@ def test_data_ui_end_to_end(data_host: HostProc, rethink: RethinkServer, tmp_pat
         (UI_DIR / "node_modules" / "playwright-core").is_dir() and WEB_INDEX.is_file(),
         "the UI is not built: run `make ui` (cd ui && npm ci && npm run build)",
     )
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob("*.png"):
-        old.unlink()
+
+
+def _browse(host: HostProc, tmp_path: Path, extra: dict[str, str]) -> dict[str, Any]:
+    """Runs data.e2e.mjs against ``host``; fails the test with both sides' logs."""
     result_file = tmp_path / "data-e2e-result.json"
-    with Control(rethink) as control:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-            "GUILDNET_URL": f"https://127.0.0.1:{data_host.port}",
-            "GUILDNET_CONTROL_URL": control.url,
-            "GUILDNET_CHROMIUM": str(CHROMIUM),
-            "GUILDNET_SCREENSHOTS": str(SCREENSHOTS),
-            "GUILDNET_RESULT": str(result_file),
-            "GUILDNET_PROFILE_DIR": str(tmp_path / "chromium-profile"),
-            "GUILDNET_DOWNLOADS": str(tmp_path / "downloads"),
-        }
-        try:
-            proc = subprocess.run(
-                [str(node), str(SCRIPT)],
-                cwd=UI_DIR,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=E2E_TIMEOUT,
-            )
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
-            pytest.fail(
-                f"the browser run timed out after {E2E_TIMEOUT}s\n{out or ''}\n"
-                f"--- Host App log ---\n{data_host.log_tail(120)}",
-                pytrace=False,
-            )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
+        "GUILDNET_URL": f"https://127.0.0.1:{host.port}",
+        "GUILDNET_CHROMIUM": str(CHROMIUM),
+        "GUILDNET_SCREENSHOTS": str(SCREENSHOTS),
+        "GUILDNET_RESULT": str(result_file),
+        "GUILDNET_PROFILE_DIR": str(tmp_path / "chromium-profile"),
+        **extra,
+    }
+    try:
+        proc = subprocess.run(
+            [str(shutil.which("node")), str(SCRIPT)],
+            cwd=UI_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=E2E_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        pytest.fail(
+            f"the browser run timed out after {E2E_TIMEOUT}s\n{out or ''}\n"
+            f"--- Host App log ---\n{host.log_tail(120)}",
+            pytrace=False,
+        )
     print(proc.stdout)
-    report = json.loads(result_file.read_text()) if result_file.exists() else {}
+    report: dict[str, Any] = json.loads(result_file.read_text()) if result_file.exists() else {}
     if proc.returncode != 0:
         pytest.fail(
             f"browser run failed (exit {proc.returncode}):\n{proc.stdout[-8000:]}\n"
-            f"{proc.stderr[-4000:]}\n--- Host App log ---\n{data_host.log_tail(120)}",
+            f"{proc.stderr[-4000:]}\n--- Host App log ---\n{host.log_tail(120)}",
             pytrace=False,
         )
     assert report.get("ok") is True, report
     assert report["consoleErrors"] == [], report["consoleErrors"]
+    return report
+
+
+def test_data_ui_end_to_end(data_host: HostProc, rethink: RethinkServer, tmp_path: Path) -> None:
+    _need_browser()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
+    with Control(rethink) as control:
+        _browse(data_host, tmp_path, {"GUILDNET_CONTROL_URL": control.url})
     assert control.log.count("/kill") == 1 and control.log.count("/start") == 1, control.log
     assert control.log.count("/insert") >= 2, control.log
     shots = sorted(p.name for p in SCREENSHOTS.glob("*.png"))
     assert len(shots) >= 10, shots
     log = data_host.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[log.find("Traceback") - 2000 :][:6000]
+
+
+def test_data_ui_offers_the_deploy(
+    kubeconfig: str, namespace: str, kube_api: Any, tmp_path: Path
+) -> None:
+    """No RETHINKDB_ADDR and no Service: not_found, and the UI's deploy applies etc/k8s's."""
+    _need_browser()
+    shots = SCREENSHOTS / "deploy"
+    shots.mkdir(parents=True, exist_ok=True)
+    for old in shots.glob("*.png"):
+        old.unlink()
+    work = tmp_path / "hostapp"
+    work.mkdir()
+    host = HostProc(
+        work,
+        {
+            "KUBECONFIG": kubeconfig,
+            "K8S_NAMESPACE": namespace,
+            "RETHINKDB_NAMESPACE": namespace,
+            "RETHINKDB_ADDR": "",
+            "HOSTAPP_EMBED_OPERATOR": "true",
+            "PYTHONPATH": str(REPO),
+        },
+    )
+    try:
+        _browse(
+            host,
+            tmp_path,
+            {
+                "GUILDNET_DATA_FLOW": "deploy",
+                "GUILDNET_SCREENSHOTS": str(shots),
+            },
+        )
+    finally:
+        host.stop()
+    apps: Any = k8s_client.AppsV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(kube_api)
+    sts = apps.read_namespaced_stateful_set("rethinkdb", namespace)
+    svc = core.read_namespaced_service("rethinkdb", namespace)
+    assert sts.spec.template.spec.containers[0].image
+    assert any(p.port == 28015 for p in svc.spec.ports)
+    assert len(list(shots.glob("*.png"))) == 2

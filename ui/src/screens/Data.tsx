@@ -186,7 +186,15 @@ export function DataScreen({ cluster, db, table }: { cluster: string; db: string
             <h1>Data</h1>
           </div>
           <DbHealthPanel cluster={cluster} probe={probe} />
-          <DatabasesCard cluster={cluster} ready={probe.health?.ready ?? false} />
+          {probe.health?.ready ? (
+            <DatabasesCard cluster={cluster} ready />
+          ) : probe.health ? (
+            <section className="card">
+              <Empty title="The databases are shown once RethinkDB is ready">
+                <p className="muted">The state above says why it is not, and when it tries again.</p>
+              </Empty>
+            </section>
+          ) : null}
         </>
       )}
     </div>

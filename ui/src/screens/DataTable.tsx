@@ -239,7 +239,7 @@ function RowsPanel({
         <span className="spacer" />
         <label className="row small">
           Rows per page
-          <select value={limit} onChange={(e) => {
+          <select className="inline" value={limit} onChange={(e) => {
             setLimit(Number(e.target.value));
             setCursors([null]);
           }}>
@@ -494,7 +494,7 @@ function QueryPanel({ cluster, db, table, primaryKey }: { cluster: string; db: s
       <form className="form" onSubmit={run} noValidate>
         <div className="row">
           <span>Rows matching</span>
-          <select aria-label="Combine conditions" value={form.combine} onChange={(e) => setForm({ ...form, combine: e.target.value as "and" | "or" })}>
+          <select className="inline" aria-label="Combine conditions" value={form.combine} onChange={(e) => setForm({ ...form, combine: e.target.value as "and" | "or" })}>
             <option value="and">all</option>
             <option value="or">any</option>
           </select>
