@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.harness.cluster import _PKI
+from tests.harness.cluster import _PKI, _set_pdeathsig
 
 REPO = Path(__file__).resolve().parents[2]
 _ports = itertools.count(28100, 3)
@@ -158,7 +158,11 @@ class RethinkServer:
         out = open(self.base / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
         try:
             self.proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_set_pdeathsig,  # a crashed test run leaves no server behind
             )
         finally:
             out.close()
@@ -217,9 +221,16 @@ class RethinkServer:
         self._signal_and_wait(signal.SIGKILL, 10.0)
 
     def pause(self) -> None:
-        """SIGSTOP: TCP stays open, nothing answers (a hung server)."""
+        """SIGSTOP: TCP stays open, nothing answers (a hung server).
+
+        Returns once every thread is really stopped (the signal is asynchronous: a query
+        sent right after ``kill`` could otherwise still be answered).
+        """
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not _all_stopped(self.proc.pid):
+            time.sleep(0.01)
 
     def resume(self) -> None:
         assert self.proc is not None
@@ -261,6 +272,21 @@ class RethinkServer:
         with contextlib.suppress(OSError):
             text += (self.base / "stdout.log").read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _all_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return True
+    for tid in tasks:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            return False
+    return True
 
 
 def _accepts(host: str, port: int) -> bool:

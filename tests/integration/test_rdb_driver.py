@@ -56,6 +56,14 @@ def stock_connect(server: RethinkServer, **kw: Any) -> Deferred[Any]:
         return fail(e)
 
 
+@inlineCallbacks
+def until(probe: Any, timeout: float) -> Any:
+    """Wait (polling) until ``probe()`` is truthy or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while not probe() and time.monotonic() < deadline:
+        yield sleep(0.02)
+
+
 def settled(d: Deferred[Any]) -> list[Any]:
     """A box that holds ``d``'s result (value or Failure) once it fires."""
     box: list[Any] = []
@@ -218,7 +226,6 @@ class FetchNextTimeoutTests(DriverTestCase):
         writer = yield driver.connect(opts(self.server))
         yield t.insert({"id": 1}).run(writer)
         yield driver.close(writer)
-        yield sleep(1.0)
         return second
 
     @inlineCallbacks
@@ -226,6 +233,7 @@ class FetchNextTimeoutTests(DriverTestCase):
         db = self.make_db(self.server)
         conn = yield driver.connect(opts(self.server))
         second = yield self.scenario(conn, db)
+        yield until(lambda: second, 5.0)
         self.assertEqual(len(second), 1, "the other feed on the connection got nothing")
         self.assertEqual(second[0]["new_val"], {"id": 1})
         self.assertTrue(conn.is_open())
@@ -238,6 +246,7 @@ class FetchNextTimeoutTests(DriverTestCase):
         conn = yield stock_connect(self.server, timeout=3)
         self.addCleanup(drop, conn)
         second = yield self.scenario(conn, db)
+        yield sleep(1.5)  # what the wrapper's feed gets well within this, stock never gets
         self.flushLoggedErrors()  # the stock module logs AlreadyCalledError/ReqlDriverError
         self.assertFalse(conn.is_open())
         self.assertEqual(second, [], "stock: the other feed hangs silently")
@@ -292,8 +301,8 @@ class ServerDeathTests(DriverTestCase):
         _conn, feed = yield self.open_feed(lambda: driver.connect(opts(self.server)))
         pending = settled(feed.next())
         self.server.stop()
-        yield sleep(0.5)
-        self.assertTrue(pending and pending[0].check(ReqlError), pending)
+        yield until(lambda: pending, 3.0)
+        self.assertTrue(pending[0].check(ReqlError), pending)
 
     @inlineCallbacks
     def test_wrapper_reconnects_after_a_restart(self) -> Any:

@@ -366,3 +366,55 @@ def test_deploy_applies_idempotently_through_the_api(
         )
     finally:
         host.stop()
+
+
+def test_removing_a_cluster_closes_its_feeds_and_connection(
+    test_cluster: TestCluster, kube_api: Any, namespace: str, tmp_path: Path
+) -> None:
+    """A stored cluster's DB (found through its NodePort Service), a live changefeed, then
+    ``DELETE /api/clusters/<id>``: the stream ends and the server sees the feed go."""
+    from tests.integration.hostproc import SSE, HostProc, wait_for
+
+    core: Any = k8s_client.CoreV1Api(kube_api)
+    node_port = 30000 + uuid.uuid4().int % 2000
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "rethinkdb"},
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app": "rethinkdb"},
+                "ports": [{"name": "driver", "port": 28015, "nodePort": node_port}],
+            },
+        },
+    )
+    server = RethinkServer(host=NETNS_NODE_IP, port=node_port).start()
+    host = HostProc(
+        tmp_path,
+        {"KUBECONFIG": str(test_cluster.kubeconfig_path), "RETHINKDB_NAMESPACE": namespace},
+    )
+
+    def feeds_on_server() -> int:
+        jobs = server.run(lambda q: q.db("rethinkdb").table("jobs").filter({"type": "query"}))
+        return sum(1 for j in jobs if ".changes(" in str((j.get("info") or {}).get("query", "")))
+
+    try:
+        kubeconfig = Path(test_cluster.kubeconfig_path).read_text()
+        host.ok("POST", "/api/clusters", {"id": "lab", "kubeconfig": kubeconfig}, 201)
+        base = "/api/cluster/lab/db"
+        host.ok("POST", base, {"id": "labdb"}, 201)
+        assert host.get(f"{base}/health")["source"] == "nodeport"
+        host.ok("POST", f"{base}/labdb/tables", {"name": "t"}, 201)
+        sse = SSE(host, "/sse/cluster/lab/db/labdb/tables/t/changes")
+        sse.until(lambda e: e["event"] == "ready")
+        assert feeds_on_server() == 1
+        host.ok("DELETE", "/api/clusters/lab")
+        with pytest.raises(EOFError):
+            sse.next(timeout=10)
+        sse.close()
+        wait_for("the server feed to close", lambda: feeds_on_server() == 0, timeout=10)
+        status, body, _ = host.request("GET", f"{base}/health")
+        assert status == 404 and body["field"] == "clusterId"
+    finally:
+        host.stop()
+        server.close()
