@@ -388,6 +388,8 @@ def test_status_table(ws_obj, dep, pods, events, phase, reason, why) -> None:
         assert c["observedGeneration"] == ws_obj["metadata"]["generation"]
     assert status["observedGeneration"] == ws_obj["metadata"]["generation"]
     assert status["url"] == "/proxy/server/ide/"
+    other = compute_status(ws_obj, dep, pods, events, T0, cluster_id="prod")
+    assert other["url"] == "/api/cluster/prod/proxy/server/ide/"  # the canonical URL there
     assert status["serviceDNS"] == "ide.ns1.svc.cluster.local"
     if reason != "InvalidSpec":
         assert status["proxyTarget"] == "ide.ns1.svc.cluster.local:8080"
