@@ -11,7 +11,7 @@ UI_BUILD := guildnet/web/index.html
 
 .PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster \
 	dev-cluster-kwok clean \
-	bench-proxy bench-proxy-memory bench-workspaces deploy-rethinkdb
+	bench-proxy bench-proxy-memory bench-workspaces bench-changefeeds deploy-rethinkdb
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -24,6 +24,7 @@ help:
 	@echo "make deploy-rethinkdb  server-side apply etc/k8s's RethinkDB to \$$KUBECONFIG (RETHINKDB_NAMESPACE, RETHINKDB_STORAGE=pvc|emptyDir)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
+	@echo "make bench-changefeeds  1,000 SSE subscribers on one table's changefeed vs one direct feed (BENCH_ARGS=--quick)"
 
 $(STAMP): pyproject.toml setup.cfg
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -103,6 +104,14 @@ bench-proxy-memory: $(STAMP)
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces
+
+# A real RethinkDB server and Host App, the subscribers held by a Go client (bench/sseclient,
+# stdlib only, built here outside the namespace). BENCH_ARGS: --quick, --subscribers N,
+# --rate R, --seconds S.
+BENCH_ARGS ?=
+bench-changefeeds: $(STAMP)
+	cd bench/sseclient && GOTOOLCHAIN=local go build -o $(abspath $(VENV))/bin/bench-sseclient .
+	tests/harness/netns-run.sh $(PY) -m bench.changefeeds $(BENCH_ARGS)
 
 # RethinkDB in the cluster of $KUBECONFIG (default ~/.guildnet/kubeconfig): the StatefulSet and
 # Service of etc/k8s/, server-side applied (idempotent). The API's POST .../db/deploy does the same.

@@ -1,0 +1,3 @@
+module guildnet/bench/sseclient
+
+go 1.22
