@@ -469,6 +469,13 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"load average: during the write {load_during}, after {loadavg()}")
     goal = sse["p99_ms"] < 50 and sse["delivered"] == sse["expected"]
     print(f"goal (p99 < 50 ms, every event delivered): {'met' if goal else 'NOT met'}")
+    lost = log_text.count(f"changefeed {DB}.sse: lost")
+    pings = log_text.count("ping failed")
+    if lost or pings:
+        print(
+            f"the Host App lost its server feed {lost} time(s) (failed pings: {pings}): every "
+            "subscriber got a resync and a fresh snapshot instead of the changes in between"
+        )
     if "Traceback" in log_text:
         print(f"the Host App logged a traceback: {app.log_path}")
     return 0
