@@ -454,8 +454,11 @@ def run(args: argparse.Namespace, work: Path) -> int:
         f"  every event delivered: {sse['delivered'] == sse['expected']} "
         f"(per subscriber min {sse['min_each']} max {sse['max_each']} of {expect}; "
         f"{sse['complete_subscribers']}/{n} complete; duplicates {sse['duplicates']}; "
-        f"resyncs {sse['resyncs']}; other events {sse['other_events']})"
+        f"resyncs {sse['resyncs']}; snapshots {sse['snapshots']}; "
+        f"other events {sse['other_events']})"
     )
+    if sse["closed"]:
+        print(f"  streams that ended early: {sse['closed']}")
     print(
         f"Host App CPU {cpu['app']:.1f}s in {window:.1f}s (write + drain) = "
         f"{100 * cpu['app'] / window:.0f}% of one core; client {100 * cpu['client'] / window:.0f}%;"
