@@ -38,6 +38,11 @@ class LocalDB:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
         self._conn: sqlite3.Connection | None = None
 
+    @property
+    def pool(self) -> ThreadPool:
+        """The database's one-thread pool (its queue shows in /metrics)."""
+        return self._pool
+
     def open(self) -> Deferred[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._pool.start()

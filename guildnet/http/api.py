@@ -31,6 +31,7 @@ from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
 from guildnet.http.ui_routes import UIRoutes
 from guildnet.http.workspaces import WorkspaceRoutes
+from guildnet.metrics.exposition import Exposition
 from guildnet.monitor import ReactorMonitor
 
 REACHABILITY_TTL = 10.0
@@ -39,10 +40,17 @@ REACHABILITY_TTL = 10.0
 class HostAPI(UIRoutes, WorkspaceRoutes):
     app = router
 
-    def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        monitor: ReactorMonitor,
+        exposition: Exposition | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.monitor = monitor
+        self.exposition = exposition or Exposition()
 
     # errors ---------------------------------------------------------------
 
@@ -115,6 +123,11 @@ class HostAPI(UIRoutes, WorkspaceRoutes):
         if last is not None and time.time() - last.checked_at < REACHABILITY_TTL:
             return succeed(last)
         return instance.check_reachable()
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        """Prometheus text format, or OpenMetrics when the scraper's Accept asks for it."""
+        return metrics_response(request, self.exposition)
 
     @app.route("/api/ui-config", methods=["GET"])
     def ui_config(self, request: IRequest) -> bytes:
@@ -205,6 +218,14 @@ class HostAPI(UIRoutes, WorkspaceRoutes):
             raise ApiError(
                 404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
             ) from None
+
+
+def metrics_response(request: IRequest, exposition: Exposition) -> bytes:
+    body, content_type = exposition.render(request.getHeader(b"accept"))
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", content_type.encode("latin-1"))
+    request.setHeader(b"cache-control", b"no-store")
+    return body
 
 
 def _cluster_id_or_400(cluster_id: str, field: str) -> None:

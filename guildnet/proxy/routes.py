@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from guildnet.cluster.registry import UnknownCluster
+from guildnet.metrics import proxy as proxy_metrics
 from guildnet.operator.constants import LABEL_WORKSPACE
 from guildnet.operator.desired import path_mode
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
@@ -369,10 +370,12 @@ class ClusterRoutes:
             except CancelledError:
                 raise
             except ProxyFailure as e:
+                proxy_metrics.connect_error(self.instance.cluster_id, route.kind, e)
                 tried.append(f"{route.description or route.kind}: {e.message}")
                 continue
             except Exception as e:
                 failure = Failure(e)
+                proxy_metrics.connect_error(self.instance.cluster_id, route.kind, failure)
                 timeouts += is_timeout(failure)
                 tried.append(f"{route.description or route.kind}: {describe_failure(failure)}")
                 continue

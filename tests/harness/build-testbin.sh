@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from the Go module proxy, cached by version.
+# kube-scheduler, kwok) and promtool (checks /metrics' exposition) from the Go
+# module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
 # minimal version selection never mixes their dependency graphs.
@@ -9,6 +10,8 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+# Prometheus publishes its Go module as v0.3MM.P for release v3.MM.P.
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
 WORK=${GUILDNET_TESTBIN_WORK:-$HOME/.cache/guildnet/build}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
@@ -107,12 +110,35 @@ GO
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+build_promtool() {
+  local out="$CACHE/promtool-$PROMETHEUS_VERSION"
+  [ -x "$out/promtool" ] && return 0
+  log "building promtool (prometheus $PROMETHEUS_VERSION)"
+  local dir="$WORK/promtool-$PROMETHEUS_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  go mod init guildnet.local/promtoolwrap >/dev/null 2>&1
+  cat > tools.go <<GO
+//go:build tools
+package tools
+import _ "github.com/prometheus/prometheus/cmd/promtool"
+GO
+  go get "github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  go mod tidy
+  local mp="${PROMETHEUS_VERSION#v0.3}"  # "16.0" for v0.316.0 -> release 3.16.0
+  local rel="3.$((10#${mp%%.*})).${mp#*.}"
+  go build -trimpath -ldflags="-s -X github.com/prometheus/common/version.Version=$rel" \
+    -o "$out.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 what=${1:-all}
 case "$what" in
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kube) build_kube ;;
-  all) build_etcd; build_kwok; build_kube ;;
-  *) echo "usage: $0 [all|etcd|kwok|kube]" >&2; exit 2 ;;
+  promtool) build_promtool ;;
+  all) build_etcd; build_kwok; build_kube; build_promtool ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $CACHE"
