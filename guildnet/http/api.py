@@ -27,10 +27,11 @@ from guildnet.cluster.registry import (
 )
 from guildnet.config import Settings
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
+from guildnet.http.health import gather
 from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
 from guildnet.http.ui_routes import UIRoutes
-from guildnet.http.workspaces import WorkspaceRoutes
+from guildnet.http.workspaces import WorkspaceRoutes, cluster_route
 from guildnet.metrics.exposition import Exposition
 from guildnet.monitor import ReactorMonitor
 
@@ -123,6 +124,26 @@ class HostAPI(UIRoutes, WorkspaceRoutes):
         if last is not None and time.time() - last.checked_at < REACHABILITY_TTL:
             return succeed(last)
         return instance.check_reachable()
+
+    @cluster_route("/api/health", ["GET"])
+    async def cluster_health(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
+        """Each part of one cluster with ok, reason and when it was checked; 503 if any fails."""
+        from twisted.internet import reactor
+
+        record = self._record_or_404(cluster_id)
+        try:
+            instance = self.registry.get(record.id)
+        except KubeconfigError as e:
+            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        reach = await self._reachability(record.id)
+        body = await gather(
+            instance,
+            reach,
+            self.settings.embed_operator,
+            self.settings.use_port_forward,
+            reactor,
+        )
+        return write_json(request, 200 if body["ok"] else 503, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:

@@ -77,6 +77,15 @@ class Metered(HostApp):
             {"METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}"},
         )
 
+    def wait_ready(self) -> None:
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"twistd exited:\n{self.log_tail()}")
+            return self.request("GET", "/healthz")[0] == 200
+
+        # Patient: a cold start on a loaded 2-core machine can take over a minute.
+        wait_for("the Host App to listen", up, timeout=180)
+
     def scrape_plain(self, accept: str | None = None) -> tuple[str, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=30)
         try:
@@ -157,10 +166,13 @@ def test_metrics_move_with_real_traffic(app: Metered, backend_on_pod: str) -> No
     name = backend_on_pod
     before = app.scrape()
 
-    for _ in range(3):
-        status, _, resp = app.request("GET", f"/proxy/server/{name}/?folder=x")
+    route = ""
+    for path in ("/small", "/download?size=100000", "/small"):
+        status, _, resp = app.request("GET", f"/proxy/server/{name}{path}")
         assert status == 200
-        route = resp.getheader("x-guildnet-route")
+        route = resp.getheader("x-guildnet-route") or ""
+    status, _, _ = app.request("POST", f"/proxy/server/{name}/echo", raw=b"u" * 5000)
+    assert status == 200
     status, _, _ = app.request("GET", "/proxy/server/no-such-workspace/")
     assert status == 404
     app.get("/api/servers")
@@ -192,7 +204,7 @@ def test_metrics_move_with_real_traffic(app: Metered, backend_on_pod: str) -> No
         return total(after, name, **labels) - total(before, name, **labels)
 
     # HTTP, by route template (never the raw path).
-    assert moved("guildnet_http_requests_total", route="/proxy/server/{id}/", code="200") >= 3
+    assert moved("guildnet_http_requests_total", route="/proxy/server/{id}/", code="200") >= 4
     assert moved("guildnet_http_requests_total", route="/api/servers", code="200") >= 1
     assert moved("guildnet_http_requests_total", route="/api/servers/{server_id}", code="404") == 1
     assert not [
@@ -204,7 +216,9 @@ def test_metrics_move_with_real_traffic(app: Metered, backend_on_pod: str) -> No
     assert moved("guildnet_http_request_duration_seconds_count", route="/api/servers") >= 1
     # The proxy: requests and bytes by route kind and status class, the WebSocket included.
     kind = {"cluster": "default", "route_kind": route}
-    assert moved("guildnet_proxy_requests_total", status_class="2xx", **kind) >= 3
+    assert moved("guildnet_proxy_requests_total", status_class="2xx", **kind) >= 4
+    assert moved("guildnet_proxy_request_bytes_total", status_class="2xx", **kind) >= 5000
+    assert moved("guildnet_proxy_response_bytes_total", status_class="2xx", **kind) >= 100000
     assert moved("guildnet_proxy_requests_total", status_class="1xx", **kind) == 1
     assert moved("guildnet_proxy_response_bytes_total", **kind) > 0
     assert moved("guildnet_proxy_request_bytes_total", status_class="1xx", **kind) >= len(

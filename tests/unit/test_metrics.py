@@ -90,7 +90,7 @@ def test_status_classes_and_connect_error_reasons() -> None:
 
 
 def test_workspace_phases_counts_every_phase() -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {"status": {"phase": "Running"}},
         {"status": {"phase": "Running"}},
         {"status": {}},
