@@ -249,7 +249,9 @@ def test_metrics_move_with_real_traffic(app: Metered, backend_on_pod: str) -> No
         frozenset({("cluster", "default"), ("pool", "api")}),
     ) in after
     assert value(after, "guildnet_threadpool_max_threads", cluster="default", pool="watch") == 16
-    assert value(after, "guildnet_proxy_upstream_connections", state="idle") >= 1
+    # Pooled connections come and go (the API server closes idle ones): both states exported.
+    for state in ("idle", "active"):
+        assert ("guildnet_proxy_upstream_connections", frozenset({("state", state)})) in after
     print("\n[metrics] one scrape after the traffic:")
     for (n, ls), v in sorted(after.items(), key=lambda kv: kv[0][0]):
         if n.startswith("guildnet_") and not n.endswith("_bucket") and v:
@@ -299,3 +301,20 @@ def test_removed_cluster_series_disappear(app: Metered, kubeconfig: str) -> None
     left = has_cluster(app.scrape(), "second")
     assert left == [], left
     assert has_cluster(app.scrape(), "default")
+
+
+def test_cluster_health_reports_each_part(app: Metered) -> None:
+    status, body, _ = app.request("GET", "/api/health")
+    assert status == 200, body
+    assert body["cluster"] == "default" and body["ok"] is True and body["failing"] == []
+    parts = body["parts"]
+    assert set(parts) == {"kubernetes", "informers", "operator", "localdb", "portForwards"}
+    assert all(p["ok"] and p["reason"] and p["checkedAt"].endswith("Z") for p in parts.values())
+    assert parts["kubernetes"]["version"].startswith("v1.")
+    assert parts["informers"]["resources"]["Workspace"] is True
+    assert parts["operator"]["leader"] is True
+    assert parts["localdb"]["reason"] == "quick_check ok, write read back"
+    status, same, _ = app.request("GET", "/api/cluster/default/health")
+    assert status == 200 and same["parts"].keys() == parts.keys()
+    status, missing, _ = app.request("GET", "/api/cluster/nope/health")
+    assert status == 404 and missing["field"] == "clusterId"
