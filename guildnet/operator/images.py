@@ -185,10 +185,10 @@ PRESETS: Final[tuple[Preset, ...]] = (
     ),
     Preset(
         id="web-app",
-        name="Web app (whoami)",
-        image="traefik/whoami:v1.10.3",
-        description="A tiny HTTP server that echoes each request: a quick check that "
-        "launching and proxying work.",
+        name="Web app (httpbin)",
+        image="mccutchen/go-httpbin:2.26.0",
+        description="A tiny HTTP server that echoes each request (/anything, /headers, "
+        "/websocket/echo): a quick check that launching and proxying work.",
         ports=(Port(8080, "http"),),
         args=("--port", "8080"),
     ),

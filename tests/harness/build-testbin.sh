@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) and promtool (checks /metrics' exposition) from the Go
-# module proxy, cached by version.
+# Build the test clusters' binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS) and promtool (checks /metrics'
+# exposition) from the Go module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
 # minimal version selection never mixes their dependency graphs.
@@ -10,6 +10,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 # Prometheus publishes its Go module as v0.3MM.P for release v3.MM.P.
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
@@ -127,8 +128,44 @@ GO
   go mod tidy
   local mp="${PROMETHEUS_VERSION#v0.3}"  # "16.0" for v0.316.0 -> release 3.16.0
   local rel="3.$((10#${mp%%.*})).${mp#*.}"
-  go build -trimpath -ldflags="-s -X github.com/prometheus/common/version.Version=$rel" \
+  # remove_all_sd: no service-discovery plugins (every cloud SDK), which `check metrics`
+  # never needs; the build is much smaller and faster.
+  go build -trimpath -tags remove_all_sd \
+    -ldflags="-s -X github.com/prometheus/common/version.Version=$rel" \
     -o "$out.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+# CoreDNS for the real-node tier's cluster DNS: a small main package with only the plugins
+# its Corefile uses (the stock build links every cloud provider's SDK).
+build_coredns() {
+  local out="$CACHE/coredns-$COREDNS_VERSION"
+  [ -x "$out/coredns" ] && return 0
+  log "building coredns $COREDNS_VERSION"
+  local dir="$WORK/coredns-$COREDNS_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  go mod init guildnet.local/corednswrap >/dev/null 2>&1
+  cat > main.go <<GO
+package main
+
+import (
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+GO
+  go get "github.com/coredns/coredns@$COREDNS_VERSION"
+  go mod tidy
+  go build -trimpath -ldflags=-s -o "$out.tmp/coredns" .
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
@@ -137,8 +174,9 @@ case "$what" in
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kube) build_kube ;;
+  coredns) build_coredns ;;
   promtool) build_promtool ;;
-  all) build_etcd; build_kwok; build_kube; build_promtool ;;
-  *) echo "usage: $0 [all|etcd|kwok|kube|promtool]" >&2; exit 2 ;;
+  all) build_etcd; build_kwok; build_kube; build_coredns; build_promtool ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube|coredns|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $CACHE"

