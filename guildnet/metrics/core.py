@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.platform_collector import PlatformCollector
@@ -14,6 +14,9 @@ from prometheus_client.process_collector import ProcessCollector
 #: Families declared by GuildNet's modules, plus process_* (open fds, CPU, memory),
 #: python_gc_* and python_info. State collectors are added per Host App at scrape time
 #: (``exposition.Exposition``), so two Host Apps in one process never collide.
+# No ``*_created`` series: they double every counter's series for a timestamp that
+# process_start_time_seconds already gives.
+disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
