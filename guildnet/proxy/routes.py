@@ -185,6 +185,8 @@ class ClusterRoutes:
     def __init__(self, parent: ServerRoutes, instance: Any, workspaces: Any) -> None:
         self.parent = parent
         self.instance = instance
+        #: The ``cluster`` label of this cluster's proxy metrics.
+        self.cluster_id = str(getattr(instance, "cluster_id", ""))
         self.workspaces = workspaces
         self.cache: dict[str, Target] = {}
         self.pods: dict[str, str] = {}  # workspace -> pod of a cached pod-bound route
@@ -370,12 +372,12 @@ class ClusterRoutes:
             except CancelledError:
                 raise
             except ProxyFailure as e:
-                proxy_metrics.connect_error(self.instance.cluster_id, route.kind, e)
+                proxy_metrics.connect_error(self.cluster_id, route.kind, e)
                 tried.append(f"{route.description or route.kind}: {e.message}")
                 continue
             except Exception as e:
                 failure = Failure(e)
-                proxy_metrics.connect_error(self.instance.cluster_id, route.kind, failure)
+                proxy_metrics.connect_error(self.cluster_id, route.kind, failure)
                 timeouts += is_timeout(failure)
                 tried.append(f"{route.description or route.kind}: {describe_failure(failure)}")
                 continue
