@@ -59,6 +59,15 @@ async def gather(
         pfm.open_streams if pfm is not None else 0,
         now,
     )
+    rdb: Any = getattr(instance, "rdb", None)  # None: RethinkDB not used here (yet)
+    if rdb is not None:
+        h = rdb.health
+        parts["rethinkdb"] = H.part(
+            bool(h.ready),
+            "connected" if h.ready else str(h.message or h.reason or h.state),
+            time.time(),
+            state=h.state,
+        )
     return H.summary(instance.cluster_id, parts, time.time())
 
 

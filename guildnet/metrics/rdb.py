@@ -1,48 +1,18 @@
 """RethinkDB families (the per-cluster DB part, ``guildnet.rdb``).
 
-Declared here so dashboards and alerts can be written against them; the DB code
-increments them where its events happen (connect, reconnect, feed start/stop,
-subscriber drop or resync, query).
+Connection state, open changefeeds and SSE subscribers are read at scrape time from the
+cluster's ``RDBManager`` and feed hub (``state``: guildnet_rdb_connected,
+guildnet_rdb_changefeeds_active, guildnet_rdb_sse_subscribers). The event families below
+are declared for the DB code to increment where its events happen (reconnect, subscriber
+drop or resync, query); not all of those call sites are wired yet.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from guildnet.metrics.core import REGISTRY, per_cluster
 
-CONNECTED = per_cluster(
-    Gauge(
-        "guildnet_rdb_connected",
-        "1 while the cluster's RethinkDB connection is up, else 0.",
-        ["cluster"],
-        registry=REGISTRY,
-    )
-)
-RECONNECTS = per_cluster(
-    Counter(
-        "guildnet_rdb_reconnects",
-        "RethinkDB connections re-established after a loss.",
-        ["cluster"],
-        registry=REGISTRY,
-    )
-)
-CHANGEFEEDS = per_cluster(
-    Gauge(
-        "guildnet_rdb_changefeeds_active",
-        "Open RethinkDB changefeeds (one per watched table, shared by subscribers).",
-        ["cluster"],
-        registry=REGISTRY,
-    )
-)
-SUBSCRIBERS = per_cluster(
-    Gauge(
-        "guildnet_rdb_sse_subscribers",
-        "SSE clients subscribed to changefeeds.",
-        ["cluster"],
-        registry=REGISTRY,
-    )
-)
 SUBSCRIBER_RESETS = per_cluster(
     Counter(
         "guildnet_rdb_subscriber_resets",

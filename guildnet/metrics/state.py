@@ -137,7 +137,28 @@ class AppCollector:
             "Connections carried by port-forwards right now, per cluster.",
             labels=["cluster"],
         )
+        rdb_up = GaugeMetricFamily(
+            "guildnet_rdb_connected",
+            "1 while the cluster's RethinkDB connection is ready, else 0 (clusters using it).",
+            labels=["cluster"],
+        )
+        rdb_feeds = GaugeMetricFamily(
+            "guildnet_rdb_changefeeds_active",
+            "Open RethinkDB changefeeds (one per watched table and filter, shared).",
+            labels=["cluster"],
+        )
+        rdb_subs = GaugeMetricFamily(
+            "guildnet_rdb_sse_subscribers",
+            "SSE clients subscribed to changefeeds.",
+            labels=["cluster"],
+        )
         for cid, inst in sorted(self.app.registry.instances().items()):
+            rdb: Any = getattr(inst, "rdb", None)
+            if rdb is not None:
+                rdb_up.add_metric([cid], 1 if rdb.health.ready else 0)
+                feeds = list(getattr(rdb.hub, "feeds", {}).values())
+                rdb_feeds.add_metric([cid], len(feeds))
+                rdb_subs.add_metric([cid], sum(len(f.subscribers) for f in feeds))
             try:
                 svc = inst.getServiceNamed(SERVICE_NAME)
             except KeyError:
@@ -159,7 +180,7 @@ class AppCollector:
                 pfm = None
             forwards.add_metric([cid], pfm.open_forwards if pfm is not None else 0)
             streams.add_metric([cid], pfm.open_streams if pfm is not None else 0)
-        yield from (phases, synced, leader, queue, forwards, streams)
+        yield from (phases, synced, leader, queue, forwards, streams, rdb_up, rdb_feeds, rdb_subs)
 
     # proxy -------------------------------------------------------------------------
 
