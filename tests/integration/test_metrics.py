@@ -284,6 +284,24 @@ def test_exposition_formats_and_promtool(app: Metered) -> None:
     assert {"guildnet_http_requests", "guildnet_proxy_requests", "guildnet_workspaces"} <= families
 
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "etc" / "grafana" / "guildnet-dashboard.json"
+
+
+def test_grafana_dashboard_queries_name_exposed_metrics(app: Metered) -> None:
+    """Every metric the dashboard's queries name is in a scrape taken after real traffic."""
+    import json
+    import re
+
+    families = list(text_string_to_metric_families(app.scrape_plain()[0]))
+    # Family names too: a gauge with nothing to count now (no open WebSocket) has no sample.
+    exposed = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    named = {m for e in exprs for m in re.findall(r"\b(?:guildnet|process)_[a-z_]+\b", e)}
+    assert named and not named - exposed, sorted(named - exposed)
+
+
 def test_removed_cluster_series_disappear(app: Metered, kubeconfig: str) -> None:
     import json
 
