@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.harness.cluster import _PKI, _set_pdeathsig
+from tests.harness.pki import PKI
+from tests.harness.processes import set_pdeathsig
 
 REPO = Path(__file__).resolve().parents[2]
 _ports = itertools.count(28100, 3)
@@ -91,7 +92,7 @@ class RethinkServer:
         self.ca_file: Path | None = None
         self._cert: Any = None
         if tls:
-            pki = _PKI(self.base / "pki")
+            pki = PKI(self.base / "pki")
             self._cert = pki.issue(
                 "rethinkdb",
                 "rethinkdb",
@@ -101,7 +102,7 @@ class RethinkServer:
             )
             self.ca_file = pki.ca_cert
             # A second, unrelated CA: what a client with the wrong trust root holds.
-            self.other_ca_file = _PKI(self.base / "other-pki").ca_cert
+            self.other_ca_file = PKI(self.base / "other-pki").ca_cert
         self.proc: subprocess.Popen[bytes] | None = None
         self._first_start = True
         self.starts = 0
@@ -162,7 +163,7 @@ class RethinkServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_set_pdeathsig,  # a crashed test run leaves no server behind
+                preexec_fn=set_pdeathsig,  # a crashed test run leaves no server behind
             )
         finally:
             out.close()

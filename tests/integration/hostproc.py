@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.harness.cluster import _set_pdeathsig
+from tests.harness.processes import set_pdeathsig
 
 T = TypeVar("T")
 START_TIMEOUT = 150.0
@@ -70,7 +70,7 @@ class HostProc:
             env=full,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_set_pdeathsig,  # never outlives the test run
+            preexec_fn=set_pdeathsig,  # never outlives the test run
         )
         self.ctx = ssl.create_default_context()
         self.ctx.check_hostname = False
