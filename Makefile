@@ -9,8 +9,8 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin dev-cluster clean \
-	bench-proxy bench-proxy-memory bench-workspaces
+.PHONY: help run test lint unit integration e2e realnode ui ui-test testbin dev-cluster clean \
+	bench-proxy bench-proxy-memory bench-workspaces bench-ide
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -20,6 +20,8 @@ help:
 	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
+	@echo "make realnode     real code-server and JupyterLab on a real kubelet node, in Chromium"
+	@echo "make bench-ide    time to a usable code-server/JupyterLab: GuildNet vs direct vs CHP"
 
 $(STAMP): pyproject.toml setup.cfg
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -64,7 +66,12 @@ integration: $(STAMP) testbin
 e2e: $(STAMP) testbin $(UI_BUILD)
 	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint unit ui-test integration e2e
+# Real IDEs on the real-node cluster (real kubelet, containerd, CNI, kube-proxy and the
+# locally built images): its own pytest session, it starts that cluster instead of kwok's.
+realnode: $(STAMP) testbin images $(UI_BUILD)
+	tests/harness/netns-run.sh $(PY) -m pytest tests/realnode $(PYTEST_ARGS)
+
+test: lint unit ui-test integration e2e realnode
 
 dev-cluster: $(STAMP) testbin
 	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)
@@ -77,6 +84,11 @@ bench-proxy: $(STAMP)
 
 bench-proxy-memory: $(STAMP)
 	$(PY) -m bench.proxy.memory
+
+# bench-ide needs the real-node tier (make testbin images) and the UI's playwright-core.
+bench-ide: $(STAMP) testbin images $(UI_BUILD)
+	cd bench/proxy && npm ci --no-audit --no-fund
+	tests/harness/netns-run.sh $(PY) -m bench.ide
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces
