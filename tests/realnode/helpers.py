@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from kubernetes import client as k8s_client
 from kubernetes.stream import stream
 
 from guildnet.operator.constants import CONTAINER_NAME, LABEL_WORKSPACE
@@ -134,7 +133,3 @@ def delete_and_wait_gone(app: HostApp, core: Any, namespace: str, name: str) -> 
         f"the pods of {name} to be gone", lambda: not workspace_pods(core, namespace, name), 90
     )
     return time.monotonic() - t0
-
-
-def apps_api(kube_api: Any) -> Any:
-    return k8s_client.AppsV1Api(kube_api)

@@ -220,10 +220,10 @@ CODE_SERVER_SETTINGS = {
 
 
 def test_code_server_through_the_ui(
-    ide_app: HostApp, kube_api: Any, ide_namespace: str, tmp_path: Path
+    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
 ) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
-    apps: Any = k8s_client.AppsV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
+    apps: Any = k8s_client.AppsV1Api(real_kube_api)
     name = "real-code"
     home = "/home/coder"
     path = f"{home}/hello-from-guildnet.txt"
@@ -274,9 +274,9 @@ def test_code_server_through_the_ui(
 
 
 def test_jupyterlab_through_the_ui(
-    ide_app: HostApp, kube_api: Any, ide_namespace: str, tmp_path: Path
+    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
 ) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
     name = "real-lab"
 
     def running(_: dict[str, Any]) -> dict[str, Any]:

@@ -110,12 +110,12 @@ def clusterip_rejected(ip: str) -> Iterator[None]:
 
 def test_every_proxy_route_to_a_real_pod(
     ide_app: HostApp,
-    kube_api: Any,
+    real_kube_api: Any,
     ide_namespace: str,
     real_kubeconfig: str,
     tmp_path: Path,
 ) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
     name = launch(ide_app, _preset_job("web-app", "real-routes"))
     try:
         wait_phase(ide_app, name, "Running", START_TIMEOUT)
@@ -177,8 +177,10 @@ class _SSEReader:
         self.thread.join(5)
 
 
-def test_real_container_logs_stream(ide_app: HostApp, kube_api: Any, ide_namespace: str) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
+def test_real_container_logs_stream(
+    ide_app: HostApp, real_kube_api: Any, ide_namespace: str
+) -> None:
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
     name = launch(ide_app, {"name": "real-logs", "image": preset_image("code-server")})
     try:
         wait_phase(ide_app, name, "Running", START_TIMEOUT)
@@ -208,9 +210,9 @@ def test_real_container_logs_stream(ide_app: HostApp, kube_api: Any, ide_namespa
 
 
 def test_missing_image_fails_with_the_pull_reason(
-    ide_app: HostApp, kube_api: Any, ide_namespace: str
+    ide_app: HostApp, real_kube_api: Any, ide_namespace: str
 ) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
     image = "localhost/guildnet-e2e/no-such-image:1"
     name = launch(ide_app, {"name": "real-noimage", "image": image})
     try:
@@ -228,9 +230,9 @@ def test_missing_image_fails_with_the_pull_reason(
 
 
 def test_exiting_command_fails_with_crashloopbackoff(
-    ide_app: HostApp, kube_api: Any, ide_namespace: str
+    ide_app: HostApp, real_kube_api: Any, ide_namespace: str
 ) -> None:
-    core: Any = k8s_client.CoreV1Api(kube_api)
+    core: Any = k8s_client.CoreV1Api(real_kube_api)
     body = {
         "name": "real-crash",
         "image": preset_image("code-server"),
