@@ -1,9 +1,10 @@
 """Workspaces on the real node through the Host App's API, no browser.
 
-* Every proxy route to a real pod: the Service's ClusterIP (through kube-proxy), the API
-  server's pod proxy and a port-forward through the real kubelet, each forced the way a
-  deployment would meet it and checked by ``X-GuildNet-Route``, the pod's own answer and a
-  WebSocket echo. The Service route is what a Host App that can reach ClusterIPs uses; to
+* Every proxy route to a real pod (the web-app preset, go-httpbin): the Service's ClusterIP
+  (through kube-proxy), the API server's pod proxy and a port-forward through the real
+  kubelet, each forced the way a deployment would meet it and checked by
+  ``X-GuildNet-Route``, the pod's answer, the request in that pod's own log and a WebSocket
+  echo. The Service route is what a Host App that can reach ClusterIPs uses; to
   stand where it cannot (outside the cluster), the test rejects TCP to the ClusterIP in
   this network namespace (iptables, by original destination), then runs a Host App with
   default knobs (pod proxy) and one with ``HOSTAPP_DISABLE_API_PROXY`` and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import ssl
 import subprocess
 import threading
@@ -83,14 +85,23 @@ def _ws_echo(app: HostApp, path: str, message: str) -> tuple[str, dict[str, str]
     return str(echoed), headers
 
 
-def _check_route(app: HostApp, name: str, pod: str, route: str) -> None:
-    status, headers, body = _get(app, f"/proxy/server/{name}/")
+def _check_route(app: HostApp, core: Any, namespace: str, name: str, pod: str, route: str) -> None:
+    """A request and a WebSocket through ``route``, answered by the workspace's real pod."""
+    token = uuid.uuid4().hex
+    status, headers, body = _get(app, f"/proxy/server/{name}/anything/{route}-{token}")
     assert status == 200, (status, body[:500], app.output()[-3000:])
     assert headers.get("x-guildnet-route") == route, headers
-    # traefik/whoami answers with the pod's hostname: the request reached that real pod
-    assert f"Hostname: {pod}" in body.decode(errors="replace"), body[:500]
-    message = f"through {route} {uuid.uuid4().hex}"
-    echoed, ws_headers = _ws_echo(app, f"/proxy/server/{name}/echo", message)
+    echoed_request = json.loads(body)
+    assert echoed_request["method"] == "GET", echoed_request
+    assert echoed_request["url"].endswith(f"/anything/{route}-{token}"), echoed_request
+    # go-httpbin logs every request: this one reached that pod (pods/log, the real kubelet)
+    wait_for(
+        f"the request in {pod}'s log",
+        lambda: token in core.read_namespaced_pod_log(pod, namespace, container="workspace"),
+        15,
+    )
+    message = f"through {route} {token}"
+    echoed, ws_headers = _ws_echo(app, f"/proxy/server/{name}/websocket/echo", message)
     assert echoed == message
     assert ws_headers.get("x-guildnet-route") == route, ws_headers
 
@@ -122,17 +133,17 @@ def test_every_proxy_route_to_a_real_pod(
         pod = running_pod(core, ide_namespace, name).metadata.name
         service = core.read_namespaced_service(name, ide_namespace)
         cluster_ip = service.spec.cluster_ip
-        _check_route(ide_app, name, pod, "service")
+        _check_route(ide_app, core, ide_namespace, name, pod, "service")
 
         # The ClusterIP answers through kube-proxy from here, so reject it to go further.
         with clusterip_rejected(cluster_ip):
             base = {"KUBECONFIG": real_kubeconfig, "K8S_NAMESPACE": ide_namespace}
             base["HOSTAPP_EMBED_OPERATOR"] = "false"
             with HostApp(tmp_path, base, "hostapp-podproxy") as app:
-                _check_route(app, name, pod, "podproxy")
+                _check_route(app, core, ide_namespace, name, pod, "podproxy")
             pf = {**base, "HOSTAPP_DISABLE_API_PROXY": "true", "HOSTAPP_USE_PORT_FORWARD": "true"}
             with HostApp(tmp_path, pf, "hostapp-portforward") as app:
-                _check_route(app, name, pod, "portforward")
+                _check_route(app, core, ide_namespace, name, pod, "portforward")
         seconds = delete_and_wait_gone(ide_app, core, ide_namespace, name)
         assert seconds < DELETE_SECONDS_MAX, f"deleting took {seconds:.1f}s"
     finally:
