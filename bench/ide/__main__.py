@@ -24,8 +24,11 @@ Not a test: it asserts nothing. Traffic stays on loopback and inside the network
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -34,14 +37,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from tests.harness.realnode import RealNodeCluster
 
 from bench.proxy.__main__ import CHP_BIN, Procs, free_port, wait_http
 from guildnet.tls import write_self_signed
 from tests.harness.cluster import netns_prepared
 from tests.harness.hostapp import HostApp
+from tests.harness.realnode import RealNodeCluster
 from tests.realnode.helpers import pod_exec, preset_image, running_pod, wait_phase
 
 HERE = Path(__file__).resolve().parent
@@ -57,6 +62,9 @@ CODE_SETTINGS = {
     "extensions.ignoreRecommendations": True,
     "telemetry.telemetryLevel": "off",
     "update.mode": "none",
+    "chat.disableAIFeatures": True,
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
 }
 NOTEBOOK = {
     "cells": [
@@ -71,8 +79,6 @@ NOTEBOOK = {
 
 
 def _write(core: Any, pod: str, path: str, text: str) -> None:
-    import base64
-
     b64 = base64.b64encode(text.encode()).decode()
     directory = path.rsplit("/", 1)[0]
     cmd = f"mkdir -p '{directory}' && echo {b64} | base64 -d > '{path}'"
@@ -106,6 +112,15 @@ def _chp(procs: Procs, tmp: Path, name: str, target: str) -> str | None:
     procs.start(f"chp-{name}", argv, tmp / f"chp-{name}.log")
     wait_http(f"https://127.0.0.1:{port}/", timeout=30)
     return f"https://127.0.0.1:{port}"
+
+
+def _spki(base_url: str) -> str:
+    """base64 SHA-256 of the public key served at ``https://127.0.0.1:<port>``."""
+    port = int(base_url.rsplit(":", 1)[1])
+    pem = ssl.get_server_certificate(("127.0.0.1", port))
+    key = x509.load_pem_x509_certificate(pem.encode()).public_key()
+    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 def _median_table(results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> int:
@@ -172,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 _launch(app, names[ide], presets[ide])
             cases: list[dict[str, Any]] = []
             insecure: list[str] = []
+            chp_urls: list[str] = []
             for ide in ides:
                 name = names[ide]
                 wait_phase(app, name, "Running", 180)
@@ -195,10 +211,12 @@ def main(argv: list[str] | None = None) -> int:
                     chp = _chp(procs, tmp, name, direct)
                     if chp:
                         urls["chp"] = chp + path
+                        chp_urls.append(chp)
                 for target, url in urls.items():
                     if target in targets:
                         cases.append({"ide": ide, "target": target, "url": url, "secret": secret})
-            plan = {"runs": args.runs, "cases": cases, "insecureOrigins": insecure}
+            spki = [app.spki(), *(_spki(u) for u in chp_urls)]
+            plan = {"runs": args.runs, "cases": cases, "insecureOrigins": insecure, "spki": spki}
             print(f"measuring {len(cases)} cases x {args.runs} runs")
             proc = subprocess.run(
                 [node, str(SCRIPT)],

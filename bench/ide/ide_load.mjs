@@ -2,6 +2,7 @@
 //
 // Started by `python -m bench.ide` with a JSON plan in GUILDNET_BENCH_PLAN:
 //   { "runs": 5, "chromium": "/usr/bin/chromium", "insecureOrigins": ["http://<pod>:8080", ...],
+//     "spki": ["<base64 sha256 of a TLS target's public key>", ...],
 //     "cases": [ { "ide": "code-server" | "jupyter", "target": "direct" | "guildnet" | "chp",
 //                  "url": "<the IDE's root URL, ending in />", "secret": "<password or token>" } ] }
 // and prints one line per measurement: `@@result <json>` with {ide, target, run, ms}.
@@ -36,6 +37,9 @@ const browser = await chromium.launch({
     // the direct case is plain HTTP to a pod IP: make it a secure context like the TLS ones,
     // so the IDEs take the same code paths (service worker, crypto) everywhere
     `--unsafely-treat-insecure-origin-as-secure=${(plan.insecureOrigins ?? []).join(",")}`,
+    // and trust GuildNet's and CHP's self-signed certificates (by public key), so that their
+    // service workers register as they do for a user who installed the certificate
+    `--ignore-certificate-errors-spki-list=${(plan.spki ?? []).join(",")}`,
   ],
 });
 

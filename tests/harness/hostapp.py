@@ -8,6 +8,8 @@ caller's ``HOSTAPP_*``/``WORKSPACE_*`` knobs: each test passes exactly the ones 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -20,6 +22,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -97,6 +102,16 @@ class HostApp:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def spki(self) -> str:
+        """base64 SHA-256 of the served certificate's public key, for Chromium's
+        ``--ignore-certificate-errors-spki-list`` (a trusted cert, unlike ignoring errors)."""
+        pem = ssl.get_server_certificate(("127.0.0.1", self.port))
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        der = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

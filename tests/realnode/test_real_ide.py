@@ -55,7 +55,7 @@ CHROMIUM = Path(os.environ.get("GUILDNET_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 FLOW_TIMEOUT = 480.0
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -96,6 +96,7 @@ def run_flow(
         "GUILDNET_RESULT": str(result),
         "GUILDNET_PROFILE_DIR": str(tmp / f"profile-{flow}"),
         "GUILDNET_HANDSHAKE": str(handshake),
+        "GUILDNET_SPKI": app.spki(),
     }
     proc = subprocess.Popen(
         [str(node), str(SCRIPT)],
@@ -216,6 +217,11 @@ CODE_SERVER_SETTINGS = {
     "extensions.ignoreRecommendations": True,
     "telemetry.telemetryLevel": "off",
     "update.mode": "none",
+    # Saving is the user's Ctrl+S, not a timer; no AI chat panel (nothing to sign in to).
+    "files.autoSave": "off",
+    "chat.disableAIFeatures": True,
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
 }
 
 

@@ -47,7 +47,7 @@ from tests.realnode.helpers import (
     wait_phase,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.realnode]
 
 START_TIMEOUT = 180.0
 DELETE_SECONDS_MAX = 30.0  # a proper PID 1 ends on SIGTERM; a 30 s grace would show here
