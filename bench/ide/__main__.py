@@ -27,6 +27,7 @@ import argparse
 import base64
 import hashlib
 import json
+import secrets
 import shutil
 import ssl
 import statistics
@@ -85,10 +86,18 @@ def _write(core: Any, pod: str, path: str, text: str) -> None:
     pod_exec(core, NAMESPACE, pod, ["sh", "-c", cmd])
 
 
-def _launch(app: HostApp, name: str, preset: str) -> None:
-    status, reply = app.json("POST", "/api/jobs", {"name": name, "image": preset_image(preset)})
+def _launch(app: HostApp, name: str, preset: str) -> str | None:
+    """Launch the preset; returns the token set for Jupyter (code-server's password is the
+    generated one, read back through the API)."""
+    body: dict[str, Any] = {"name": name, "image": preset_image(preset)}
+    token = None
+    if preset == "jupyter":
+        token = secrets.token_hex(16)
+        body["env"] = [{"name": "JUPYTER_TOKEN", "value": token}]
+    status, reply = app.json("POST", "/api/jobs", body)
     if status != 202:
         raise RuntimeError(f"launching {name}: {status} {reply}")
+    return token
 
 
 def _secret(app: HostApp, name: str) -> str:
@@ -183,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         core.create_namespace({"metadata": {"name": NAMESPACE}})
         env = {"KUBECONFIG": str(cluster.kubeconfig_path), "K8S_NAMESPACE": NAMESPACE}
         with HostApp(tmp, env) as app:
-            for ide in ides:
-                _launch(app, names[ide], presets[ide])
+            tokens = {ide: _launch(app, names[ide], presets[ide]) for ide in ides}
             cases: list[dict[str, Any]] = []
             insecure: list[str] = []
             chp_urls: list[str] = []
@@ -193,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_phase(app, name, "Running", 180)
                 pod = running_pod(core, NAMESPACE, name)
                 ip = pod.status.pod_ip
-                secret = _secret(app, name)
+                secret = tokens[ide] or _secret(app, name)
                 if ide == "code-server":
                     home = "/home/coder"
                     _write(core, pod.metadata.name, f"{home}/bench.txt", "bench\n")
