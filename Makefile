@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e realnode ui ui-test testbin dev-cluster clean \
+.PHONY: help run test lint unit integration e2e realnode ui ui-test testbin images dev-cluster \
+	dev-cluster-kwok clean \
 	bench-proxy bench-proxy-memory bench-workspaces bench-ide
 
 help:
@@ -17,7 +18,9 @@ help:
 	@echo "make test         lint, types, unit and integration tests (real test cluster)"
 	@echo "make lint         ruff and mypy"
 	@echo "make ui           build the browser UI into guildnet/web/"
-	@echo "make dev-cluster  start the test cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make images       build the workspace images (no registry) into ~/.cache/guildnet/images"
+	@echo "make dev-cluster  start a real-node cluster for manual use; writes $(DEV_KUBECONFIG)"
+	@echo "make dev-cluster-kwok  the same with a kwok (simulated) node: no real pods"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
 	@echo "make realnode     real code-server and JupyterLab on a real kubelet node, in Chromium"
@@ -44,8 +47,8 @@ ui-test:
 	cd ui && npm ci --no-audit --no-fund && npm test
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check guildnet twisted tests bench
-	$(VENV)/bin/ruff format --check guildnet twisted tests bench
+	$(VENV)/bin/ruff check guildnet twisted tests bench setup.py
+	$(VENV)/bin/ruff format --check guildnet twisted tests bench setup.py
 	$(VENV)/bin/mypy
 
 # On the reactor GuildNet ships with (tests/conftest.py), then the proxy and TLS
@@ -58,12 +61,24 @@ unit: $(STAMP)
 testbin:
 	tests/harness/build-testbin.sh all
 
-integration: $(STAMP) testbin
+# Workspace images built locally (debootstrap + umoci + skopeo, no registry), cached by
+# version under ~/.cache/guildnet/images, for the real-node tier to import into containerd.
+# Needs root. `make images IMAGES=pause` builds one.
+IMAGES ?= all
+IMAGE_DEBS := debootstrap umoci skopeo gcc
+images:
+	@for cmd in $(IMAGE_DEBS); do command -v $$cmd >/dev/null || { \
+		echo "make images: $$cmd not found: apt-get install debootstrap umoci skopeo gcc libc6-dev" >&2; \
+		exit 1; }; done
+	@command -v go >/dev/null || { echo "make images: go not found (Go 1.26+ is required)" >&2; exit 1; }
+	tests/harness/images/build-images.sh $(IMAGES)
+
+integration: $(STAMP) testbin images
 	tests/harness/netns-run.sh $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # End-to-end: Debian's chromium driven by playwright-core against a real Host App
 # and the real test cluster (its own pytest session: it starts its own cluster).
-e2e: $(STAMP) testbin $(UI_BUILD)
+e2e: $(STAMP) testbin images $(UI_BUILD)
 	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # Real IDEs on the real-node cluster (real kubelet, containerd, CNI, kube-proxy and the
@@ -73,7 +88,14 @@ realnode: $(STAMP) testbin images $(UI_BUILD)
 
 test: lint unit ui-test integration e2e realnode
 
-dev-cluster: $(STAMP) testbin
+# A real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace, joined
+# to the host by a veth pair with routes for 198.19.0.0/20 (Services) and 198.19.64.0/20
+# (pods), so `make run` reaches workspaces. Needs root; undone on Ctrl-C (or the next start).
+dev-cluster: $(STAMP) testbin images
+	$(PY) -m tests.harness.realnode --kubeconfig $(DEV_KUBECONFIG)
+
+# The kwok tier: a simulated node (no containers run); pod IPs are not reachable.
+dev-cluster-kwok: $(STAMP) testbin
 	$(PY) -m tests.harness.cluster --kubeconfig $(DEV_KUBECONFIG)
 
 # Benchmarks (not tests): print figures and ratios against baselines run alongside.

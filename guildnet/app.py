@@ -81,6 +81,7 @@ class HostApp(MultiService):
         )
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
+        self.proxy.owner = routes.owner
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),

@@ -193,6 +193,21 @@ def parse_allowlist(value: str) -> tuple[str, ...]:
     return tuple(entries)
 
 
+def parse_hostports(value: str) -> tuple[str, ...]:
+    """Comma-separated ``host:port`` entries (``[v6]:port`` for IPv6)."""
+    entries: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            parse_hostport(entry)
+        except ValueError:
+            raise ValueError(f"entry {entry!r} is not host:port") from None
+        entries.append(entry)
+    return tuple(entries)
+
+
 def parse_seconds(value: str) -> float:
     try:
         seconds = float(value.strip())
@@ -254,6 +269,9 @@ KNOBS: tuple[Knob, ...] = (
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
+    Knob("HOSTAPP_PROXY_PRESERVE_PATH", "proxy-preserve-path",
+         "host:port targets of /proxy/<host:port>/ sent the full public path (apps told "
+         "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
@@ -285,6 +303,7 @@ class Settings:
     kubeconfig: Path
     state_dir: Path
     proxy_allowlist: tuple[str, ...] = ()
+    proxy_preserve_path: tuple[str, ...] = ()
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
 
@@ -350,6 +369,7 @@ def load_settings(
         rethinkdb_service_name=values["RETHINKDB_SERVICE_NAME"],
         rethinkdb_namespace=values["RETHINKDB_NAMESPACE"] or values["K8S_NAMESPACE"],
         proxy_allowlist=values["HOSTAPP_PROXY_ALLOWLIST"] or (),
+        proxy_preserve_path=values["HOSTAPP_PROXY_PRESERVE_PATH"] or (),
         port_forward_idle_timeout=values["PORT_FORWARD_IDLE_TIMEOUT"],
         kubeconfig=values["KUBECONFIG"],
         state_dir=values["GUILDNET_STATE_DIR"],

@@ -233,10 +233,17 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
-        outcome = "client_closed" if getattr(request, "client_closed", False) else "complete"
+        outcome = getattr(request, "outcome", None) or (
+            "client_closed" if getattr(request, "client_closed", False) else "complete"
+        )
+        # An upgraded connection (WebSocket) is logged when it closes: ``bytes`` went to
+        # the client, ``bytes_in`` came from it, ``duration_ms`` is its whole life.
+        received = getattr(request, "receivedLength", None)
         line = (
             f"access request_id={request_id} method={method} path={path} status={status} "
-            f"duration_ms={duration_ms} bytes={sent} client={client} outcome={outcome}"
+            f"duration_ms={duration_ms} bytes={sent} "
+            + ("" if received is None else f"bytes_in={received} ")
+            + f"client={client} outcome={outcome}"
         )
         # The text is built here, once, and handed over as a format without fields:
         # twisted.logger's formatter is pure Python and costs a good part of a proxied
@@ -257,6 +264,7 @@ class GuildNetSite(server.Site):
                 "status": status,
                 "duration_ms": duration_ms,
                 "bytes": sent,
+                "bytes_in": received,
                 "client": client,
                 "outcome": outcome,
             }

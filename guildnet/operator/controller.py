@@ -231,7 +231,9 @@ class WorkspaceController:
             and (e.get("involvedObject") or {}).get("name") in pod_names
         ]
         now = datetime.datetime.now(datetime.UTC)
-        return _strip_none(compute_status(ws, self._cached("Deployment", name), pods, events, now))  # type: ignore[no-any-return]
+        deployment = self._cached("Deployment", name)
+        status = compute_status(ws, deployment, pods, events, now, cluster_id=self.cfg.cluster_id)
+        return _strip_none(status)  # type: ignore[no-any-return]
 
     def _failed(self, ws: dict[str, Any], message: str) -> dict[str, Any]:
         status = self._status(ws)

@@ -13,9 +13,15 @@ Decisions (see the issue and lessons.md):
 * ``/tmp`` is an emptyDir so tools that need scratch space work whatever the image's
   ``/tmp`` permissions; home directories are left to the image (mounting over them would
   hide what the image puts there).
-* Probes: HTTP GET ``/`` on the first TCP port (redirects count as success). Readiness
-  from 5 s every 10 s; liveness only after 60 s and then 6 misses 20 s apart, so a slow
-  IDE gets ~3 minutes before a restart. No startup probe.
+* Probes: HTTP GET on the first TCP port (redirects count as success) of the image's
+  probe path (``/``; Jupyter ``/api``, which answers without the token) under the app's
+  base path: ``/`` in strip mode, the workspace's canonical prefix in preserve mode.
+  Readiness from 5 s every 10 s; liveness only after 60 s and then 6 misses 20 s apart,
+  so a slow IDE gets ~3 minutes before a restart. No startup probe.
+* Path mode (``path_mode``): ``spec.proxy.pathMode``, else the image kind's default
+  (Jupyter: preserve, everything else: strip). In preserve mode the app is told its
+  canonical prefix (``paths.workspace_prefix`` of the operator's cluster id and the
+  workspace name): Jupyter through ``NOTEBOOK_ARGS`` unless the user set that variable.
 * ``Recreate`` strategy: one replica, so a spec change replaces the pod rather than
   running two copies, and status then describes the new pod alone.
 * An explicit ``spec.exposure.type`` wins over the cluster defaults (WORKSPACE_LB,
@@ -48,8 +54,9 @@ from guildnet.operator.constants import (
     selector_labels,
     tls_secret_name,
 )
-from guildnet.operator.images import image_defaults
+from guildnet.operator.images import PathMode, image_defaults
 from guildnet.operator.spec import Port, WorkspaceSpec, parse_spec, validate_name
+from guildnet.proxy.paths import DEFAULT_CLUSTER, workspace_prefix
 
 RUN_AS: Final = 1000
 READINESS: Final = {
@@ -93,6 +100,9 @@ class OperatorConfig:
     """The settings that shape manifests; a subset of guildnet.config.Settings."""
 
     namespace: str = "default"
+    #: The cluster id this Host App knows the cluster by: it decides the canonical URL
+    #: (``paths.workspace_prefix``) that preserve-mode apps are given as their base.
+    cluster_id: str = DEFAULT_CLUSTER
     workspace_lb: bool = False
     workspace_lb_pool: str | None = None
     workspace_domain: str | None = None
@@ -210,8 +220,29 @@ def service_dns(ws: Mapping[str, Any], namespace: str | None = None) -> str:
     return f"{meta['name']}.{ns}.svc.cluster.local"
 
 
-def proxy_url(name: str) -> str:
-    return f"/proxy/server/{name}/"
+def proxy_url(name: str, cluster_id: str = DEFAULT_CLUSTER) -> str:
+    """The workspace's one canonical URL (``paths.workspace_prefix`` plus "/")."""
+    return workspace_prefix(cluster_id, name) + "/"
+
+
+def path_mode(obj: Mapping[str, Any] | WorkspaceSpec) -> PathMode:
+    """``spec.proxy.pathMode`` if set, else the image kind's default (see images)."""
+    spec = _spec_of(obj)
+    if spec.proxy is not None and spec.proxy.path_mode == "preserve":
+        return "preserve"
+    if spec.proxy is not None and spec.proxy.path_mode == "strip":
+        return "strip"
+    return image_defaults(spec.image).path_mode
+
+
+def base_path(spec: WorkspaceSpec, name: str, cluster_id: str) -> str:
+    """The path the app serves under, without trailing slash ("" in strip mode)."""
+    return workspace_prefix(cluster_id, name) if path_mode(spec) == "preserve" else ""
+
+
+def jupyter_args(base: str) -> str:
+    """``NOTEBOOK_ARGS`` for a Jupyter served under ``base`` (see images' notes)."""
+    return f"--ServerApp.base_url={base}/ --ServerApp.trust_xheaders=True"
 
 
 def manifest_hash(manifest: Mapping[str, Any]) -> str:
@@ -256,12 +287,17 @@ def _metadata(
     }
 
 
-def _env(spec: WorkspaceSpec, port: int, pw_env: str | None, secret: str) -> list[dict[str, Any]]:
+def _env(
+    spec: WorkspaceSpec, port: int, pw_env: str | None, secret: str, base: str
+) -> list[dict[str, Any]]:
     """Injected variables first (so user values can reference them with $(VAR)), then user's."""
     out: list[dict[str, Any]] = []
-    for key, value in image_defaults(spec.image).env:
+    defaults = image_defaults(spec.image)
+    for key, value in defaults.env:
         if spec.env_value(key) is None:
             out.append({"name": key, "value": str(port) if key == "PORT" else value})
+    if base and defaults.kind == "jupyter" and spec.env_value("NOTEBOOK_ARGS") is None:
+        out.append({"name": "NOTEBOOK_ARGS", "value": jupyter_args(base)})
     if pw_env is not None:
         ref = {"secretKeyRef": {"name": secret, "key": PASSWORD_KEY}}
         out.append({"name": pw_env, "valueFrom": ref})
@@ -270,7 +306,7 @@ def _env(spec: WorkspaceSpec, port: int, pw_env: str | None, secret: str) -> lis
 
 
 def _container(
-    spec: WorkspaceSpec, ports: tuple[Port, ...], env: list[dict[str, Any]]
+    spec: WorkspaceSpec, ports: tuple[Port, ...], env: list[dict[str, Any]], base: str
 ) -> dict[str, Any]:
     defaults = image_defaults(spec.image)
     http = _http_port(ports)
@@ -288,7 +324,8 @@ def _container(
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if http.protocol == "TCP":
-        probe = {"httpGet": {"path": "/", "port": http.container_port, "scheme": "HTTP"}}
+        path = base + defaults.probe_path
+        probe = {"httpGet": {"path": path, "port": http.container_port, "scheme": "HTTP"}}
         container["readinessProbe"] = {**probe, **READINESS}
         container["livenessProbe"] = {**copy.deepcopy(probe), **LIVENESS}
     command = spec.command or defaults.command
@@ -442,8 +479,9 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
             pw_env = None
         else:
             secret = _stamp(_secret(md(password_secret_name(name)), password))
-    env = _env(spec, http.container_port, pw_env, password_secret_name(name))
-    container = _container(spec, ports, env)
+    base = base_path(spec, name, cfg.cluster_id)
+    env = _env(spec, http.container_port, pw_env, password_secret_name(name), base)
+    container = _container(spec, ports, env, base)
     deployment = _stamp(_deployment(name, md(name), labels, container, generation))
 
     exposure = _exposure(spec, cfg)

@@ -9,12 +9,22 @@ in ways the user cannot see. Notes per image:
   ``runAsUser``); password auth reads ``PASSWORD``, which the operator fills from a
   per-workspace Secret. Its entrypoint passes ``--bind-addr 0.0.0.0:8080`` explicitly, so a
   different port needs the user's own ``args``. linuxserver's variant listens on 8443.
-* Jupyter (docker-stacks, ``quay.io/jupyter/*``): listens on 8888 as uid 1000. No args are
-  added: the image's ``start-notebook.py`` is right, ``base_url`` stays ``/`` (the proxy
-  strips its prefix) and ``allow_origin`` is not widened (it would let any site drive the
-  kernel with the user's cookie). Token auth stays on: ``JUPYTER_TOKEN`` comes from the
-  workspace Secret when the controller supplies a password, otherwise Jupyter makes its
-  own token and prints it in the logs.
+* Jupyter (docker-stacks, ``quay.io/jupyter/*``): listens on 8888 as uid 1000. JupyterLab
+  builds every URL from its ``base_url`` (``/static/lab/...``, ``/api/...``), so with ``/``
+  behind a sub-path the page is blank, and with ``base_url`` set but the prefix stripped
+  it answers 404. So Jupyter runs in the proxy's ``preserve`` path mode: the operator sets
+  ``NOTEBOOK_ARGS`` (docker-stacks' ``start-notebook.py`` appends it to ``jupyter lab``;
+  a locally built image must do the same) to ``--ServerApp.base_url=<canonical prefix>/``
+  and ``--ServerApp.trust_xheaders=True`` (the browser's address in Jupyter's log, https
+  as the scheme), and the proxy forwards the full public path. Nothing else is needed
+  behind the same-origin proxy: Host and Origin reach Jupyter unchanged, so its
+  WebSocket and API origin checks pass; ``allow_origin`` is not widened (it would let
+  any site drive the kernel with the user's cookie). Token auth stays on:
+  ``JUPYTER_TOKEN`` comes from the workspace Secret when the controller supplies a
+  password, otherwise Jupyter makes its own token and prints it in the logs. Probes hit
+  ``<base>/api`` (the version document, served without the token).
+* Everything else is served from ``/`` and runs in ``strip`` mode. A workspace's
+  ``spec.proxy.pathMode`` overrides the image's mode either way.
 """
 
 from __future__ import annotations
@@ -26,11 +36,16 @@ import attrs
 from guildnet.operator.spec import Port
 
 ImageKind = Literal["code-server", "jupyter", "generic"]
+PathMode = Literal["strip", "preserve"]
 
 CODE_SERVER_PORT: Final = 8080
 LINUXSERVER_CODE_SERVER_PORT: Final = 8443
 JUPYTER_PORT: Final = 8888
 GENERIC_PORTS: Final = (Port(8080, "http"), Port(8443, "https"))
+
+#: The RethinkDB server image GuildNet's manifests and test tiers use (pinned: a tag other
+#: than ``latest`` keeps Kubernetes' default pull policy at IfNotPresent).
+RETHINKDB_IMAGE: Final = "rethinkdb:2.4.4"
 
 
 def _repository(image: str) -> tuple[str, str]:
@@ -73,7 +88,8 @@ class ImageDefaults:
     """What the operator uses for an image when the spec leaves it out.
 
     ``password_env`` names the variable that gets the workspace Secret's password (None:
-    the image needs none).
+    the image needs none). ``path_mode`` is the proxy's path mode when the spec sets none;
+    ``probe_path`` is what the probes ask, relative to the app's base path.
     """
 
     kind: ImageKind
@@ -82,6 +98,8 @@ class ImageDefaults:
     args: tuple[str, ...] = ()
     command: tuple[str, ...] = ()
     password_env: str | None = None
+    path_mode: PathMode = "strip"
+    probe_path: str = "/"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,12 +109,15 @@ class ImageDefaults:
             "args": list(self.args),
             "command": list(self.command),
             "passwordEnv": self.password_env,
+            "pathMode": self.path_mode,
         }
 
 
 def image_defaults(image: str) -> ImageDefaults:
     """Ports, env and args the operator uses for ``image`` when the spec gives none."""
     kind = image_kind(image)
+    path_mode: PathMode = "strip"
+    probe_path = "/"
     if kind == "code-server":
         port = LINUXSERVER_CODE_SERVER_PORT if _is_linuxserver(image) else CODE_SERVER_PORT
         ports: tuple[Port, ...] = (Port(port, "http"),)
@@ -104,6 +125,7 @@ def image_defaults(image: str) -> ImageDefaults:
     elif kind == "jupyter":
         ports = (Port(JUPYTER_PORT, "http"),)
         password_env = "JUPYTER_TOKEN"
+        path_mode, probe_path = "preserve", "/api"
     else:
         ports = GENERIC_PORTS
         password_env = None
@@ -112,6 +134,8 @@ def image_defaults(image: str) -> ImageDefaults:
         ports=ports,
         env=(("PORT", str(ports[0].container_port)),),
         password_env=password_env,
+        path_mode=path_mode,
+        probe_path=probe_path,
     )
 
 
@@ -148,23 +172,23 @@ PRESETS: Final[tuple[Preset, ...]] = (
     Preset(
         id="code-server",
         name="VS Code (code-server)",
-        image="codercom/code-server:4.104.2",
+        image="codercom/code-server:4.139.1",
         description="Visual Studio Code in the browser. Sign in with the generated password "
         "shown on the server's page.",
     ),
     Preset(
         id="jupyter",
         name="JupyterLab",
-        image="quay.io/jupyter/base-notebook:latest",
+        image="quay.io/jupyter/base-notebook:lab-4.6.6",
         description="JupyterLab with Python and conda (Jupyter Docker Stacks base image). "
         "Token auth stays on; the token is shown on the server's page or in its logs.",
     ),
     Preset(
         id="web-app",
-        name="Web app (whoami)",
-        image="traefik/whoami:v1.10.3",
-        description="A tiny HTTP server that echoes each request: a quick check that "
-        "launching and proxying work.",
+        name="Web app (httpbin)",
+        image="mccutchen/go-httpbin:2.26.0",
+        description="A tiny HTTP server that echoes each request (/anything, /headers, "
+        "/websocket/echo): a quick check that launching and proxying work.",
         ports=(Port(8080, "http"),),
         args=("--port", "8080"),
     ),

@@ -68,10 +68,11 @@ LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 RESERVED_LABEL_PREFIX: Final = "guildnet.io/"
 RESERVED_LABEL_KEYS: Final = (LABEL_MANAGED_BY, LABEL_NAME)
 EXPOSURE_TYPES: Final = ("ClusterIP", "LoadBalancer", "Ingress")
+PATH_MODES: Final = ("strip", "preserve")
 HOST_MAX_LEN: Final = 253
 
 _SPEC_KEYS: Final = frozenset(
-    {"image", "env", "ports", "args", "command", "resources", "labels", "exposure"}
+    {"image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy"}
 )
 
 
@@ -161,6 +162,22 @@ class Exposure:
 
 
 @attrs.frozen
+class ProxySettings:
+    """How the Host App's proxy talks to the workspace.
+
+    ``path_mode``: ``strip`` sends the path below the workspace's prefix (``/lab``), for
+    apps that serve from ``/`` (code-server, most web apps); ``preserve`` sends the full
+    public path (``/proxy/server/ws1/lab``), for apps told their base URL (Jupyter).
+    None: the image kind decides (``images.ImageDefaults.path_mode``).
+    """
+
+    path_mode: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pathMode": self.path_mode} if self.path_mode is not None else {}
+
+
+@attrs.frozen
 class WorkspaceSpec:
     """A validated Workspace spec. Empty lists/maps are normalised to "absent"."""
 
@@ -172,6 +189,7 @@ class WorkspaceSpec:
     resources: Resources | None = None
     labels: tuple[tuple[str, str], ...] = ()
     exposure: Exposure | None = None
+    proxy: ProxySettings | None = None
 
     @property
     def labels_dict(self) -> dict[str, str]:
@@ -201,6 +219,8 @@ class WorkspaceSpec:
             out["labels"] = dict(self.labels)
         if self.exposure is not None:
             out["exposure"] = self.exposure.to_dict()
+        if self.proxy is not None:
+            out["proxy"] = self.proxy.to_dict()
         return out
 
 
@@ -463,6 +483,16 @@ def _parse_exposure(value: Any) -> Exposure:
     return Exposure(type=etype, host=host)
 
 
+def _parse_proxy(value: Any) -> ProxySettings | None:
+    settings = _obj(value, "proxy", frozenset({"pathMode"}))
+    mode = None
+    if "pathMode" in settings:
+        mode = _str(settings["pathMode"], "proxy.pathMode")
+        if mode not in PATH_MODES:
+            raise SpecError("proxy.pathMode", f"must be one of {', '.join(PATH_MODES)}")
+    return ProxySettings(path_mode=mode) if mode is not None else None
+
+
 def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
     """Validate a Workspace spec (exactly as the CRD schema does) and normalise it.
 
@@ -484,6 +514,7 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
         resources=_parse_resources(spec["resources"]) if "resources" in spec else None,
         labels=_parse_labels(spec["labels"]) if "labels" in spec else (),
         exposure=_parse_exposure(spec["exposure"]) if "exposure" in spec else None,
+        proxy=_parse_proxy(spec["proxy"]) if "proxy" in spec else None,
     )
 
 

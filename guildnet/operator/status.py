@@ -35,6 +35,7 @@ from typing import Any, Final
 from guildnet.operator.constants import ANNOTATION_GENERATION, CONTAINER_NAME
 from guildnet.operator.desired import first_port, proxy_url, service_dns
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.paths import DEFAULT_CLUSTER
 
 CONDITION_TYPES: Final = (
     "Accepted",
@@ -261,11 +262,13 @@ def compute_status(
     events: Sequence[Obj],
     now: datetime,
     progress_deadline_s: int = 600,
+    cluster_id: str = DEFAULT_CLUSTER,
 ) -> dict[str, Any]:
     """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
 
     ``ws`` carries the previous status (for lastTransitionTime); ``pods`` and ``events`` are
-    the workspace's pods and the Events about them (others are ignored).
+    the workspace's pods and the Events about them (others are ignored). ``url`` is the
+    workspace's canonical URL in cluster ``cluster_id`` (``paths.workspace_prefix``).
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -351,7 +354,7 @@ def compute_status(
     status: dict[str, Any] = {
         "phase": phase,
         "readyReplicas": ready_replicas,
-        "url": proxy_url(name),
+        "url": proxy_url(name, cluster_id),
         "message": message,
         "conditions": conditions,
     }

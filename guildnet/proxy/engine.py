@@ -51,7 +51,15 @@ from guildnet.proxy.netutil import (
     set_nodelay,
     write_through,
 )
-from guildnet.proxy.paths import ProxyPath, ProxyPathError, format_target, parse_proxy_uri
+from guildnet.proxy.paths import (
+    DEFAULT_CLUSTER,
+    ProxyPath,
+    ProxyPathError,
+    format_target,
+    parse_proxy_uri,
+    parse_target,
+    workspace_prefix,
+)
 from guildnet.proxy.policy import Allowlist, check_target, parse_allowlist
 from guildnet.proxy.splice import Splice
 from guildnet.proxy.upstream import (
@@ -96,6 +104,9 @@ class Target:
     path_prefix: str = ""  # prepended to the upstream path (API server pod proxy)
     upstream_origins: tuple[str, ...] = ()
     authorization: Callable[[], bytes | None] | None = None
+    #: Path mode "preserve": the upstream gets the full public path (``/proxy/server/
+    #: ws1/lab``), for apps told their base URL (Jupyter); else the path below the prefix.
+    preserve_path: bool = False
 
 
 @attrs.frozen
@@ -132,12 +143,18 @@ class ProxyConfig:
     ws_idle_timeout: float = 3600.0
     pool_idle_timeout: float = 60.0
     sweep_interval: float = 5.0
+    #: ``(host, port)`` targets of ``/proxy/{host:port}/`` served in preserve mode
+    #: (HOSTAPP_PROXY_PRESERVE_PATH), canonical as ``paths.parse_target`` gives them.
+    preserve_path: frozenset[tuple[str, int]] = frozenset()
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProxyConfig:
         return cls(
             allowlist=parse_allowlist(tuple(settings.proxy_allowlist)),
             frontend_origin=settings.frontend_origin,
+            preserve_path=frozenset(
+                parse_target(entry) for entry in getattr(settings, "proxy_preserve_path", ())
+            ),
         )
 
 
@@ -151,12 +168,16 @@ class ProxyEngine:
         servers: ServerResolver | None = None,
         *,
         managed: Callable[[], frozenset[tuple[str, int]]] | None = None,
+        owner: Callable[[str, int], str | None] | None = None,
         pool: UpstreamPool | None = None,
     ) -> None:
         self.reactor = reactor
         self.config = config
         self.servers = servers
         self.managed = managed or (lambda: _NO_TARGETS)
+        #: The default-cluster workspace whose HTTP port a ``host:port`` is, if any:
+        #: ``/proxy/{host:port}/`` to it redirects to the workspace's canonical URL.
+        self.owner = owner or (lambda host, port: None)
         self.pool = pool or UpstreamPool(reactor, idle_timeout=config.pool_idle_timeout)
         self.exchanges: set[ProxyExchange] = set()
         self.splices: set[Splice] = set()
@@ -268,6 +289,7 @@ class ProxyEngine:
                 route="direct",
                 description=f"{path.scheme}://{to}",
                 upstream_origins=(f"{path.scheme}://{to}",),
+                preserve_path=(host, port) in self.config.preserve_path,
             )
         )
 
@@ -426,6 +448,14 @@ class ProxyExchange:
         if path.redirect_to is not None:
             self.local_redirect(path.redirect_to)
             return
+        if path.kind == "to":
+            assert path.target_host is not None and path.target_port is not None
+            owner = self.engine.owner(path.target_host, path.target_port)
+            if owner is not None:
+                # One canonical URL per workspace (its path mode, cookies and storage
+                # live there): an address of its HTTP port is another spelling of it.
+                self.local_redirect(workspace_prefix(DEFAULT_CLUSTER, owner) + path.upstream_path)
+                return
         try:
             resolved = self.engine.target_now(path)
             d = None if resolved is not None else self.engine.target_for(path)
@@ -568,10 +598,13 @@ class ProxyExchange:
             if token:
                 forwarded = [(n, v) for n, v in forwarded if n.lower() != b"authorization"]
                 forwarded.append((b"Authorization", token))
+        upstream_path = path.upstream_path
+        if target.preserve_path:
+            upstream_path = path.prefix + upstream_path
         lines = [
             request.method,
             b" ",
-            (target.path_prefix + path.upstream_path).encode("latin-1"),
+            (target.path_prefix + upstream_path).encode("latin-1"),
             b" HTTP/1.1\r\n",
         ]
         for name, value in forwarded:
@@ -662,6 +695,8 @@ class ProxyExchange:
             host_origin=self._host_origin(),
             upstream_origins=self._upstream_origins(),
             route=target.route,
+            preserve=target.preserve_path,
+            public_path=request.path.decode("latin-1"),
         )
         out.append((b"x-request-id", request.request_id.encode()))
         if not self.request_complete and self.length != 0:
@@ -781,6 +816,7 @@ class ProxyExchange:
             upstream_origins=self._upstream_origins(),
             route=self.target.route,
             upgrade=True,
+            preserve=self.target.preserve_path,
         )
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         lines += [b"%s: %s\r\n" % (n, v) for n, v in headers]
@@ -794,7 +830,7 @@ class ProxyExchange:
             conn,
             self.engine.reactor.seconds,
             self.engine.config.ws_idle_timeout,
-            self.engine.splices.discard,
+            self._splice_closed,
             description=f"{self.path.prefix} via {self.target.route}",
         )
         self.engine.splices.add(splice)
@@ -807,12 +843,19 @@ class ProxyExchange:
         proto.makeConnection(transport)
         self.done = True
         self._forget()
+        self.request.code = 101
+        splice.start(b"".join(lines), buffered, rest)
+
+    def _splice_closed(self, splice: Splice) -> None:
+        """The WebSocket ended: its access-log line, with bytes both ways and duration."""
+        self.engine.splices.discard(splice)
         request = self.request
-        request.code = 101
-        site = getattr(channel, "site", None)
+        request.sentLength = splice.bytes_down
+        request.receivedLength = splice.bytes_up
+        request.outcome = _SPLICE_OUTCOMES[splice.closed_by]
+        site = getattr(self.channel, "site", None)
         if site is not None:
             site.log(request)
-        splice.start(b"".join(lines), buffered, rest)
 
     # IPushProducer: the client's write buffer paces the upstream ---------------------------
 
@@ -944,6 +987,10 @@ class ProxyExchange:
         # Host is forwarded, so an app builds absolute URLs with the public host; it
         # may believe it is served over http (few read X-Forwarded-Proto).
         return [*self.target.upstream_origins, f"http://{host}", f"https://{host}"]
+
+
+#: The access log's ``outcome`` of a WebSocket, by which side ended it.
+_SPLICE_OUTCOMES = {"client": "client_closed", "upstream": "complete", "proxy": "proxy_closed"}
 
 
 def _discard(data: bytes) -> None:

@@ -39,10 +39,22 @@ Response (workspace -> browser), ``rewrite_response_headers``:
   work). ``Cross-Origin-Embedder-Policy`` is dropped: an iframe in a parent that is not
   cross-origin isolated cannot become isolated, so COEP would only block the IDE's
   cross-origin subresources (webviews, extension icons).
+* ``Service-Worker-Allowed`` is scoped into the prefix, never dropped (code-server's
+  service worker needs it) and never wider than the prefix: ``/`` becomes ``<prefix>/``;
+  in strip mode another upstream path gets the prefix prepended, in preserve mode (and
+  for a path already under the prefix) it is kept; relative values resolve against the
+  request's public path; whatever lands outside ``<prefix>/`` after dot-segment removal
+  (``..``, other origins, odd spellings) is clamped to ``<prefix>/``.
+* Reports stay in the workspace: CSP ``report-uri`` URLs and ``Reporting-Endpoints``
+  URLs that point at the upstream (or are same-origin paths) move into the prefix as
+  ``Location`` does. ``Report-To`` is not forwarded (its endpoint groups are cached per
+  origin for ``max_age``, so they would catch reports from every page of the Host App's
+  origin); its groups become ``Reporting-Endpoints`` entries (document-scoped, what
+  ``report-to`` in a CSP uses) unless the response names that endpoint itself.
 * Headers that act on the whole Host App origin, not just the workspace, are dropped:
   ``Strict-Transport-Security``, ``Clear-Site-Data`` (would wipe the Host App's storage),
-  ``Service-Worker-Allowed`` (would let a worker control every path of the origin),
-  ``Alt-Svc``, ``NEL``, ``Report-To``, ``Public-Key-Pins*``, ``Expect-CT``, ``Set-Cookie2``.
+  ``Alt-Svc``, ``NEL``, ``Report-To`` (see above), ``Public-Key-Pins*``, ``Expect-CT``,
+  ``Set-Cookie2``.
 * Hop-by-hop headers go as for requests; upstream ``X-GuildNet-*`` headers are replaced by
   ``X-GuildNet-Route: <route>``.
 """
@@ -50,6 +62,7 @@ Response (workspace -> browser), ``rewrite_response_headers``:
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Collection, Iterable
 from typing import Final
@@ -80,7 +93,6 @@ _RESPONSE_DROP: Final = frozenset(
     {
         b"strict-transport-security",
         b"clear-site-data",
-        b"service-worker-allowed",
         b"alt-svc",
         b"nel",
         b"report-to",
@@ -204,11 +216,15 @@ def rewrite_response_headers(
     route: str,
     upgrade: bool = False,
     host_cookie_names: Collection[str] = DEFAULT_HOST_COOKIES,
+    preserve: bool = False,
+    public_path: str | None = None,
 ) -> Headers:
     """The headers to send the browser for an upstream response (see the module docstring).
 
     ``upgrade`` True for a ``101 Switching Protocols`` the engine passes through: then
-    ``Connection: Upgrade`` and ``Upgrade`` are kept.
+    ``Connection: Upgrade`` and ``Upgrade`` are kept. ``preserve`` True when the upstream
+    was sent the full public path (path mode "preserve"); ``public_path`` is the path the
+    browser requested (relative ``Service-Worker-Allowed`` values resolve against it).
     """
     headers = list(headers)
     named = _connection_tokens(headers)
@@ -217,10 +233,15 @@ def rewrite_response_headers(
     out: Headers = []
     upgrade_value: bytes | None = None
     saw_csp = False
+    report_to: list[str] = []
+    endpoints: set[str] = set()
     for name, value in headers:
         low = name.lower()
         if low == b"upgrade" and upgrade:
             upgrade_value = value
+            continue
+        if low == b"report-to":
+            report_to.append(value.decode("latin-1"))
             continue
         if (
             low in HOP_BY_HOP
@@ -241,10 +262,21 @@ def rewrite_response_headers(
             value = rewrite_set_cookie(text, prefix).encode("latin-1")
         elif low == b"content-security-policy":
             saw_csp = True
-            value = rewrite_csp(text, host_origin).encode("latin-1")
+            value = rewrite_csp(text, host_origin, prefix, origins).encode("latin-1")
         elif low == b"content-security-policy-report-only":
-            value = rewrite_csp(text, host_origin).encode("latin-1")
+            value = rewrite_csp(text, host_origin, prefix, origins).encode("latin-1")
+        elif low == b"service-worker-allowed":
+            value = rewrite_service_worker_allowed(
+                text, prefix, origins, preserve=preserve, public_path=public_path
+            ).encode("latin-1")
+        elif low == b"reporting-endpoints":
+            endpoints.update(reporting_endpoint_names(text))
+            value = rewrite_reporting_endpoints(text, prefix, origins).encode("latin-1")
         out.append((name, value))
+    if report_to:
+        converted = report_to_endpoints(report_to, prefix, origins, endpoints)
+        if converted:
+            out.append((b"Reporting-Endpoints", converted.encode("latin-1")))
     if upgrade and upgrade_value is not None:
         out.append((b"Connection", b"Upgrade"))
         out.append((b"Upgrade", upgrade_value))
@@ -392,17 +424,158 @@ def frame_ancestors(host_origin: str) -> str:
     return f"frame-ancestors 'self' {origin}"
 
 
-def rewrite_csp(value: str, host_origin: str) -> str:
+def rewrite_csp(
+    value: str,
+    host_origin: str,
+    prefix: str | None = None,
+    upstream_origins: Collection[str] = (),
+) -> str:
     """Replace every policy's ``frame-ancestors`` with the Host App's own origin.
 
     A header may hold several comma-separated policies (all are enforced); each loses its
-    own frame-ancestors and gets ``frame-ancestors 'self' <host origin>``.
+    own frame-ancestors and gets ``frame-ancestors 'self' <host origin>``. With a
+    ``prefix``, ``report-uri`` URLs move into it as ``rewrite_location`` moves a Location
+    (``report-to`` names an endpoint, see ``rewrite_reporting_endpoints``).
     """
     policies: list[str] = []
     for policy in value.split(","):
         directives = [d.strip() for d in policy.split(";")]
         kept = [d for d in directives if d and d.split(None, 1)[0].lower() != "frame-ancestors"]
+        if prefix is not None:
+            kept = [_report_uri(d, prefix, upstream_origins) for d in kept]
         if not kept and not policy.strip() and policies:
             continue
         policies.append("; ".join([*kept, frame_ancestors(host_origin)]))
     return ", ".join(policies)
+
+
+def _report_uri(directive: str, prefix: str, origins: Collection[str]) -> str:
+    parts = directive.split()
+    if parts[0].lower() != "report-uri":
+        return directive
+    return " ".join([parts[0], *(rewrite_location(u, prefix, origins) for u in parts[1:])])
+
+
+# --- service workers ---
+
+
+def rewrite_service_worker_allowed(
+    value: str,
+    prefix: str,
+    upstream_origins: Collection[str],
+    *,
+    preserve: bool = False,
+    public_path: str | None = None,
+) -> str:
+    """The maximum service-worker scope, inside ``<prefix>/`` (see the module docstring).
+
+    The result is always a path that starts with ``<prefix>/``: a worker registered
+    under it can only control the workspace's own pages, never the Host App's or another
+    workspace's (scopes match by string prefix, hence the trailing slash).
+    """
+    root = prefix + "/"
+    text = value.strip().replace("\\", "/")
+    origins = {normalise_origin(o) for o in upstream_origins}
+    authorities = {o.split("://", 1)[1] for o in origins if "://" in o}
+    match = _SCHEME.match(text)
+    if text.startswith("//"):
+        authority, text = _split_authority(text[2:])
+        if authority.lower() not in authorities and _strip_default(authority) not in authorities:
+            return root
+        text = text or "/"
+    elif match:
+        rest = text[match.end() :]
+        if not rest.startswith("//"):
+            return root
+        authority, text = _split_authority(rest[2:])
+        if normalise_origin(f"{match.group(1)}://{authority}") not in origins:
+            return root
+        text = text or "/"
+    path = re.split(r"[?#]", text, maxsplit=1)[0]
+    if not path.startswith("/"):
+        # Relative: resolved against the script's URL, which is already public.
+        base = public_path if public_path and public_path.startswith(root) else root
+        path = base[: base.rfind("/") + 1] + path
+    elif not preserve and not (path == prefix or path.startswith(root)):
+        path = prefix + path  # strip mode: the upstream's root is the prefix
+    path = remove_dot_segments(path)
+    return path if path.startswith(root) else root
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 on an absolute path, with ``%2e`` read as ``.`` as browsers do."""
+    out: list[str] = []
+    segments = path.split("/")[1:]
+    last = len(segments) - 1
+    for i, seg in enumerate(segments):
+        dots = seg.lower().replace("%2e", ".")
+        if dots in (".", ".."):
+            if dots == ".." and out:
+                out.pop()
+            if i == last:
+                out.append("")
+            continue
+        out.append(seg)
+    return "/" + "/".join(out)
+
+
+# --- reporting ---
+
+_SF_STRING: Final = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_SF_KEY: Final = re.compile(r"^[a-z*][a-z0-9_\-.*]*$")
+_ENDPOINT_NAME: Final = re.compile(r"(?:^|,)\s*([a-z*][a-z0-9_\-.*]*)\s*=")
+
+
+def rewrite_reporting_endpoints(value: str, prefix: str, origins: Collection[str]) -> str:
+    """Each quoted endpoint URL of a ``Reporting-Endpoints`` dictionary, moved into the
+    prefix like a Location (other origins are left alone)."""
+
+    def one(match: re.Match[str]) -> str:
+        url = re.sub(r"\\(.)", r"\1", match.group(1))
+        moved = rewrite_location(url, prefix, origins)
+        return '"' + moved.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return _SF_STRING.sub(one, value)
+
+
+def reporting_endpoint_names(value: str) -> set[str]:
+    """The endpoint names a ``Reporting-Endpoints`` value defines."""
+    return set(_ENDPOINT_NAME.findall(_SF_STRING.sub('""', value)))
+
+
+def report_to_endpoints(
+    values: Iterable[str], prefix: str, origins: Collection[str], taken: Collection[str]
+) -> str:
+    """``Reporting-Endpoints`` entries for the groups of ``Report-To`` values.
+
+    Each group's first endpoint URL, moved into the prefix; groups whose name is not a
+    structured-field key, or that the response already defines, are skipped; values
+    that are not JSON are ignored (as browsers ignore them).
+    """
+    entries: list[str] = []
+    seen = set(taken)
+    for value in values:
+        try:
+            groups = json.loads("[" + value + "]")
+        except ValueError:
+            continue
+        for group in groups:
+            if not isinstance(group, dict):
+                continue
+            name = group.get("group", "default")
+            endpoints = group.get("endpoints")
+            if not isinstance(name, str) or not _SF_KEY.match(name) or name in seen:
+                continue
+            if not isinstance(endpoints, list) or not endpoints:
+                continue
+            first = endpoints[0]
+            url = first.get("url") if isinstance(first, dict) else None
+            if not isinstance(url, str) or not url or _CONTROL_OR_QUOTE.search(url):
+                continue
+            seen.add(name)
+            moved = rewrite_location(url, prefix, origins)
+            entries.append(f'{name}="{moved}"')
+    return ", ".join(entries)
+
+
+_CONTROL_OR_QUOTE: Final = re.compile(r'[\x00-\x1f\x7f"\\]')

@@ -3,7 +3,12 @@
 Routes (the request-target is bytes, decoded as latin-1 so every byte round-trips):
 
 * ``/proxy/server/{id}/{rest}`` and ``/api/cluster/{cid}/proxy/server/{id}/{rest}``: a
-  workspace by name (``id`` and ``cid`` are DNS-1123 labels).
+  workspace by name (``id`` and ``cid`` are DNS-1123 labels). Each workspace has ONE
+  canonical URL, :func:`workspace_prefix`: ``/proxy/server/{id}/`` in the default cluster,
+  ``/api/cluster/{cid}/proxy/server/{id}/`` in any other. The per-cluster spelling of a
+  default-cluster workspace (``/api/cluster/default/proxy/server/{id}/...``) redirects to
+  the short one: a preserve-mode app (Jupyter) is told its base URL once, and cookies,
+  service workers and storage are scoped per path, so two spellings would be two apps.
 * ``/proxy/{to}/{rest}``: a ``host:port`` or ``[v6]:port`` target; an explicit scheme is
   written ``/proxy/https://host:port/{rest}`` (otherwise 8443 means https, else http).
 * ``/proxy?to=host:port&path=/p`` (the spec's query form): parsed, then always redirected
@@ -115,7 +120,9 @@ def _parse_proxy_uri(uri: bytes) -> ProxyPath | None:
         cluster_id, base, rest, cluster_changed = DEFAULT_CLUSTER, PROXY, segments[1:], False
     elif len(segments) >= 4 and segments[:2] == ["api", "cluster"] and segments[3] == "proxy":
         cluster_id, cluster_changed = _label(segments[2], "cluster")
-        base, rest = f"/api/cluster/{cluster_id}/proxy", segments[4:]
+        base, rest = cluster_base(cluster_id), segments[4:]
+        # The default cluster's canonical spelling is the short one.
+        cluster_changed = cluster_changed or cluster_id == DEFAULT_CLUSTER
         if not rest or rest[0] != "server":
             raise ProxyPathError("route", "only /proxy/server/{id}/ is served per cluster")
     else:
@@ -224,6 +231,22 @@ def _query_form(query: str) -> ProxyPath:
         prefix=prefix,
         redirect_to=prefix + path + suffix,
     )
+
+
+def cluster_base(cluster_id: str) -> str:
+    """``/proxy`` for the default cluster, ``/api/cluster/{cid}/proxy`` for the others."""
+    return PROXY if cluster_id == DEFAULT_CLUSTER else f"/api/cluster/{cluster_id}{PROXY}"
+
+
+def workspace_prefix(cluster_id: str, name: str) -> str:
+    """The canonical public prefix of a workspace, without trailing slash.
+
+    ``/proxy/server/{name}`` in the default cluster, else
+    ``/api/cluster/{cluster_id}/proxy/server/{name}``. The operator gives it to apps in
+    preserve mode (Jupyter's ``base_url``), status and the API show it, and every other
+    spelling of the same workspace redirects to it.
+    """
+    return f"{cluster_base(cluster_id)}/server/{name}"
 
 
 def _redirect(prefix: str, path: str, query: str, changed: bool) -> str | None:

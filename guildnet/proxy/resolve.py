@@ -11,7 +11,10 @@ Tailscale subnet router); outside it the dial fails or times out, which is why t
 server's pod proxy, and last a port-forward, follow. In-cluster the ClusterIP comes
 before a load-balancer address (one hop fewer); outside, the load balancer comes first.
 
-``managed_targets`` is what ``policy.check_target`` treats as "belongs to a workspace".
+``managed_targets`` is what ``policy.check_target`` treats as "belongs to a workspace";
+``workspace_addresses`` is the subset that reaches a workspace's own HTTP port (what
+``/proxy/server/{id}/`` reaches), so ``/proxy/{host:port}/`` to one of them redirects
+to the workspace's canonical URL.
 """
 
 from __future__ import annotations
@@ -309,3 +312,61 @@ def _is_ip(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def workspace_addresses(
+    workspaces: Iterable[Obj], services: Iterable[Obj], pods: Iterable[Obj]
+) -> dict[tuple[str, int], str]:
+    """``(host, port)`` -> workspace name, for the addresses of each workspace's HTTP port.
+
+    The port is the one the server route uses (``well_known_port``): on the workspace's
+    pod IPs, its Service's DNS names, ClusterIPs and load-balancer addresses (with the
+    Service port that leads there) and its AGENT_HOST. An address claimed by two
+    workspaces belongs to neither (no guessing).
+    """
+    owners: dict[tuple[str, int], str] = {}
+    shared: set[tuple[str, int]] = set()
+
+    def claim(host: str, port: int, name: str) -> None:
+        key = (normalise_host(host), port)
+        if owners.setdefault(key, name) != name:
+            shared.add(key)
+
+    known: dict[tuple[str, str], int] = {}
+    for ws in workspaces:
+        meta = ws.get("metadata") or {}
+        name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "default")
+        port = well_known_port(workspace_ports(ws))
+        if not name or port is None:
+            continue
+        known[(namespace, name)] = port
+        agent = agent_host(ws, port)
+        if agent is not None:
+            claim(agent[0], agent[1], name)
+        for n in {name, dns1123(name)}:
+            for fqdn in (f"{n}.{namespace}.svc.cluster.local", f"{n}.{namespace}.svc"):
+                claim(fqdn, port, name)
+    for svc in services:
+        key = _owner_key(svc)
+        if key not in known:
+            continue
+        for route in _service_routes(svc, key[0], known[key], in_cluster=True):
+            claim(route.host, route.port, key[1])
+    for pod in pods:
+        key = _owner_key(pod)
+        if key not in known:
+            continue
+        status = pod.get("status") or {}
+        ips = [i.get("ip") for i in status.get("podIPs") or []] or [status.get("podIP")]
+        for ip in ips:
+            if _is_ip(ip):
+                claim(str(ip), known[key], key[1])
+    return {k: v for k, v in owners.items() if k not in shared}
+
+
+def _owner_key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (
+        str(meta.get("namespace") or "default"),
+        str((meta.get("labels") or {}).get(LABEL_WORKSPACE) or ""),
+    )

@@ -28,12 +28,18 @@ from twisted.python.failure import Failure
 
 from guildnet.cluster.registry import UnknownCluster
 from guildnet.operator.constants import LABEL_WORKSPACE
+from guildnet.operator.desired import path_mode
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
 from guildnet.proxy.kubeapi import ApiServer, api_server
 from guildnet.proxy.netutil import is_ip
 from guildnet.proxy.paths import ProxyPath
 from guildnet.proxy.policy import Allowlist, check_target
-from guildnet.proxy.resolve import Route, candidate_routes, managed_targets
+from guildnet.proxy.resolve import (
+    Route,
+    candidate_routes,
+    managed_targets,
+    workspace_addresses,
+)
 from guildnet.proxy.upstream import (
     ClientTLS,
     Endpoint,
@@ -154,6 +160,17 @@ class ServerRoutes:
         except ProxyFailure:
             return _NONE
 
+    def owner(self, host: str, port: int) -> str | None:
+        """The default-cluster workspace whose HTTP port ``host:port`` is, if any (so
+        ``/proxy/{host:port}/`` redirects to that workspace's canonical URL)."""
+        if self.registry.running_instance("default") is None:
+            return None
+        try:
+            routes = self.cluster("default")
+        except ProxyFailure:
+            return None
+        return routes.owners().get((host, port))
+
     def close(self) -> Deferred[None]:
         for routes in self._clusters.values():
             routes.close()
@@ -174,6 +191,7 @@ class ClusterRoutes:
         self._unsubscribe: list[Callable[[], None]] = []
         self._subscribed_to: set[str] = set()
         self._managed: frozenset[tuple[str, int]] | None = None
+        self._owners: dict[tuple[str, int], str] | None = None
         self._api: ApiServer | None = None
         self._auth: tuple[float, bytes | None] | None = None
         self._auth_refreshing = False
@@ -193,6 +211,7 @@ class ClusterRoutes:
     def _changed(self, kind: str) -> Callable[[str, dict[str, Any], dict[str, Any] | None], None]:
         def handler(event: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             self._managed = None
+            self._owners = None
             meta = obj.get("metadata") or {}
             if kind == "Workspace":
                 name = str(meta.get("name") or "")
@@ -221,20 +240,34 @@ class ClusterRoutes:
         if self.cache.get(name) == target:
             self.drop(name)
 
+    def _items(self, kind: str) -> list[dict[str, Any]]:
+        informer = self.workspaces.informers.get(kind)
+        return informer.items() if informer is not None else []
+
     def managed(self) -> frozenset[tuple[str, int]]:
         if self._managed is None:
-            informers = self.workspaces.informers
             self._subscribe()
-
-            def items(kind: str) -> list[dict[str, Any]]:
-                informer = informers.get(kind)
-                return informer.items() if informer is not None else []
-
-            managed = frozenset(managed_targets(items("Workspace"), items("Service"), items("Pod")))
+            managed = frozenset(
+                managed_targets(
+                    self._items("Workspace"), self._items("Service"), self._items("Pod")
+                )
+            )
             if len(self._subscribed_to) < len(_KINDS):
                 return managed  # not kept current by events yet: do not cache
             self._managed = managed
         return self._managed
+
+    def owners(self) -> dict[tuple[str, int], str]:
+        """``resolve.workspace_addresses`` of this cluster, cached like ``managed``."""
+        if self._owners is None:
+            self._subscribe()
+            owners = workspace_addresses(
+                self._items("Workspace"), self._items("Service"), self._items("Pod")
+            )
+            if len(self._subscribed_to) < len(_KINDS):
+                return owners
+            self._owners = owners
+        return self._owners
 
     def close(self) -> None:
         self.closed = True
@@ -259,7 +292,11 @@ class ClusterRoutes:
         async def forward() -> Resolved:
             resolved = await self._try_portforward(route)
             return Resolved(
-                attrs.evolve(resolved.target, upstream_origins=target.upstream_origins),
+                attrs.evolve(
+                    resolved.target,
+                    upstream_origins=target.upstream_origins,
+                    preserve_path=target.preserve_path,
+                ),
                 resolved.connection,
             )
 
@@ -323,6 +360,7 @@ class ClusterRoutes:
                 f"workspace {name!r} has no route yet (no Service, AGENT_HOST or Ready pod)",
                 "server",
             )
+        preserve = _preserves_path(ws)
         tried: list[str] = []
         timeouts = 0
         for route in routes:
@@ -338,6 +376,10 @@ class ClusterRoutes:
                 timeouts += is_timeout(failure)
                 tried.append(f"{route.description or route.kind}: {describe_failure(failure)}")
                 continue
+            if preserve:
+                resolved = Resolved(
+                    attrs.evolve(resolved.target, preserve_path=True), resolved.connection
+                )
             if not self.closed:
                 self.cache[name] = resolved.target
                 if route.pod:
@@ -496,6 +538,14 @@ class ClusterRoutes:
 
 _KINDS = ("Workspace", "Service", "Pod")
 _NONE: frozenset[tuple[str, int]] = frozenset()
+
+
+def _preserves_path(ws: dict[str, Any]) -> bool:
+    """The workspace's path mode (``desired.path_mode``); strip for an invalid spec."""
+    try:
+        return path_mode(ws) == "preserve"
+    except ValueError:
+        return False
 
 
 def _pod_changed(obj: dict[str, Any], old: dict[str, Any] | None) -> bool:

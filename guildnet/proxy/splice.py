@@ -52,6 +52,9 @@ class _ClientProducer:
         self.splice.upstream.resume_reading()
 
     def stopProducing(self) -> None:
+        # The client's transport is going away (the splice's own close sets closed first).
+        if not self.splice.closed:
+            self.splice.closed_by = "client"
         self.splice.close()
 
 
@@ -75,6 +78,8 @@ class Splice:
         self.description = description
         self.last_active = now()
         self.closed = False
+        #: Which side ended the splice: "client", "upstream", or "proxy" (idle, shutdown).
+        self.closed_by = ""
         self.client_gone = False
         self.upstream_gone = False
         self.bytes_up = 0
@@ -124,6 +129,7 @@ class Splice:
 
     def client_lost(self, reason: Failure) -> None:
         self.client_gone = True
+        self.closed_by = self.closed_by or "client"
         self.close()
 
     def raw_pause(self) -> None:
@@ -148,6 +154,7 @@ class Splice:
 
     def raw_lost(self, reason: Failure) -> None:
         self.upstream_gone = True
+        self.closed_by = self.closed_by or "upstream"
         self.close()
 
     # both ------------------------------------------------------------------------
@@ -160,6 +167,7 @@ class Splice:
         if self.closed:
             return
         self.closed = True
+        self.closed_by = self.closed_by or "proxy"
         if not self.client_gone:
             self.client.unregisterProducer()
             self.client.loseConnection()
@@ -171,6 +179,7 @@ class Splice:
         """Drop both sides at once (shutdown)."""
         was_closed = self.closed
         self.closed = True
+        self.closed_by = self.closed_by or "proxy"
         if not self.client_gone:
             self.client.abortConnection()
         if not self.upstream_gone:

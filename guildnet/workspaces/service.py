@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
@@ -40,7 +41,8 @@ class WorkspaceService(MultiService):
         super().__init__()
         self.setName(SERVICE_NAME)
         self.instance = instance
-        self.cfg = cfg
+        # The operator names this cluster as the Host App does: it decides canonical URLs.
+        self.cfg = attrs.evolve(cfg, cluster_id=instance.cluster_id)
         self.embed_operator = embed_operator
         self._reactor = reactor
         self.resync_period = resync_period

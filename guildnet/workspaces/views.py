@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.operator import constants as C
 from guildnet.operator.desired import effective_ports, proxy_url, service_dns
 from guildnet.operator.spec import (
@@ -87,10 +86,9 @@ def created_of(obj: Obj) -> str | None:
 
 
 def server_url(cluster_id: str, name: str) -> str:
-    """The Host App path that reaches the workspace: per-cluster paths for other clusters."""
-    if cluster_id == DEFAULT_CLUSTER_ID:
-        return proxy_url(name)
-    return f"/api/cluster/{cluster_id}{proxy_url(name)}"
+    """The workspace's canonical URL: ``/proxy/server/{id}/`` in the default cluster,
+    per-cluster paths for the others (``paths.workspace_prefix``)."""
+    return proxy_url(name, cluster_id)
 
 
 def _status(ws: Obj) -> Mapping[str, Any]:

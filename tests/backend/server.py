@@ -137,7 +137,11 @@ class BackendProtocol(Protocol):
         method = self.parser.get_method()
         path, _, query = self.url.partition(b"?")
         args = {k: v[-1] for k, v in parse_qs(query.decode("latin-1")).items()}
-        handler = ROUTES.get(path.decode("latin-1"))
+        route = path.decode("latin-1")
+        base = self.factory.base_path
+        if base:  # an app told its base URL (preserve mode) serves only under it
+            route = route[len(base) :] if route.startswith(base + "/") else ""
+        handler = ROUTES.get(route)
         if handler is None:
             self.respond(404, [(b"content-type", b"text/plain")], b"not found\n")
             return
@@ -380,8 +384,10 @@ ROUTES = {
 class BackendFactory(Factory):
     """Tracks its connections so a test can close them all (reactor cleanliness)."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, base_path: str = "") -> None:
         self.reactor = reactor
+        #: Serve every route under this path only (as Jupyter with its base_url does).
+        self.base_path = base_path.rstrip("/")
         self.connections: set[BackendProtocol] = set()
         self.noisy = False
 

@@ -75,8 +75,9 @@ class Daemon:
 class Daemons:
     """Starts daemons in a temp dir and guarantees they are all killed."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, twistd: Path = TWISTD) -> None:
         self.tmp = tmp
+        self.twistd = twistd
         self.running: list[Daemon] = []
 
     def start(
@@ -91,7 +92,7 @@ class Daemons:
         log = self.tmp / f"daemon-{len(self.running)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [str(TWISTD), "-n", "--pidfile=", *twistd_options, "guildnet", *options],
+                [str(self.twistd), "-n", "--pidfile=", *twistd_options, "guildnet", *options],
                 cwd=self.tmp,
                 env=daemon_env(self.tmp, **env),
                 stdout=out,

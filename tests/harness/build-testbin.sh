@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from the Go module proxy, cached by version.
+# Build the test clusters' binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS) from the Go module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
 # minimal version selection never mixes their dependency graphs.
@@ -9,6 +9,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
 WORK=${GUILDNET_TESTBIN_WORK:-$HOME/.cache/guildnet/build}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
@@ -107,12 +108,46 @@ GO
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+# CoreDNS for the real-node tier's cluster DNS: a small main package with only the plugins
+# its Corefile uses (the stock build links every cloud provider's SDK).
+build_coredns() {
+  local out="$CACHE/coredns-$COREDNS_VERSION"
+  [ -x "$out/coredns" ] && return 0
+  log "building coredns $COREDNS_VERSION"
+  local dir="$WORK/coredns-$COREDNS_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  go mod init guildnet.local/corednswrap >/dev/null 2>&1
+  cat > main.go <<GO
+package main
+
+import (
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+GO
+  go get "github.com/coredns/coredns@$COREDNS_VERSION"
+  go mod tidy
+  go build -trimpath -ldflags=-s -o "$out.tmp/coredns" .
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 what=${1:-all}
 case "$what" in
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   kube) build_kube ;;
-  all) build_etcd; build_kwok; build_kube ;;
-  *) echo "usage: $0 [all|etcd|kwok|kube]" >&2; exit 2 ;;
+  coredns) build_coredns ;;
+  all) build_etcd; build_kwok; build_kube; build_coredns ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube|coredns]" >&2; exit 2 ;;
 esac
 log "ok: $CACHE"

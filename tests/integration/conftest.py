@@ -1,7 +1,10 @@
-"""Fixtures for integration tests against a real kube-apiserver (see tests/harness/cluster.py).
+"""Fixtures for integration tests against a real kube-apiserver.
 
-The suite must run inside the private network namespace made by tests/harness/netns-run.sh:
-pod IPs (198.18.0.x) are only local there, and nothing outside it may be contacted.
+Two tiers: `test_cluster` (tests/harness/cluster.py: kwok simulates the node) and
+`real_cluster` (tests/harness/realnode.py: a real kubelet, containerd and kube-proxy; tests
+using it are marked `realnode`). The suite must run inside the private network namespace made
+by tests/harness/netns-run.sh: pod IPs are only reachable there, and nothing outside it may be
+contacted.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.cluster import TestCluster, netns_prepared
+from tests.harness.images import IMAGES
+from tests.harness.realnode import RealNodeCluster
 
 RUN_HINT = (
     "integration tests must run inside the test network namespace:\n"
@@ -26,14 +31,18 @@ RUN_HINT = (
 )
 
 
-@pytest.fixture(scope="session")
-def test_cluster() -> Iterator[TestCluster]:
-    """One control plane per session; starting it costs seconds, tests isolate by namespace."""
+def _require_netns() -> None:
     if not netns_prepared():
         pytest.fail(
             "198.18.0.1 is not local, so this is not the prepared network namespace.\n" + RUN_HINT,
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def test_cluster() -> Iterator[TestCluster]:
+    """One control plane per session; starting it costs seconds, tests isolate by namespace."""
+    _require_netns()
     cluster = TestCluster(netns=True)
     cluster.start()
     print(f"\n[test_cluster] started in {cluster.startup_seconds:.1f}s at {cluster.server}")
@@ -60,6 +69,69 @@ def kube_api(kubeconfig: str) -> Iterator[Any]:
         api.close()
 
 
+#: Images the real node has at start: all of `make images`, so that every session (and
+#: `make dev-cluster`) shares one cached containerd store (tests/harness/realnode.py clones it
+#: in seconds; only the first run on a machine imports). `real_cluster.ensure_images()`
+#: imports more later.
+REAL_NODE_IMAGES = tuple(IMAGES)
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Iterator[RealNodeCluster]:
+    """A real single-node cluster (kubelet, containerd, kube-proxy, CoreDNS), one per session.
+
+    Its node shares this namespace: pod IPs (198.19.64.0/20) are reachable over cni0 and
+    Service ClusterIPs (198.19.0.0/20) through kube-proxy's rules.
+    """
+    _require_netns()
+    cluster = RealNodeCluster(images=REAL_NODE_IMAGES)
+    cluster.start()
+    print(
+        f"\n[real_cluster] started in {cluster.startup_seconds:.1f}s at {cluster.server} "
+        f"({cluster.timings.line()})"
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def real_kubeconfig(real_cluster: RealNodeCluster) -> str:
+    """Path of the real-node cluster's admin kubeconfig file."""
+    return str(real_cluster.kubeconfig_path)
+
+
+@pytest.fixture(scope="session")
+def real_kube_api(real_kubeconfig: str) -> Iterator[Any]:
+    """A `kubernetes.client.ApiClient` for the real-node cluster, as cluster admin."""
+    new_client: Any = k8s_config.new_client_from_config
+    api = new_client(config_file=real_kubeconfig)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def _real_deleted_namespaces(real_kube_api: Any) -> Iterator[list[str]]:
+    """`_deleted_namespaces` for the real-node cluster."""
+    names: list[str] = []
+    yield names
+    _assert_namespaces_gone(real_kube_api, names)
+
+
+@pytest.fixture
+def real_namespace(
+    real_kube_api: Any, _real_deleted_namespaces: list[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace per test in the real-node cluster."""
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    with temporary_namespace(real_kube_api, _real_deleted_namespaces, name) as n:
+        yield n
+
+
 @pytest.fixture(scope="session")
 def _deleted_namespaces(kube_api: Any) -> Iterator[list[str]]:
     """Collects namespaces tests deleted; at session end, checks they are really gone.
@@ -69,6 +141,10 @@ def _deleted_namespaces(kube_api: Any) -> Iterator[list[str]]:
     """
     names: list[str] = []
     yield names
+    _assert_namespaces_gone(kube_api, names)
+
+
+def _assert_namespaces_gone(kube_api: Any, names: list[str]) -> None:
     core: Any = k8s_client.CoreV1Api(kube_api)
     deadline = time.monotonic() + 60.0
     remaining = list(names)

@@ -125,7 +125,7 @@ class OperatorTests(TestCase):
             body=ws_manifest(
                 "ide",
                 self.ns,
-                "codercom/code-server:4.104.2",
+                "codercom/code-server:4.139.1",
                 env=[{"name": "FOO", "value": "bar"}],
             ),
         )

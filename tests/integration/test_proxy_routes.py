@@ -13,6 +13,11 @@ WebSocket echo:
   server's ``pods/<pod>:8080/proxy/`` is used (with the Instance's credentials);
 * ``portforward``: the API server pod proxy is disabled and port-forwarding enabled;
   kwok's PortForward object sends the pod's port 8080 to the backend.
+
+Path modes: a preserve-mode workspace (a Jupyter image by default, or any image with
+``spec.proxy.pathMode: preserve``, which must survive the API server's pruning) gets
+the full public path; a strip-mode one the path below its prefix; the per-cluster
+spelling of a default-cluster workspace redirects to its canonical URL.
 """
 
 from __future__ import annotations
@@ -68,7 +73,13 @@ class ProxyRouteTests(TestCase):
         self.kube_api = kube_api
 
     async def start(
-        self, *, agent: bool, podproxy: bool, portforward: bool, kwok_forward: bool = False
+        self,
+        *,
+        agent: bool,
+        podproxy: bool,
+        portforward: bool,
+        kwok_forward: bool = False,
+        extra_port: int | None = None,
     ) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-routes-"))
         self.addCleanup(shutil.rmtree, tmp, True)
@@ -93,6 +104,8 @@ class ProxyRouteTests(TestCase):
 
         name = "ide"
         spec: dict[str, Any] = {"image": "example/ide:1", "ports": [{"containerPort": PORT}]}
+        if extra_port is not None:  # a second port (a dev server): no route of its own
+            spec["ports"].append({"containerPort": extra_port})
         if agent:
             spec["env"] = [{"name": "AGENT_HOST", "value": f"{AGENT_IP}:{PORT}"}]
             self.serve(AGENT_IP, PORT)
@@ -107,6 +120,8 @@ class ProxyRouteTests(TestCase):
         pod_ip = await self.create_pod(name)
         if podproxy:
             self.serve(pod_ip, PORT)
+        if extra_port is not None:
+            self.serve(pod_ip, extra_port)
         if portforward or kwok_forward:
             if portforward:
                 backend = self.serve("127.0.0.1", 0)
@@ -141,8 +156,8 @@ class ProxyRouteTests(TestCase):
             0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
         )
 
-    def serve(self, host: str, port: int) -> Any:
-        factory = BackendFactory(reactor)
+    def serve(self, host: str, port: int, base_path: str = "") -> Any:
+        factory = BackendFactory(reactor, base_path)
         listener = reactor.listenTCP(port, factory, interface=host)
         self.backends.append((listener, factory))
         return listener
@@ -261,12 +276,14 @@ class ProxyRouteTests(TestCase):
 
     async def test_address_target_reaches_only_managed_workspaces(self) -> None:
         """``/proxy/{ip:port}/``: a workspace pod's address is reachable without any
-        allowlist (the Host App wires ``managed`` this way); another address in the same
-        pod network is refused."""
-        await self.start(agent=False, podproxy=True, portforward=False)
+        allowlist (the Host App wires ``managed`` and ``owner`` this way); the address of
+        its HTTP port redirects to its canonical URL; another address in the same pod
+        network is refused."""
+        await self.start(agent=False, podproxy=True, portforward=False, extra_port=3000)
         assert self.engine.servers is not None
         servers: Any = self.engine.servers
         self.engine.managed = servers.managed
+        self.engine.owner = servers.owner
         core: Any = k8s_client.CoreV1Api(self.kube_api)
         pod_ip = str(core.read_namespaced_pod("ide-pod", self.ns).status.pod_ip)
         deadline = time.monotonic() + 30
@@ -275,11 +292,73 @@ class ProxyRouteTests(TestCase):
                 raise AssertionError(f"{pod_ip}:{PORT} never became a managed target")
             await deferLater(reactor, 0.1, lambda: None)
         client = await self.connect()
-        login = await client.request("GET", f"/proxy/{pod_ip}:{PORT}/login")
+        moved = await client.request("GET", f"/proxy/{pod_ip}:{PORT}/login?x=1")
+        self.assertEqual(moved.status, 307, moved.body)
+        self.assertEqual(moved.header("location"), "/proxy/server/ide/login?x=1")
+        login = await client.request("GET", f"/proxy/{pod_ip}:3000/login")
         self.assertEqual(login.status, 302, login.body)
         self.assertEqual(login.header("x-guildnet-route"), "direct")
-        self.assertEqual(login.header("location"), f"/proxy/{pod_ip}:{PORT}/?folder=x")
+        self.assertEqual(login.header("location"), f"/proxy/{pod_ip}:3000/?folder=x")
         other = "198.18.31.250" if pod_ip != "198.18.31.250" else "198.18.31.251"
         refused = await client.request("GET", f"/proxy/{other}:{PORT}/")
         self.assertEqual(refused.status, 403, refused.body)
         self.assertEqual(json.loads(refused.body)["error"], "proxy_target_refused")
+
+    def create_workspace(self, name: str, spec: dict[str, Any]) -> None:
+        custom: Any = k8s_client.CustomObjectsApi(self.kube_api)
+        custom.create_namespaced_custom_object(
+            C.GROUP,
+            C.VERSION,
+            self.ns,
+            C.PLURAL,
+            {"apiVersion": C.API_VERSION, "kind": C.KIND, "metadata": {"name": name}, "spec": spec},
+        )
+
+    async def test_path_modes_and_canonical_urls(self) -> None:
+        await self.start(agent=True, podproxy=False, portforward=False)  # "ide": strip mode
+        # A Jupyter image preserves by default; any image can ask for it in its spec.
+        nb_ip, app_ip = "198.18.0.51", "198.18.0.52"
+        self.create_workspace(
+            "nb",
+            {
+                "image": "quay.io/jupyter/base-notebook:lab-4.6.6",
+                "env": [{"name": "AGENT_HOST", "value": f"{nb_ip}:8888"}],
+            },
+        )
+        self.serve(nb_ip, 8888, base_path="/proxy/server/nb")
+        self.create_workspace(
+            "app",
+            {
+                "image": "example/app:1",
+                "ports": [{"containerPort": PORT}],
+                "env": [{"name": "AGENT_HOST", "value": f"{app_ip}:{PORT}"}],
+                "proxy": {"pathMode": "preserve"},
+            },
+        )
+        self.serve(app_ip, PORT, base_path="/proxy/server/app")
+        custom: Any = k8s_client.CustomObjectsApi(self.kube_api)
+        stored = custom.get_namespaced_custom_object(C.GROUP, C.VERSION, self.ns, C.PLURAL, "app")
+        self.assertEqual(stored["spec"]["proxy"], {"pathMode": "preserve"}, "pruned by the CRD")
+
+        client = await self.connect()
+        for name in ("nb", "app"):
+            echo = await client.request("GET", f"/proxy/server/{name}/api/../echo?a=%2F")
+            self.assertEqual(echo.status, 307, echo.body)  # dot segments: canonical first
+            echo = await client.request("GET", f"/proxy/server/{name}/echo?a=%2F")
+            self.assertEqual(echo.status, 200, echo.body)
+            self.assertEqual(json.loads(echo.body)["target"], f"/proxy/server/{name}/echo?a=%2F")
+            self.assertEqual(echo.header("x-guildnet-route"), "agent")
+            login = await client.request("GET", f"/proxy/server/{name}/login")
+            self.assertEqual(login.header("location"), f"/proxy/server/{name}/?folder=x")
+            wsc = await self.connect()
+            head = await wsc.upgrade(f"/proxy/server/{name}/ws?hello=1")
+            self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+            self.assertEqual(await wsc.next_ws(), (ws.OP_TEXT, b"hello"))
+        # Strip mode: the upstream sees the path below the prefix.
+        echo = await client.request("GET", "/proxy/server/ide/echo?a=1")
+        self.assertEqual(json.loads(echo.body)["target"], "/echo?a=1")
+        # One canonical URL: the per-cluster spelling of a default-cluster workspace redirects.
+        for name in ("nb", "ide"):
+            moved = await client.request("GET", f"/api/cluster/default/proxy/server/{name}/x?y=1")
+            self.assertEqual(moved.status, 307, moved.body)
+            self.assertEqual(moved.header("location"), f"/proxy/server/{name}/x?y=1")

@@ -31,7 +31,7 @@ from tests.integration.conftest import temporary_namespace
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 T = TypeVar("T")
-IMAGE = "codercom/code-server:4.104.2"  # never pulled: kwok runs no containers
+IMAGE = "codercom/code-server:4.139.1"  # never pulled: kwok runs no containers
 
 
 def free_port() -> int:
@@ -248,7 +248,7 @@ def test_images_and_defaults(app: HostApp) -> None:
     images = app.get("/api/images")["images"]
     kinds = {i["kind"] for i in images}
     assert {"code-server", "jupyter"} <= kinds and all(i["description"] for i in images)
-    d = app.get("/api/image-defaults?image=quay.io/jupyter/base-notebook:latest")
+    d = app.get("/api/image-defaults?image=quay.io/jupyter/base-notebook:lab-4.6.6")
     assert d["ports"][0]["containerPort"] == 8888 and d["kind"] == "jupyter"
     for query in ("", "?image=", "?image=has%20space"):
         status, body, _ = app.request("GET", f"/api/image-defaults{query}")

@@ -447,3 +447,11 @@ def test_any_value_gives_settings_or_a_one_line_config_error(knob: Any, raw: str
         assert e.variable == knob.env
         assert "\n" not in str(e)
         assert knob.env not in FREE_TEXT
+
+
+def test_proxy_preserve_path_takes_host_ports() -> None:
+    settings = load_settings({"HOSTAPP_PROXY_PRESERVE_PATH": "127.0.0.1:8888, [::1]:9000"})
+    assert settings.proxy_preserve_path == ("127.0.0.1:8888", "[::1]:9000")
+    with pytest.raises(ConfigError) as info:
+        load_settings({"HOSTAPP_PROXY_PRESERVE_PATH": "10.0.0.0/8"})
+    assert "HOSTAPP_PROXY_PRESERVE_PATH" in str(info.value)

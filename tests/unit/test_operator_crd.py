@@ -148,6 +148,7 @@ def test_limits_and_patterns_match_parse_spec() -> None:
     assert prop("ports.[].protocol")["default"] == "TCP"
     assert prop("args")["maxItems"] == prop("command")["maxItems"] == S.ARGS_MAX_ITEMS
     assert prop("exposure.type")["enum"] == list(S.EXPOSURE_TYPES)
+    assert prop("proxy.pathMode")["enum"] == list(S.PATH_MODES)
     labels = prop("labels")
     assert labels["maxProperties"] == S.LABELS_MAX_PROPERTIES
     value = labels["additionalProperties"]

@@ -20,18 +20,21 @@ from guildnet.operator.desired import (
     manifest_hash,
     password_env,
     password_required,
+    path_mode,
     proxy_url,
     secret_password,
     service_dns,
 )
-from guildnet.operator.images import image_kind
+from guildnet.operator.images import image_defaults, image_kind
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.paths import workspace_prefix
 from tests.unit.test_operator_spec import dns_names, valid_spec_dicts
 
 NAMES = st.from_regex(r"[a-z]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
 configs = st.builds(
     OperatorConfig,
     namespace=st.sampled_from(["default", "team-a"]),
+    cluster_id=st.sampled_from(["default", "prod"]),
     workspace_lb=st.booleans(),
     workspace_lb_pool=st.one_of(st.none(), st.just("pool-a")),
     workspace_domain=st.one_of(st.none(), dns_names),
@@ -123,14 +126,24 @@ def test_any_valid_workspace_gives_a_hardened_deployment(name, spec_dict, cfg) -
     port = first_port(ws)
     tcp = [p["containerPort"] for p in ports if p["protocol"] == "TCP"]
     assert port == (tcp[0] if tcp else ports[0]["containerPort"])
+    preserve = path_mode(spec) == "preserve"
+    base = workspace_prefix(cfg.cluster_id, name) if preserve else ""
     if tcp:
+        probe_path = base + image_defaults(spec.image).probe_path
         for probe in ("readinessProbe", "livenessProbe"):
-            assert c[probe]["httpGet"] == {"path": "/", "port": port, "scheme": "HTTP"}
+            assert c[probe]["httpGet"] == {"path": probe_path, "port": port, "scheme": "HTTP"}
         assert c["livenessProbe"]["initialDelaySeconds"] >= 30
         assert c["readinessProbe"]["failureThreshold"] >= 3
 
     env = env_of(c)
     assert len(env) == len(c["env"]), "no duplicate env names"
+    own_args = spec.env_value("NOTEBOOK_ARGS")
+    if own_args is not None:
+        assert env["NOTEBOOK_ARGS"] == own_args.to_dict()
+    elif preserve and image_kind(spec.image) == "jupyter":
+        assert f"--ServerApp.base_url={base}/" in env["NOTEBOOK_ARGS"]["value"].split()
+    else:
+        assert "NOTEBOOK_ARGS" not in env
     user_port = spec.env_value("PORT")
     if user_port is None:
         assert env["PORT"] == {"name": "PORT", "value": str(port)}
@@ -226,7 +239,7 @@ CFG = OperatorConfig(namespace="default")
 
 
 def test_code_server_defaults() -> None:
-    d = desired_objects(workspace("ide", {"image": "codercom/code-server:4.104.2"}), CFG, "pw")
+    d = desired_objects(workspace("ide", {"image": "codercom/code-server:4.139.1"}), CFG, "pw")
     (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     env = env_of(c)
@@ -263,7 +276,7 @@ def test_port_follows_the_chosen_port() -> None:
 
 
 def test_jupyter_defaults_and_optional_token() -> None:
-    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:latest"})
+    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:lab-4.6.6"})
     d = desired_objects(ws, CFG, None)
     (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
     assert c["ports"][0]["containerPort"] == 8888
@@ -273,6 +286,61 @@ def test_jupyter_defaults_and_optional_token() -> None:
     (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
     assert env_of(c)["JUPYTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "nb-password"
     assert d.secret is not None
+
+
+def test_jupyter_is_told_its_canonical_prefix() -> None:
+    """Preserve mode: Jupyter serves under /proxy/server/<name>/ and probes its /api there."""
+    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:lab-4.6.6"})
+    assert path_mode(ws) == "preserve"
+    d = desired_objects(ws, CFG, "tok")
+    (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
+    env = env_of(c)
+    assert env["NOTEBOOK_ARGS"] == {
+        "name": "NOTEBOOK_ARGS",
+        "value": "--ServerApp.base_url=/proxy/server/nb/ --ServerApp.trust_xheaders=True",
+    }
+    assert "allow_origin" not in env["NOTEBOOK_ARGS"]["value"]
+    assert env["JUPYTER_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "nb-password"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {
+            "path": "/proxy/server/nb/api",
+            "port": 8888,
+            "scheme": "HTTP",
+        }
+    # Another cluster: the per-cluster canonical prefix.
+    d = desired_objects(ws, OperatorConfig(cluster_id="prod"), "tok")
+    (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
+    base = "/api/cluster/prod/proxy/server/nb/"
+    assert f"--ServerApp.base_url={base}" in env_of(c)["NOTEBOOK_ARGS"]["value"]
+    assert c["readinessProbe"]["httpGet"]["path"] == base + "api"
+
+
+def test_path_mode_from_the_spec_wins() -> None:
+    strip = {"image": "quay.io/jupyter/base-notebook", "proxy": {"pathMode": "strip"}}
+    assert path_mode(strip) == "strip"
+    (c,) = desired_objects(workspace("nb", strip), CFG, None).deployment["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert "NOTEBOOK_ARGS" not in env_of(c)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/api"
+    # The user's own NOTEBOOK_ARGS is theirs to get right.
+    own = {
+        "image": "quay.io/jupyter/base-notebook",
+        "env": [{"name": "NOTEBOOK_ARGS", "value": "-y"}],
+    }
+    (c,) = desired_objects(workspace("nb", own), CFG, None).deployment["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert env_of(c)["NOTEBOOK_ARGS"] == {"name": "NOTEBOOK_ARGS", "value": "-y"}
+    # Any app told its base URL: preserve mode probes under the prefix, no Jupyter args.
+    app = {"image": "example/app:1", "proxy": {"pathMode": "preserve"}}
+    assert path_mode(app) == "preserve" and path_mode({"image": "example/app:1"}) == "strip"
+    (c,) = desired_objects(workspace("app", app), CFG, None).deployment["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "NOTEBOOK_ARGS" not in env_of(c)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/proxy/server/app/"
+    assert path_mode({"image": "codercom/code-server:4.139.1"}) == "strip"
 
 
 def test_generic_image_exposes_8080_and_8443() -> None:
@@ -387,6 +455,8 @@ def test_helpers() -> None:
     ws = workspace("ide", {"image": "codercom/code-server"})
     assert service_dns(ws) == "ide.ns1.svc.cluster.local"
     assert proxy_url("ide") == "/proxy/server/ide/"
+    assert proxy_url("ide", "default") == "/proxy/server/ide/"
+    assert proxy_url("ide", "prod") == "/api/cluster/prod/proxy/server/ide/"
     assert first_port(ws) == first_port(ws["spec"]) == first_port(parse_spec(ws["spec"])) == 8080
     assert secret_password({"stringData": {"password": "x"}}) == "x"
     assert secret_password(None) is None
@@ -408,12 +478,12 @@ def test_from_settings() -> None:
 @pytest.mark.parametrize(
     ("image", "kind", "port"),
     [
-        ("codercom/code-server:4.104.2", "code-server", 8080),
+        ("codercom/code-server:4.139.1", "code-server", 8080),
         ("codercom/code-server", "code-server", 8080),
         ("docker.io/codercom/code-server@sha256:" + "a" * 64, "code-server", 8080),
         ("lscr.io/linuxserver/code-server:latest", "code-server", 8443),
         ("registry.local:5000/me/code-server:1", "code-server", 8080),
-        ("quay.io/jupyter/base-notebook:latest", "jupyter", 8888),
+        ("quay.io/jupyter/base-notebook:lab-4.6.6", "jupyter", 8888),
         ("jupyter/scipy-notebook", "jupyter", 8888),
         ("ghcr.io/me/jupyterlab:3", "jupyter", 8888),
         ("me/my-notebook", "jupyter", 8888),
@@ -454,7 +524,7 @@ def test_presets_and_defaults_are_json() -> None:
         assert p["name"] and p["image"] and p["description"]
         parse_spec({"image": p["image"], **{k: p[k] for k in ("ports", "args") if k in p}})
     assert {p["id"]: p["kind"] for p in presets}["jupyter"] == "jupyter"
-    body = defaults_json("codercom/code-server:4.104.2")
+    body = defaults_json("codercom/code-server:4.139.1")
     assert body["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert body["env"] == [{"name": "PORT", "value": "8080"}]
     assert body["passwordEnv"] == "PASSWORD" and body["args"] == []

@@ -18,9 +18,9 @@ from guildnet.operator.spec import SpecError, generate_name, parse_quantity, par
 # --- strategies -------------------------------------------------------------------------
 
 KNOWN_IMAGES = [
-    "codercom/code-server:4.104.2",
+    "codercom/code-server:4.139.1",
     "lscr.io/linuxserver/code-server:latest",
-    "quay.io/jupyter/base-notebook:latest",
+    "quay.io/jupyter/base-notebook:lab-4.6.6",
     "jupyter/scipy-notebook",
     "nginx",
     "registry.example.com:5000/team/app@sha256:" + "a" * 64,
@@ -122,6 +122,7 @@ exposures = st.one_of(
     st.fixed_dictionaries({"type": st.just("Ingress"), "host": dns_names}),
 )
 strings = st.lists(st.text(max_size=20), max_size=4)
+proxies = st.fixed_dictionaries({"pathMode": st.sampled_from(S.PATH_MODES)})
 
 
 @st.composite
@@ -134,6 +135,7 @@ def valid_spec_dicts(draw: st.DrawFn, min_ports: int = 0) -> dict[str, Any]:
         "resources": resource_specs(),
         "labels": st.dictionaries(label_keys, label_values, max_size=4),
         "exposure": exposures,
+        "proxy": proxies,
     }
     spec = draw(st.fixed_dictionaries({"image": images}, optional=optional))
     if min_ports and "ports" not in spec:
@@ -170,6 +172,14 @@ def test_to_dict_is_what_the_api_server_stores(data: dict[str, Any]) -> None:
 def test_nulls_mean_absent() -> None:
     spec = parse_spec({"image": "nginx", "env": None, "ports": None, "exposure": None})
     assert spec.to_dict() == {"image": "nginx"}
+
+
+def test_proxy_path_mode_round_trips() -> None:
+    spec = parse_spec({"image": "nginx", "proxy": {"pathMode": "preserve"}})
+    assert spec.proxy is not None and spec.proxy.path_mode == "preserve"
+    assert spec.to_dict() == {"image": "nginx", "proxy": {"pathMode": "preserve"}}
+    # An empty object means "the image kind decides", like an absent one.
+    assert parse_spec({"image": "nginx", "proxy": {}}).to_dict() == {"image": "nginx"}
 
 
 def test_quantity_parsing() -> None:
@@ -289,6 +299,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
         "labels.app.kubernetes.io/managed-by",
     ),
     ({"image": "nginx", "exposure": {}}, "exposure.type"),
+    ({"image": "nginx", "proxy": "strip"}, "proxy"),
+    ({"image": "nginx", "proxy": {"pathMode": "keep"}}, "proxy.pathMode"),
+    ({"image": "nginx", "proxy": {"pathMode": 1}}, "proxy.pathMode"),
+    ({"image": "nginx", "proxy": {"mode": "strip"}}, "proxy.mode"),
     ({"image": "nginx", "exposure": {"type": "NodePort"}}, "exposure.type"),
     ({"image": "nginx", "exposure": {"type": "Ingress", "host": "Bad_Host"}}, "exposure.host"),
     ({"image": "nginx", "exposure": {"type": "ClusterIP", "host": "a.b"}}, "exposure.host"),
@@ -334,8 +348,8 @@ def test_generated_names_are_valid(image: str) -> None:
 @pytest.mark.parametrize(
     ("image", "base"),
     [
-        ("codercom/code-server:4.104.2", "code-server"),
-        ("quay.io/jupyter/base-notebook:latest", "base-notebook"),
+        ("codercom/code-server:4.139.1", "code-server"),
+        ("quay.io/jupyter/base-notebook:lab-4.6.6", "base-notebook"),
         ("registry:5000/My_App@sha256:abc", "my-app"),
         ("9gag", "ws-9gag"),
         ("", "workspace"),

@@ -27,7 +27,7 @@ def ws(
         meta["deletionTimestamp"] = "2025-01-01T12:05:00Z"
     out: dict[str, Any] = {
         "metadata": meta,
-        "spec": spec if spec is not None else {"image": "codercom/code-server:4.104.2"},
+        "spec": spec if spec is not None else {"image": "codercom/code-server:4.139.1"},
     }
     if status is not None:
         out["status"] = status
@@ -77,7 +77,7 @@ def pod(
     if state is not None:
         cs: dict[str, Any] = {
             "name": "workspace",
-            "image": "codercom/code-server:4.104.2",
+            "image": "codercom/code-server:4.139.1",
             "imageID": image_id,
             "state": state,
             "ready": "running" in state,
@@ -388,6 +388,8 @@ def test_status_table(ws_obj, dep, pods, events, phase, reason, why) -> None:
         assert c["observedGeneration"] == ws_obj["metadata"]["generation"]
     assert status["observedGeneration"] == ws_obj["metadata"]["generation"]
     assert status["url"] == "/proxy/server/ide/"
+    other = compute_status(ws_obj, dep, pods, events, T0, cluster_id="prod")
+    assert other["url"] == "/api/cluster/prod/proxy/server/ide/"  # the canonical URL there
     assert status["serviceDNS"] == "ide.ns1.svc.cluster.local"
     if reason != "InvalidSpec":
         assert status["proxyTarget"] == "ide.ns1.svc.cluster.local:8080"

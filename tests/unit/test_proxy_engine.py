@@ -30,11 +30,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
-from zope.interface import implementer
+from zope.interface import implementer, provider
 
 from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.http.tlstransport import LeanTLSFactory
@@ -189,11 +190,14 @@ class RawClient(Protocol):
 
     # WebSocket
 
-    def upgrade(self, target: str, then: bytes = b"") -> Deferred[bytes]:
+    def upgrade(
+        self, target: str, then: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Deferred[bytes]:
         """Send an upgrade request; ``then`` follows it in the same write (pipelined)."""
         key = ws.new_key().decode()
         lines = [
             f"GET {target} HTTP/1.1",
+            *(f"{k}: {v}" for k, v in (headers or {}).items()),
             "Host: 127.0.0.1",
             "Upgrade: websocket",
             "Connection: Upgrade",
@@ -753,11 +757,91 @@ class ProxyEngineTests(TestCase):
             self.assertEqual(await client.next_ws(), (ws.OP_BINARY, bytes([size % 251]) * size))
 
     async def test_websocket_upstream_close_closes_client(self) -> None:
+        events: list[LogEvent] = []
+
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            if event.get("log_namespace") == "guildnet.access":
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
         client = await self.connect()
-        await client.upgrade("/proxy/server/ide/ws")
+        await client.upgrade("/proxy/server/ide/ws", headers={"X-Request-Id": "ws-up"})
         client.send_ws(ws.OP_CLOSE, b"\x03\xe8")
         await client.lost
         self.assertFalse(self.engine.splices)
+        (event,) = [e for e in events if e["request_id"] == "ws-up"]
+        self.assertEqual((event["status"], event["outcome"]), (101, "complete"))
+
+    async def test_websocket_is_logged_when_it_closes(self) -> None:
+        """One access-log line per WebSocket, written at the close with bytes both ways
+        and the whole duration (not at the upgrade with bytes=0)."""
+        events: list[LogEvent] = []
+
+        @provider(ILogObserver)
+        def observe(event: LogEvent) -> None:
+            if event.get("log_namespace") == "guildnet.access":
+                events.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        client = await self.connect()
+        head = await client.upgrade(self.prefix + "/ws?hello=1", headers={"X-Request-Id": "ws-log"})
+        self.assertIn(b"101", head.split(b"\r\n")[0])
+        self.assertEqual(await client.next_ws(), (ws.OP_TEXT, b"hello"))
+        payload = b"x" * 10_000
+        client.send_ws(ws.OP_BINARY, payload)
+        self.assertEqual(await client.next_ws(), (ws.OP_BINARY, payload))
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual([e for e in events if e["request_id"] == "ws-log"], [], "logged early")
+        client.transport.loseConnection()
+        await self._until(lambda: not self.engine.splices, "splice not closed")
+        (event,) = [e for e in events if e["request_id"] == "ws-log"]
+        self.assertEqual(event["status"], 101)
+        self.assertEqual(event["path"], self.prefix + "/ws")
+        # Frames both ways: the hello and the echo down, the masked payload up.
+        self.assertGreaterEqual(event["bytes"], len(payload) + len(b"hello"))
+        self.assertGreaterEqual(event["bytes_in"], len(payload))
+        self.assertGreaterEqual(event["duration_ms"], 200.0)
+        self.assertEqual(event["outcome"], "client_closed")
+        self.assertIn(f"bytes_in={event['bytes_in']} ", event["guildnet_text"])
+
+    async def test_preserve_path_target_gets_the_full_path(self) -> None:
+        """HOSTAPP_PROXY_PRESERVE_PATH: an app told its base URL gets the public path."""
+        to = f"127.0.0.1:{self.bport}"
+        self.engine.config = attrs.evolve(
+            self.engine.config, preserve_path=frozenset({("127.0.0.1", self.bport)})
+        )
+        self.backend_factory.base_path = f"/proxy/{to}"
+        client = await self.connect()
+        reply = await client.request("GET", f"/proxy/{to}/echo?a=1")
+        self.assertEqual(reply.status, 200, reply.body)
+        self.assertEqual(json.loads(reply.body)["target"], f"/proxy/{to}/echo?a=1")
+        login = await client.request("GET", f"/proxy/{to}/login")
+        self.assertEqual(login.header("location"), f"/proxy/{to}/?folder=x")
+        wsc = await self.connect()
+        head = await wsc.upgrade(f"/proxy/{to}/ws?hello=1")
+        self.assertIn(b"101", head.split(b"\r\n")[0])
+        self.assertEqual(await wsc.next_ws(), (ws.OP_TEXT, b"hello"))
+
+    async def test_default_cluster_spelling_redirects_to_the_canonical_url(self) -> None:
+        client = await self.connect()
+        reply = await client.request("GET", "/api/cluster/default/proxy/server/ide/lab?x=1")
+        self.assertEqual(reply.status, 307)
+        self.assertEqual(reply.header("location"), "/proxy/server/ide/lab?x=1")
+
+    async def test_an_address_of_a_workspace_redirects_to_its_canonical_url(self) -> None:
+        to = f"127.0.0.1:{self.bport}"
+        self.engine.owner = lambda host, port: (
+            "ide" if (host, port) == ("127.0.0.1", self.bport) else None
+        )
+        client = await self.connect()
+        reply = await client.request("GET", f"/proxy/{to}/lab?x=1")
+        self.assertEqual(reply.status, 307)
+        self.assertEqual(reply.header("location"), "/proxy/server/ide/lab?x=1")
+        other = await client.request("GET", f"/proxy/127.0.0.1:{self.closed_port}/")
+        self.assertEqual(other.status, 502)  # not a workspace's: proxied (nothing listens)
 
     async def test_websocket_idle_timeout(self) -> None:
         self.engine.config = attrs.evolve(self.engine.config, ws_idle_timeout=0.2)

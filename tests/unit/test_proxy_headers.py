@@ -12,9 +12,14 @@ from guildnet.proxy.headers import (
     HOP_BY_HOP,
     Headers,
     forward_request_headers,
+    remove_dot_segments,
+    report_to_endpoints,
+    reporting_endpoint_names,
     rewrite_csp,
     rewrite_location,
+    rewrite_reporting_endpoints,
     rewrite_response_headers,
+    rewrite_service_worker_allowed,
     rewrite_set_cookie,
 )
 
@@ -42,7 +47,7 @@ def forward(headers: Headers, upgrade: bool = False) -> Headers:
     )
 
 
-def respond(headers: Headers, upgrade: bool = False) -> Headers:
+def respond(headers: Headers, upgrade: bool = False, preserve: bool = False) -> Headers:
     return rewrite_response_headers(
         headers,
         prefix=PREFIX,
@@ -50,6 +55,8 @@ def respond(headers: Headers, upgrade: bool = False) -> Headers:
         upstream_origins=(UPSTREAM,),
         route="podproxy",
         upgrade=upgrade,
+        preserve=preserve,
+        public_path=f"{PREFIX}/static/sw.js",
     )
 
 
@@ -280,7 +287,7 @@ def test_set_cookie_properties(name: str, attrs: list[tuple[str, str | None]]) -
     keys = [p.split("=", 1)[0].strip().lower() for p in parts[1:]]
     assert "domain" not in keys
     assert keys.count("secure") == 1 and keys.count("partitioned") == 1
-    assert [p for p in parts if p.lower().startswith("samesite")] == ["SameSite=None"]
+    assert [p for p in parts[1:] if p.lower().startswith("samesite")] == ["SameSite=None"]
     paths = [p.split("=", 1)[1] for p in parts[1:] if p.lower().startswith("path=")]
     assert len(paths) == 1 and paths[0].startswith(PREFIX + "/")
 
@@ -353,6 +360,7 @@ def test_response_headers() -> None:
             b"code-server-session=s; Path=/proxy/server/ide/; HttpOnly; Secure; SameSite=None; "
             b"Partitioned",
         ),
+        (b"Service-Worker-Allowed", b"/proxy/server/ide/"),
         (b"Content-Type", b"text/html"),
         (b"Refresh", b"5; url=/proxy/server/ide/home"),
         (b"Content-Security-Policy", b"frame-ancestors 'self' https://127.0.0.1:8090"),
@@ -388,3 +396,198 @@ def test_response_properties(headers: Headers) -> None:
     assert values(out, b"x-frame-options") == [b"SAMEORIGIN"]
     assert b"cross-origin-embedder-policy" not in out_names
     assert len(values(out, b"content-security-policy")) >= 1
+
+
+# --- Location and Set-Cookie: stable under a second pass (preserve mode sends them so) ------
+
+
+@given(PATHS, QUERIES, FRAGMENTS, st.sampled_from(["", UPSTREAM, HOST, "//10.1.2.3:8080"]))
+def test_location_rewrite_is_idempotent(path: str, query: str, fragment: str, origin: str) -> None:
+    """A preserve-mode app already answers with public paths: they pass unchanged."""
+    origins = (UPSTREAM, HOST)
+    once = rewrite_location(origin + path + query + fragment, PREFIX, origins)
+    assert rewrite_location(once, PREFIX, origins) == once
+    assert rewrite_location(PREFIX + path + query, PREFIX, origins) == PREFIX + path + query
+
+
+@given(PATHS)
+def test_cookie_path_under_the_prefix_is_kept(path: str) -> None:
+    out = rewrite_set_cookie(f"_xsrf=t; Path={PREFIX}{path}", PREFIX)
+    assert f"Path={PREFIX}{path};" in out
+    assert rewrite_set_cookie(out, PREFIX) == out
+
+
+# --- Service-Worker-Allowed --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "preserve", "expected"),
+    [
+        ("/", False, f"{PREFIX}/"),
+        ("/", True, f"{PREFIX}/"),
+        ("/static/", False, f"{PREFIX}/static/"),
+        ("/static/", True, f"{PREFIX}/"),
+        (f"{PREFIX}/static/", True, f"{PREFIX}/static/"),
+        (f"{PREFIX}/static/", False, f"{PREFIX}/static/"),
+        (PREFIX, True, f"{PREFIX}/"),
+        ("/proxy/server/ide-evil/", True, f"{PREFIX}/"),
+        (f"{PREFIX}/../other/", True, f"{PREFIX}/"),
+        (f"{PREFIX}/%2e%2E/other/", True, f"{PREFIX}/"),
+        ("/a/../../..", False, f"{PREFIX}/"),
+        ("/a/./b/../c/", False, f"{PREFIX}/a/c/"),
+        ("./", False, f"{PREFIX}/static/"),
+        ("../", True, f"{PREFIX}/"),
+        ("../../../", True, f"{PREFIX}/"),
+        (f"{UPSTREAM}/x/", False, f"{PREFIX}/x/"),
+        (f"{HOST}{PREFIX}/x/", True, f"{PREFIX}/x/"),
+        ("https://evil.example/", False, f"{PREFIX}/"),
+        ("//evil.example/", False, f"{PREFIX}/"),
+        ("\\\\evil.example/", False, f"{PREFIX}/"),
+        ("/x?y#z", False, f"{PREFIX}/x"),
+        ("javascript:alert(1)", False, f"{PREFIX}/"),
+        ("", False, f"{PREFIX}/static/"),
+    ],
+)
+def test_service_worker_allowed(value: str, preserve: bool, expected: str) -> None:
+    out = rewrite_service_worker_allowed(
+        value, PREFIX, (UPSTREAM, HOST), preserve=preserve, public_path=f"{PREFIX}/static/sw.js"
+    )
+    assert out == expected
+
+
+SW_TEXT = st.text(string.ascii_letters + string.digits + "./%\\:?#-", max_size=30)
+SW_VALUES = st.one_of(
+    SW_TEXT,
+    st.tuples(st.sampled_from(["", "/", PREFIX, PREFIX + "/", UPSTREAM, HOST, "//x"]), SW_TEXT).map(
+        "".join
+    ),
+)
+
+
+@given(SW_VALUES, st.booleans(), st.none() | PATHS)
+def test_service_worker_scope_never_leaves_the_prefix(
+    value: str, preserve: bool, public: str | None
+) -> None:
+    out = rewrite_service_worker_allowed(
+        value, PREFIX, (UPSTREAM, HOST), preserve=preserve, public_path=public
+    )
+    assert out.startswith(PREFIX + "/")
+    segments = [seg.lower().replace("%2e", ".") for seg in out.split("/")]
+    assert "." not in segments and ".." not in segments
+    assert "?" not in out and "#" not in out
+    # Stable: a rewritten value passes through a second proxy pass unchanged.
+    assert rewrite_service_worker_allowed(out, PREFIX, (), preserve=True) == out
+
+
+SAFE_SEGMENTS = st.lists(
+    st.text(string.ascii_letters + string.digits + "-_", min_size=1), max_size=4
+)
+
+
+@given(SAFE_SEGMENTS, st.booleans())
+def test_service_worker_paths_map_by_mode(segments: list[str], slash: bool) -> None:
+    path = "/" + "/".join(segments) + ("/" if slash and segments else "")
+    strip = rewrite_service_worker_allowed(path, PREFIX, (UPSTREAM,), preserve=False)
+    preserved = rewrite_service_worker_allowed(PREFIX + path, PREFIX, (UPSTREAM,), preserve=True)
+    assert strip == preserved == PREFIX + path
+
+
+def test_service_worker_allowed_is_rewritten_not_dropped() -> None:
+    out = respond([(b"Service-Worker-Allowed", b"/")])
+    assert values(out, b"service-worker-allowed") == [f"{PREFIX}/".encode()]
+    out = respond([(b"Service-Worker-Allowed", f"{PREFIX}/lab/".encode())], preserve=True)
+    assert values(out, b"service-worker-allowed") == [f"{PREFIX}/lab/".encode()]
+
+
+def test_remove_dot_segments() -> None:
+    assert remove_dot_segments("/a/b/../c/./d") == "/a/c/d"
+    assert remove_dot_segments("/a/..") == "/"
+    assert remove_dot_segments("/../../x") == "/x"
+    assert remove_dot_segments("/a/%2E%2e/b/.") == "/b/"
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+def test_csp_report_uri_moves_into_the_prefix() -> None:
+    csp = "default-src 'self'; report-uri /csp /r2 https://sentry.example/r; report-to main"
+    assert rewrite_csp(csp, HOST, PREFIX, (UPSTREAM, HOST)) == (
+        f"default-src 'self'; report-uri {PREFIX}/csp {PREFIX}/r2 https://sentry.example/r; "
+        f"report-to main; frame-ancestors 'self' {HOST}"
+    )
+    kept = f"report-uri {PREFIX}/csp"
+    assert rewrite_csp(kept, HOST, PREFIX, ()) == f"{kept}; frame-ancestors 'self' {HOST}"
+    out = respond([(b"Content-Security-Policy-Report-Only", b"REPORT-URI http://10.1.2.3:8080/r")])
+    assert values(out, b"content-security-policy-report-only") == [
+        f"REPORT-URI {PREFIX}/r; frame-ancestors 'self' {HOST}".encode()
+    ]
+
+
+@given(
+    st.lists(st.tuples(PATHS, st.sampled_from(["", UPSTREAM, HOST])), min_size=1, max_size=3),
+    st.sampled_from(["https://sentry.example", "http://10.1.2.3:81"]),
+)
+def test_csp_reports_stay_in_the_workspace(reports: list[tuple[str, str]], other: str) -> None:
+    urls = [origin + path.replace(";", "").replace(",", "") for path, origin in reports]
+    csp = f"script-src 'self'; report-uri {' '.join(urls)} {other}/r"
+    out = rewrite_csp(csp, HOST, PREFIX, (UPSTREAM, HOST))
+    (policy,) = out.split(",")
+    (directive,) = [d.strip() for d in policy.split(";") if d.strip().startswith("report-uri")]
+    *moved, untouched = directive.split()[1:]
+    assert untouched == f"{other}/r"
+    assert all(u == PREFIX or u.startswith(PREFIX + "/") for u in moved)
+    assert rewrite_csp(out, HOST, PREFIX, (UPSTREAM, HOST)) == out
+
+
+def test_reporting_endpoints() -> None:
+    value = 'main="/reports", csp-ep="https://127.0.0.1:8090/c", ext="https://sentry.example/x"'
+    assert rewrite_reporting_endpoints(value, PREFIX, (UPSTREAM, HOST)) == (
+        f'main="{PREFIX}/reports", csp-ep="{PREFIX}/c", ext="https://sentry.example/x"'
+    )
+    assert reporting_endpoint_names(value) == {"main", "csp-ep", "ext"}
+    out = respond([(b"Reporting-Endpoints", b'default="/r"')])
+    assert values(out, b"reporting-endpoints") == [f'default="{PREFIX}/r"'.encode()]
+
+
+def test_report_to_becomes_document_scoped_endpoints() -> None:
+    report_to = (
+        b'{"group":"csp","max_age":10886400,"endpoints":[{"url":"/csp-reports"}]}, '
+        b'{"max_age":1,"endpoints":[{"url":"https://sentry.example/r"}]}, '
+        b'{"group":"taken","endpoints":[{"url":"/t"}]}, {"group":"Bad Name","endpoints":[]}'
+    )
+    out = respond(
+        [(b"Report-To", report_to), (b"Reporting-Endpoints", b'taken="/mine"'), (b"NEL", b"{}")]
+    )
+    assert b"report-to" not in names(out) and b"nel" not in names(out)
+    assert values(out, b"reporting-endpoints") == [
+        f'taken="{PREFIX}/mine"'.encode(),
+        f'csp="{PREFIX}/csp-reports", default="https://sentry.example/r"'.encode(),
+    ]
+    assert respond([(b"Report-To", b"not json")]) == respond([])
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"endpoints": st.lists(st.fixed_dictionaries({"url": PATHS}), max_size=2)},
+            optional={"group": st.text(string.ascii_lowercase + "-", min_size=1, max_size=8)},
+        ),
+        max_size=4,
+    )
+)
+def test_report_to_endpoints_land_in_the_prefix(groups: list[dict[str, object]]) -> None:
+    import json
+
+    value = ", ".join(json.dumps(g) for g in groups)
+    out = report_to_endpoints([value], PREFIX, (UPSTREAM, HOST), ())
+    names_seen = reporting_endpoint_names(out)
+    assert len(names_seen) == len(out.split(", ")) if out else names_seen == set()
+    for entry in filter(None, out.split(", ")):
+        url = entry.split("=", 1)[1].strip('"')
+        assert url == PREFIX or url.startswith(PREFIX + "/")
+
+
+@given(st.text(max_size=60))
+def test_reporting_rewrites_accept_any_text(value: str) -> None:
+    rewrite_reporting_endpoints(value, PREFIX, (UPSTREAM,))
+    report_to_endpoints([value], PREFIX, (UPSTREAM,), ())

@@ -10,7 +10,13 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from guildnet.proxy.paths import ProxyPath, ProxyPathError, format_target, parse_proxy_uri
+from guildnet.proxy.paths import (
+    ProxyPath,
+    ProxyPathError,
+    format_target,
+    parse_proxy_uri,
+    workspace_prefix,
+)
 
 
 def parse(uri: str) -> ProxyPath | None:
@@ -53,6 +59,10 @@ def test_server_route_under_a_cluster() -> None:
         ("/proxy/server/ide", "/proxy/server/ide/"),
         ("/proxy/server/ide?folder=/home", "/proxy/server/ide/?folder=/home"),
         ("/api/cluster/lab/proxy/server/ide", "/api/cluster/lab/proxy/server/ide/"),
+        # One canonical URL per workspace: the default cluster's is the short form.
+        ("/api/cluster/default/proxy/server/ide/lab?x=1", "/proxy/server/ide/lab?x=1"),
+        ("/api/cluster/default/proxy/server/ide", "/proxy/server/ide/"),
+        ("/api/cluster/%64efault/proxy/server/ide/", "/proxy/server/ide/"),
         ("/proxy/server/%69de/x", "/proxy/server/ide/x"),
         ("/proxy/server/ide/a/./b/../c", "/proxy/server/ide/a/c"),
         ("/proxy/server/ide/a/%2e%2E/c", "/proxy/server/ide/c"),
@@ -213,6 +223,32 @@ def test_server_round_trip(server: str, segments: list[str], query: str | None) 
     assert (p.kind, p.server, p.prefix) == ("server", server, f"/proxy/server/{server}")
     assert p.upstream_path == f"/{rest}{tail}"
     assert p.redirect_to is None
+
+
+@given(
+    st.sampled_from(["default", "lab", "c-2"]),
+    LABEL,
+    st.lists(SEGMENT, max_size=4),
+    st.none() | QUERY,
+)
+def test_every_server_spelling_leads_to_the_canonical_url(
+    cluster: str, server: str, segments: list[str], query: str | None
+) -> None:
+    """Both spellings of a workspace URL end at ``workspace_prefix``: the canonical one is
+    served as it is, the other redirects there with the same upstream path."""
+    tail = "/" + "/".join(segments) + ("" if query is None else "?" + query)
+    canonical = workspace_prefix(cluster, server)
+    spellings = [f"/api/cluster/{cluster}/proxy/server/{server}{tail}"]
+    if cluster == "default":
+        spellings.append(f"/proxy/server/{server}{tail}")
+    for uri in spellings:
+        p = parse(uri)
+        assert p is not None and p.prefix == canonical and p.cluster_id == cluster
+        assert p.upstream_path == tail
+        if uri.startswith(canonical + "/"):
+            assert p.redirect_to is None
+        else:
+            assert p.redirect_to == canonical + tail
 
 
 @given(

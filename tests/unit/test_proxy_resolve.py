@@ -14,6 +14,7 @@ from guildnet.proxy.resolve import (
     dns1123,
     managed_targets,
     well_known_port,
+    workspace_addresses,
 )
 
 NS = "team"
@@ -201,3 +202,25 @@ def test_managed_targets() -> None:
     }
     assert not any(host == "10.244.0.99" for host, _ in got)
     assert managed_targets([], [svc], pods) == set()
+
+
+def test_workspace_addresses_are_the_http_port_of_one_workspace() -> None:
+    """What ``/proxy/{host:port}/`` redirects to ``/proxy/server/{id}/``: the addresses of
+    the port the server route reaches, never another port, never a shared address."""
+    ws = workspace(ports=[8080, 3000], env=[{"name": "AGENT_HOST", "value": "Agent.Example"}])
+    svc = service(ports=[8080, 3000], lb=[{"ip": "192.168.1.240"}])
+    pods = [pod("ide-1", ip="10.244.0.7"), pod("x", ws="stray", ip="10.244.0.99")]
+    got = workspace_addresses([ws], [svc], pods)
+    assert got == {
+        ("ide.team.svc.cluster.local", 8080): "ide",
+        ("ide.team.svc", 8080): "ide",
+        ("10.96.0.10", 8080): "ide",
+        ("192.168.1.240", 8080): "ide",
+        ("agent.example", 8080): "ide",
+        ("10.244.0.7", 8080): "ide",
+    }
+    assert set(got) <= managed_targets([ws], [svc], pods)
+    # Two workspaces claiming one AGENT_HOST: it belongs to neither.
+    twin = workspace("twin", ports=[8080], env=[{"name": "AGENT_HOST", "value": "agent.example"}])
+    shared = workspace_addresses([ws, twin], [svc], pods)
+    assert ("agent.example", 8080) not in shared and shared[("10.244.0.7", 8080)] == "ide"
