@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a cap: start-up takes ~2 s, far longer on a machine thrashing its disk
 
 
 class HostAppError(RuntimeError):

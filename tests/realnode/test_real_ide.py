@@ -71,8 +71,11 @@ def run_flow(
     app: HostApp,
     tmp: Path,
     handlers: dict[str, Handler],
+    diagnose: Callable[[], str] | None = None,
 ) -> dict[str, Any]:
-    """Run one browser flow, answering its checkpoints with ``handlers``; returns its report."""
+    """Run one browser flow, answering its checkpoints with ``handlers``; returns its report.
+
+    ``diagnose`` adds what the workspace itself said (its log) to a failure's message."""
     node = shutil.which("node")
     _need(node is not None, "node is not installed (the machine's Node.js 20 is needed)")
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -156,7 +159,13 @@ def run_flow(
         )
     for allowed in report.get("expectedErrors") or []:
         print(f"allowed console error ({allowed['reason']}): {allowed['text'][:200]}")
-    assert report["consoleErrors"] == [], json.dumps(report["consoleErrors"], indent=2)
+    if report["consoleErrors"]:
+        extra = diagnose() if diagnose else ""
+        pytest.fail(
+            f"console errors in {flow}: {json.dumps(report['consoleErrors'], indent=2)}\n"
+            f"{extra}\n--- Host App log ---\n{app.output()[-6000:]}",
+            pytrace=False,
+        )
     return report
 
 
@@ -292,10 +301,31 @@ def test_jupyterlab_through_the_ui(
         return {"pod": pod.metadata.name}
 
     try:
-        report = run_flow("jupyter", name, ide_app, tmp_path, {"running": running})
+        report = run_flow(
+            "jupyter", name, ide_app, tmp_path, {"running": running}, lambda: _pod_logs(core, name)
+        )
         print(json.dumps(report["steps"], indent=1))
     finally:
         ide_app.request("DELETE", f"/api/servers/{name}")
+
+
+def _pod_logs(core: Any, name: str) -> str:
+    """The workspace container's log, for a failure message (best effort)."""
+    ns = ide_namespace_of(core, name)
+    out = []
+    for pod in workspace_pods(core, ns, name) if ns else []:
+        try:
+            text = core.read_namespaced_pod_log(pod.metadata.name, ns, container=C.CONTAINER_NAME)
+        except ApiException as e:
+            text = f"(no log: {e.status})"
+        out.append(f"--- log of {pod.metadata.name} ---\n{text[-6000:]}")
+    return "\n".join(out)
+
+
+def ide_namespace_of(core: Any, name: str) -> str | None:
+    sel = f"{C.LABEL_WORKSPACE}={name}"
+    pods = core.list_pod_for_all_namespaces(label_selector=sel).items
+    return str(pods[0].metadata.namespace) if pods else None
 
 
 def _gone(read: Callable[[], Any]) -> bool:

@@ -450,7 +450,7 @@ def test_a_crash_loop_stays_failed_through_its_cycle() -> None:
     s3 = compute_status(ws(status=s2), deployment(), [backoff], [], LATER)
     for s in (s1, s2, s3):
         assert (s["phase"], s["reason"]) == ("Failed", "CrashLoopBackOff"), s
-    assert "exited with code 3" in s2["message"]
+    assert "last exit code 3" in s2["message"]
     started = [conds(s)["ContainersStarted"]["lastTransitionTime"] for s in (s1, s2, s3)]
     assert started == [started[0]] * 3
 
