@@ -222,6 +222,16 @@ async function jupyter() {
     await page.getByRole("link", { name: /Open in new tab/ }).click();
     lab = await opened;
     session.watch(lab);
+    // What went over each kernel WebSocket, to compare with the proxy's access-log line if a
+    // cell never gets its reply (seen once on a machine with its disk saturated).
+    lab.on("websocket", (ws) => {
+      const tally = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 };
+      const size = (p) => (typeof p === "string" ? Buffer.byteLength(p) : p.length);
+      ws.on("framesent", (f) => ((tally.sent += 1), (tally.sentBytes += size(f.payload))));
+      ws.on("framereceived", (f) => ((tally.received += 1), (tally.receivedBytes += size(f.payload))));
+      ws.on("close", () => log(`  websocket closed ${ws.url().split("?")[0]} ${JSON.stringify(tally)}`));
+      ws.on("socketerror", (e) => log(`  websocket error ${ws.url().split("?")[0]}: ${e}`));
+    });
     const field = lab.locator("#password_input");
     await field.waitFor({ timeout: 60_000 });
     expect(new URL(lab.url()).pathname.startsWith(`/proxy/server/${WS}/`), `login page under the prefix: ${lab.url()}`);
