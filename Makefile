@@ -11,7 +11,7 @@ UI_BUILD := guildnet/web/index.html
 
 .PHONY: help run test lint unit integration e2e realnode ui ui-test testbin images dev-cluster \
 	dev-cluster-kwok clean \
-	bench-proxy bench-proxy-memory bench-workspaces bench-ide
+	bench-proxy bench-proxy-memory bench-workspaces bench-ide deploy-rethinkdb
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -21,6 +21,7 @@ help:
 	@echo "make images       build the workspace images (no registry) into ~/.cache/guildnet/images"
 	@echo "make dev-cluster  start a real-node cluster for manual use; writes $(DEV_KUBECONFIG)"
 	@echo "make dev-cluster-kwok  the same with a kwok (simulated) node: no real pods"
+	@echo "make deploy-rethinkdb  server-side apply etc/k8s's RethinkDB to \$$KUBECONFIG (RETHINKDB_NAMESPACE, RETHINKDB_STORAGE=pvc|emptyDir)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
 	@echo "make realnode     real code-server and JupyterLab on a real kubelet node, in Chromium"
@@ -114,6 +115,13 @@ bench-ide: $(STAMP) testbin images $(UI_BUILD)
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces
+
+# RethinkDB in the cluster of $KUBECONFIG (default ~/.guildnet/kubeconfig): the StatefulSet and
+# Service of etc/k8s/, server-side applied (idempotent). The API's POST .../db/deploy does the same.
+deploy-rethinkdb: $(STAMP)
+	$(PY) -m guildnet.rdb.deploy --kubeconfig "$${KUBECONFIG:-$(DEV_KUBECONFIG)}" \
+		--namespace "$${RETHINKDB_NAMESPACE:-$${K8S_NAMESPACE:-default}}" \
+		--name "$${RETHINKDB_SERVICE_NAME:-rethinkdb}" --storage "$${RETHINKDB_STORAGE:-pvc}"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -34,6 +34,7 @@ from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
+from guildnet.rdb.manager import RDBConfig, manager_factory
 from guildnet.tls import find_certificate, server_context_factory
 from guildnet.workspaces.service import attach
 
@@ -65,6 +66,10 @@ class HostApp(MultiService):
         operator_cfg = OperatorConfig.from_settings(settings)
         self.registry.instance_hooks.append(
             lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor)
+        )
+        rdb_factory = manager_factory(RDBConfig.from_settings(settings), environ, reactor)
+        self.registry.instance_hooks.append(
+            lambda instance: setattr(instance, "rdb_factory", rdb_factory)
         )
         self._has_default = source is not None
         self.api = HostAPI(settings, self.registry, self.monitor)

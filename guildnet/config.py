@@ -218,6 +218,20 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+def parse_file(value: str) -> Path:
+    path = parse_path(value)
+    if not path.is_file():
+        raise ValueError(f"{str(path)!r} is not a readable file")
+    return path
+
+
+def parse_connect_timeout(value: str) -> float:
+    seconds = parse_seconds(value)
+    if not 0.5 <= seconds <= 5:
+        raise ValueError(f"{seconds} out of range (0.5-5 seconds)")
+    return seconds
+
+
 def parse_text(value: str) -> str:
     return value.strip()
 
@@ -266,6 +280,20 @@ KNOBS: tuple[Knob, ...] = (
     Knob("RETHINKDB_NAMESPACE", "rethinkdb-namespace",
          "Namespace of the RethinkDB Service (default: K8S_NAMESPACE).",
          parse_dns_label, None),
+    Knob("RETHINKDB_USER", "rethinkdb-user", "RethinkDB user (RETHINKDB_SECRET overrides).",
+         parse_text, "admin"),
+    Knob("RETHINKDB_SECRET", "rethinkdb-secret",
+         "Secret in RETHINKDB_NAMESPACE with the RethinkDB username/password.",
+         parse_dns_name, None),
+    Knob("RETHINKDB_TLS", "rethinkdb-tls", "Use TLS to RethinkDB (system trust roots).",
+         parse_bool, "false"),
+    Knob("RETHINKDB_CA_FILE", "rethinkdb-ca-file",
+         "PEM CA that signed RethinkDB's certificate; implies RETHINKDB_TLS.", parse_file, None),
+    Knob("RETHINKDB_CONNECT_TIMEOUT", "rethinkdb-connect-timeout",
+         "Seconds one RethinkDB connection attempt may take (0.5-5).", parse_connect_timeout,
+         "3"),
+    Knob("RETHINKDB_PING_INTERVAL", "rethinkdb-ping-interval",
+         "Seconds between RethinkDB health pings.", parse_seconds, "5"),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
@@ -302,6 +330,13 @@ class Settings:
     rethinkdb_namespace: str
     kubeconfig: Path
     state_dir: Path
+    rethinkdb_user: str = "admin"
+    rethinkdb_password: str = attrs.field(default="", repr=False)
+    rethinkdb_secret: str | None = None
+    rethinkdb_tls: bool = False
+    rethinkdb_ca_file: Path | None = None
+    rethinkdb_connect_timeout: float = 3.0
+    rethinkdb_ping_interval: float = 5.0
     proxy_allowlist: tuple[str, ...] = ()
     proxy_preserve_path: tuple[str, ...] = ()
     port_forward_idle_timeout: float = 600.0
@@ -368,6 +403,14 @@ def load_settings(
         rethinkdb_addr=values["RETHINKDB_ADDR"],
         rethinkdb_service_name=values["RETHINKDB_SERVICE_NAME"],
         rethinkdb_namespace=values["RETHINKDB_NAMESPACE"] or values["K8S_NAMESPACE"],
+        rethinkdb_user=values["RETHINKDB_USER"] or "admin",
+        # Environment only (never a command-line option, which every user could read).
+        rethinkdb_password=environ.get("RETHINKDB_PASSWORD", ""),
+        rethinkdb_secret=values["RETHINKDB_SECRET"],
+        rethinkdb_tls=values["RETHINKDB_TLS"],
+        rethinkdb_ca_file=values["RETHINKDB_CA_FILE"],
+        rethinkdb_connect_timeout=values["RETHINKDB_CONNECT_TIMEOUT"],
+        rethinkdb_ping_interval=values["RETHINKDB_PING_INTERVAL"],
         proxy_allowlist=values["HOSTAPP_PROXY_ALLOWLIST"] or (),
         proxy_preserve_path=values["HOSTAPP_PROXY_PRESERVE_PATH"] or (),
         port_forward_idle_timeout=values["PORT_FORWARD_IDLE_TIMEOUT"],

@@ -85,6 +85,9 @@ class Instance(MultiService):
         # while they stop (e.g. releasing a Lease).
         self._open = False
         self._ready_waiters: list[Deferred[None]] = []
+        # The RethinkDB manager: made by ``rdb_factory`` on first use (``ensure_rdb``).
+        self.rdb: Any = None
+        self.rdb_factory: Callable[[Instance], Any] | None = None
 
     # life cycle -----------------------------------------------------------
 
@@ -143,6 +146,10 @@ class Instance(MultiService):
 
         def close_rest(_: object) -> Deferred[None]:
             self._open = False
+            if self.rdb is not None:
+                if self.rdb.parent is self:
+                    self.removeService(self.rdb)
+                self.rdb = None
             d = self.localdb.close()
             d.addBoth(lambda _: self._close_client())
             d.addBoth(
@@ -162,6 +169,23 @@ class Instance(MultiService):
         if self.api_client is not None:
             self.api_client.close()
             self.api_client = None
+
+    # RethinkDB ------------------------------------------------------------
+
+    def ensure_rdb(self) -> Any:
+        """The cluster's RDB manager (``guildnet.rdb.manager``), created on first use.
+
+        It is a child service, so stopping the Instance stops it and all it owns.
+        """
+        if self.rdb is None:
+            if not self.running or not self._open:
+                raise RuntimeError(f"cluster {self.cluster_id} is not running")
+            if self.rdb_factory is None:
+                raise RuntimeError("no RethinkDB configuration for this Host App")
+            manager = self.rdb_factory(self)
+            manager.setServiceParent(self)
+            self.rdb = manager
+        return self.rdb
 
     # blocking work --------------------------------------------------------
 

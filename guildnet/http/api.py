@@ -26,6 +26,7 @@ from guildnet.cluster.registry import (
     UnknownCluster,
 )
 from guildnet.config import Settings
+from guildnet.http.db import DBFeedRoutes, DBRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
@@ -36,7 +37,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(UIRoutes, WorkspaceRoutes):
+class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
     app = router
 
     def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:
@@ -52,7 +53,7 @@ class HostAPI(UIRoutes, WorkspaceRoutes):
         assert isinstance(e, ApiError)
         for k, v in e.headers.items():
             request.setHeader(k.encode(), v.encode())
-        return error_body(request, e.status, e.code, e.message, e.field)
+        return error_body(request, e.status, e.code, e.message, e.field, e.extra)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
@@ -101,9 +102,19 @@ class HostAPI(UIRoutes, WorkspaceRoutes):
             reach = yield self._reachability(DEFAULT_CLUSTER_ID)
             checks["cluster"] = _reach_json(reach)
         ok = all(c["ok"] for c in checks.values())
+        # Non-fatal: the Host App serves workspaces without RethinkDB.
+        checks["rethinkdb"] = self._rdb_check()
         return write_json(
             request, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks}
         )
+
+    def _rdb_check(self) -> dict[str, Any]:
+        instance = self.registry.running_instance(DEFAULT_CLUSTER_ID)
+        manager = instance.rdb if instance is not None else None
+        if manager is None:
+            return {"ok": True, "fatal": False, "state": "idle", "message": "not used yet"}
+        out = manager.health.to_json(time.time())
+        return {"ok": manager.health.ready, "fatal": False, **out}
 
     def _reachability(self, cluster_id: str) -> Deferred[Reachability]:
         """A recent reachability result, probing when the cached one is stale."""

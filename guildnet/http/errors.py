@@ -18,6 +18,7 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -25,6 +26,7 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.extra = extra or {}  # more members of the error body (e.g. a DB ``reason``)
 
 
 def bad_field(field: str, message: str) -> ApiError:
@@ -48,9 +50,16 @@ def write_json(request: IRequest, status: int, obj: Any) -> bytes:
 
 
 def error_body(
-    request: IRequest, status: int, code: str, message: str, field: str | None = None
+    request: IRequest,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     body: dict[str, Any] = {"error": code, "message": message, "request_id": request_id_of(request)}
     if field is not None:
         body["field"] = field
+    for k, v in (extra or {}).items():
+        body.setdefault(k, v)
     return write_json(request, status, body)

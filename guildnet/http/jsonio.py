@@ -14,6 +14,14 @@ MAX_JSON_BYTES = 1024 * 1024
 
 def read_json_object(request: IRequest, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """The request body as a JSON object, or an ApiError (400/413/415)."""
+    data = read_json(request, limit)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return data
+
+
+def read_json(request: IRequest, limit: int = MAX_JSON_BYTES) -> Any:
+    """The request body as any JSON value, or an ApiError (400/413/415)."""
     ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
     if ctype not in (b"application/json", b""):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
@@ -28,8 +36,6 @@ def read_json_object(request: IRequest, limit: int = MAX_JSON_BYTES) -> dict[str
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
     return data
 
 

@@ -88,6 +88,7 @@ class SSEStream:
         self._retry = retry_ms
         self._heartbeat: LoopingCall | None = None
         self._cleanups: list[Callable[[], object]] = []
+        self._drain_hooks: list[Callable[[], object]] = []
         self.flow = threading.Event()
         self.flow.set()
         self.open = False
@@ -155,6 +156,7 @@ class SSEStream:
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
         self._heartbeat = None
+        self._drain_hooks.clear()
         cleanups, self._cleanups = self._cleanups, []
         for cleanup in cleanups:
             self._run(cleanup)
@@ -198,6 +200,17 @@ class SSEStream:
 
     def resumeProducing(self) -> None:
         self.flow.set()
+        for hook in list(self._drain_hooks):
+            self._run(hook)
+
+    def on_drain(self, hook: Callable[[], object]) -> None:
+        """Call ``hook`` each time the client has caught up (the transport resumed us)."""
+        self._drain_hooks.append(hook)
+
+    @property
+    def writable(self) -> bool:
+        """True while the client keeps up: write now; else queue (and bound the queue)."""
+        return self.open and self.flow.is_set()
 
     def stopProducing(self) -> None:
         # The transport may stop us before the request hears of the lost connection; close

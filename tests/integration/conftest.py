@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.harness.cluster import TestCluster, netns_prepared
 from tests.harness.images import IMAGES
 from tests.harness.realnode import RealNodeCluster
+from tests.harness.rethinkdb import RethinkServer
 
 RUN_HINT = (
     "integration tests must run inside the test network namespace:\n"
@@ -189,3 +190,46 @@ def namespace(
     base = request.node.name.lower().replace("_", "-")[:40].strip("-")
     with temporary_namespace(kube_api, _deleted_namespaces, f"{base}-{uuid.uuid4().hex[:6]}") as n:
         yield n
+
+
+# --------------------------------------------------------------------------- RethinkDB
+
+
+@pytest.fixture(scope="session")
+def rdb_server() -> Iterator[RethinkServer]:
+    """One plain RethinkDB server for the session (tests use their own databases)."""
+    server = RethinkServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def rdb_tls_server() -> Iterator[RethinkServer]:
+    """A server whose driver port speaks only TLS (certificate from a test CA)."""
+    server = RethinkServer(tls=True).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def rdb_password_server() -> Iterator[RethinkServer]:
+    """A server whose admin account has a password."""
+    server = RethinkServer(password="s3cret-Pa55").start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def rdb_private() -> Iterator[RethinkServer]:
+    """A server of this test's own, for tests that kill, stop or pause it."""
+    server = RethinkServer().start()
+    try:
+        yield server
+    finally:
+        server.close()

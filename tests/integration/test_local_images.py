@@ -1,7 +1,7 @@
 """The locally built images (``make images``) run and keep the contract of the images they mimic.
 
-Each archive goes the way containerd takes it: docker-archive -> OCI layout (skopeo) -> runtime
-bundle (umoci, config from the image's own entrypoint, cmd, user, env and workdir) -> runc.
+Each archive is unpacked the way containerd's CRI runs it: its layers make the root filesystem
+and its image config (entrypoint + cmd, user, env, workdir) fills runc's default spec.
 The container shares this test's private network namespace (tests/harness/netns-run.sh), so
 its 0.0.0.0 listener is reached on 127.0.0.1 here and nowhere else. Then the real program
 answers: code-server's /healthz and login page, JupyterLab's /api/status with the token,
@@ -60,11 +60,15 @@ console.log(JSON.stringify({{ n, bad }}));
 """
 
 
+def _member_json(tar: tarfile.TarFile, name: str) -> Any:
+    member = tar.extractfile(name)
+    assert member is not None, name
+    return json.load(member)
+
+
 def _archive_reference(path: Path) -> list[str]:
     with tarfile.open(path) as tar:
-        member = tar.extractfile("manifest.json")
-        assert member is not None
-        manifest = json.load(member)
+        manifest = _member_json(tar, "manifest.json")
     return [tag for entry in manifest for tag in entry["RepoTags"]]
 
 
@@ -82,24 +86,42 @@ class Container:
         self.config: dict[str, Any] = {}
 
     def unpack(self) -> None:
-        oci = self.work / "oci"
-        subprocess.run(
-            ["skopeo", "copy", "--quiet", f"docker-archive:{images.archive(self.name)}",
-             f"oci:{oci}:img"],
-            check=True, timeout=300,
-        )  # fmt: skip
-        subprocess.run(
-            ["umoci", "unpack", "--image", f"{oci}:img", str(self.bundle)],
-            check=True, timeout=300, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        shutil.rmtree(oci)
+        """Root filesystem from the archive's layers, runtime config from its image config.
+
+        As containerd's CRI does: Entrypoint + Cmd, Env, WorkingDir and User of the image
+        config fill runc's default spec (the layers are plain tars: no copy, no hashing).
+        """
+        archive = images.archive(self.name)
+        rootfs = self.bundle / "rootfs"
+        rootfs.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            manifest = _member_json(tar, "manifest.json")[0]
+            image = _member_json(tar, manifest["Config"])["config"]
+            for layer in manifest["Layers"]:
+                member = tar.extractfile(layer)
+                assert member is not None
+                untar = subprocess.Popen(
+                    ["tar", "--numeric-owner", "-x", "-C", str(rootfs)], stdin=subprocess.PIPE
+                )
+                assert untar.stdin is not None
+                shutil.copyfileobj(member, untar.stdin, 1 << 20)
+                untar.stdin.close()
+                assert untar.wait(timeout=600) == 0, layer
+        subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], check=True)
         config_path = self.bundle / "config.json"
         config = json.loads(config_path.read_text())
         linux = config["linux"]
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
-        process = config["process"]
-        process["terminal"] = False
-        process["env"] = process["env"] + [f"{k}={v}" for k, v in self.env.items()]
+        config["root"] = {"path": "rootfs", "readonly": False}
+        uid, _, gid = image.get("User", "0:0").partition(":")
+        config["process"] = {
+            **config["process"],
+            "terminal": False,
+            "args": image.get("Entrypoint", []) + (image.get("Cmd") or []),
+            "env": image.get("Env", []) + [f"{k}={v}" for k, v in self.env.items()],
+            "cwd": image.get("WorkingDir") or "/",
+            "user": {"uid": int(uid), "gid": int(gid or uid)},
+        }
         config_path.write_text(json.dumps(config))
         self.config = config
 

@@ -253,7 +253,9 @@ def test_pod_deletion_is_fast(real_kube_api: Any, real_namespace: str) -> None:
     wait_for("the pod to be gone", gone, timeout=30.0)
     took = time.monotonic() - t0
     print(f"\n[realnode smoke] pod deleted in {took:.1f}s")
-    assert took < 10.0, f"deletion took {took:.1f}s: the container ignored SIGTERM?"
+    # A container that ignores SIGTERM holds deletion for the whole 30 s grace period; a proper
+    # PID 1 exits at once (2-4 s end to end here, 13 s seen on a machine saturated with I/O).
+    assert took < 25.0, f"deletion took {took:.1f}s: the container ignored SIGTERM?"
 
 
 class PortForwardThroughKubelet(TestCase):

@@ -252,7 +252,10 @@ class HostAPITests(ServingTestCase):
         body = r.json()
         self.assertEqual(body["status"], "unavailable")
         checks = body["checks"]
-        self.assertEqual(set(checks), {"reactor", "registry", "cluster"})
+        self.assertEqual(set(checks), {"reactor", "registry", "cluster", "rethinkdb"})
+        # RethinkDB is a non-fatal part, idle until a DB route first needs it.
+        self.assertEqual(checks["rethinkdb"]["state"], "idle")
+        self.assertIs(checks["rethinkdb"]["fatal"], False)
         self.assertTrue(checks["reactor"]["ok"], checks["reactor"])
         self.assertTrue(checks["registry"]["ok"])
         self.assertIs(checks["cluster"]["ok"], False)

@@ -6,6 +6,7 @@ import { countdown } from "./lib/format";
 import { navigate, useNow, useRoute } from "./lib/hooks";
 import { href, routeCluster, to, type Route } from "./lib/route";
 import { AdminScreen } from "./screens/Admin";
+import { DataScreen } from "./screens/Data";
 import { ClustersScreen } from "./screens/Clusters";
 import { LaunchScreen } from "./screens/Launch";
 import { ServerScreen } from "./screens/Server";
@@ -44,6 +45,7 @@ function Shell() {
       launch: "Launch",
       server: route.name === "server" ? route.id : "Workspace",
       admin: "Admin",
+      data: route.name === "data" ? [route.table, route.db, "Data"].filter(Boolean).join(" · ") : "Data",
       notfound: "Not found",
     };
     document.title = route.name === "home" ? "GuildNet" : `${names[route.name]} · GuildNet`;
@@ -97,6 +99,8 @@ function Screen({ route }: { route: Route }) {
       return <ServerScreen cluster={route.cluster} id={route.id} tab={route.tab} />;
     case "admin":
       return <AdminScreen cluster={route.cluster} />;
+    case "data":
+      return <DataScreen cluster={route.cluster} db={route.db} table={route.table} />;
     case "notfound":
       return (
         <section className="card">
@@ -122,6 +126,7 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
           active: route.name === "workspaces" || route.name === "server",
         },
         { label: "Launch", route: to.launch(cluster), active: route.name === "launch" },
+        { label: "Data", route: to.data(cluster), active: route.name === "data" },
         { label: "Admin", route: to.admin(cluster), active: route.name === "admin" },
       ]
     : [];
@@ -141,6 +146,7 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
               const id = e.target.value;
               if (!id || id.startsWith("__")) return;
               if (route.name === "launch" || route.name === "admin") navigate({ ...route, cluster: id });
+              else if (route.name === "data") navigate(to.data(id));
               else navigate(to.workspaces(id));
             }}
           >

@@ -6,6 +6,7 @@
 //   #/c/<cluster>/launch
 //   #/c/<cluster>/servers/<id>[/logs|/ide]
 //   #/c/<cluster>/admin
+//   #/c/<cluster>/data[/<db>[/<table>]]   the Data section (RethinkDB)
 
 export type ServerTab = "overview" | "logs" | "ide";
 
@@ -16,6 +17,7 @@ export type Route =
   | { name: "launch"; cluster: string }
   | { name: "server"; cluster: string; id: string; tab: ServerTab }
   | { name: "admin"; cluster: string }
+  | { name: "data"; cluster: string; db: string | null; table: string | null }
   | { name: "notfound"; path: string };
 
 function dec(part: string): string | null {
@@ -42,6 +44,11 @@ export function parseRoute(hash: string): Route {
     }
     if (rest.length === 1 && rest[0] === "launch") return { name: "launch", cluster };
     if (rest.length === 1 && rest[0] === "admin") return { name: "admin", cluster };
+    if (rest[0] === "data" && rest.length <= 3) {
+      const db = rest.length >= 2 ? dec(rest[1] ?? "") : null;
+      const table = rest.length === 3 ? dec(rest[2] ?? "") : null;
+      if ((rest.length < 2 || db) && (rest.length < 3 || table)) return { name: "data", cluster, db, table };
+    }
     if (rest[0] === "servers" && (rest.length === 2 || rest.length === 3)) {
       const id = dec(rest[1] ?? "");
       const tab = (rest[2] ?? "overview") as string;
@@ -72,6 +79,10 @@ export function href(route: Route): string {
       return `#/c/${enc(route.cluster)}/launch`;
     case "admin":
       return `#/c/${enc(route.cluster)}/admin`;
+    case "data":
+      return `#/c/${enc(route.cluster)}/data${route.db ? `/${enc(route.db)}` : ""}${
+        route.db && route.table ? `/${enc(route.table)}` : ""
+      }`;
     case "server":
       return `#/c/${enc(route.cluster)}/servers/${enc(route.id)}${route.tab === "overview" ? "" : `/${route.tab}`}`;
     case "notfound":
@@ -84,6 +95,12 @@ export const to = {
   workspaces: (cluster: string, q = "", phase = ""): Route => ({ name: "workspaces", cluster, q, phase }),
   launch: (cluster: string): Route => ({ name: "launch", cluster }),
   admin: (cluster: string): Route => ({ name: "admin", cluster }),
+  data: (cluster: string, db: string | null = null, table: string | null = null): Route => ({
+    name: "data",
+    cluster,
+    db,
+    table,
+  }),
   server: (cluster: string, id: string, tab: ServerTab = "overview"): Route => ({ name: "server", cluster, id, tab }),
 };
 

@@ -1,0 +1,1 @@
+"""Per-cluster RethinkDB: the fixed driver, discovery, the manager and its monitor."""

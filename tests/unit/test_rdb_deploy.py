@@ -1,0 +1,60 @@
+"""The RethinkDB manifests (pure): the shipped YAML matches them, and they are hardened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guildnet.rdb import deploy as D
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("path", "storage"),
+    [("etc/k8s/rethinkdb.yaml", "pvc"), ("etc/k8s/rethinkdb-emptydir.yaml", "emptyDir")],
+)
+def test_shipped_yaml_is_the_rendering(path: str, storage: str) -> None:
+    text = (ROOT / path).read_text()
+    assert text == D.render_yaml(D.manifests(namespace=None, storage=storage))
+    assert list(yaml.safe_load_all(text)) == D.manifests(namespace=None, storage=storage)
+
+
+def test_hardened_statefulset_and_a_driver_only_service() -> None:
+    service, sts = D.manifests("db", "data", storage="pvc", size="5Gi", storage_class="fast")
+    assert service["metadata"] == {
+        "name": "db",
+        "namespace": "data",
+        "labels": service["metadata"]["labels"],
+    }
+    assert [p["port"] for p in service["spec"]["ports"]] == [28015]
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "rethinkdb:2.4.4"
+    assert "--no-http-admin" in c["args"] and "all" in c["args"]
+    assert c["securityContext"]["runAsNonRoot"] and c["securityContext"]["readOnlyRootFilesystem"]
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert c["readinessProbe"]["tcpSocket"]["port"] == "driver" and c["livenessProbe"]
+    assert c["resources"]["limits"]["memory"] == "1Gi"
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    _, ephemeral = D.manifests(storage="emptyDir")
+    assert "volumeClaimTemplates" not in ephemeral["spec"]
+    assert {"name": "data", "emptyDir": {"sizeLimit": "1Gi"}} in ephemeral["spec"]["template"][
+        "spec"
+    ]["volumes"]
+    assert D.object_url(sts) == "/apis/apps/v1/namespaces/data/statefulsets/db"
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"), [({"storage": "disk"}, "storage"), ({"size": "1 GB"}, "size")]
+)
+def test_bad_options_name_the_field(kw: dict[str, str], field: str) -> None:
+    with pytest.raises(D.DeployError) as info:
+        D.manifests(**kw)
+    assert info.value.field == field
