@@ -181,11 +181,13 @@ class _SSEReader:
             return needle in self.text
 
     def close(self) -> None:
+        """Shut the socket down (the reader sees the end), let the reader finish, then close:
+        closing under a reading thread races with http.client's own cleanup."""
         sock = self.conn.sock
         if sock is not None:
             sock.shutdown(2)
-        self.conn.close()
         self.thread.join(5)
+        self.conn.close()
 
 
 def test_real_container_logs_stream(
