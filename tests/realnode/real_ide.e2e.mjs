@@ -251,6 +251,9 @@ async function jupyter() {
     await idle.first().waitFor({ timeout: 90_000 });
     await cell.click();
     await lab.keyboard.type("1+1");
+    // A keystroke lost to a late focus change would otherwise show up as a missing output.
+    await lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content", { hasText: "1+1" })
+      .first().waitFor({ timeout: 10_000 });
     await lab.keyboard.press("Shift+Enter");
     const out = lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").first();
     await out.waitFor({ timeout: 60_000 });
