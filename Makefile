@@ -9,9 +9,9 @@ PYTEST_ARGS ?=
 
 UI_BUILD := guildnet/web/index.html
 
-.PHONY: help run test lint unit integration e2e ui ui-test testbin images dev-cluster \
+.PHONY: help run test lint unit integration e2e realnode ui ui-test testbin images dev-cluster \
 	dev-cluster-kwok clean \
-	bench-proxy bench-proxy-memory bench-workspaces bench-changefeeds deploy-rethinkdb
+	bench-proxy bench-proxy-memory bench-workspaces bench-ide bench-changefeeds deploy-rethinkdb
 
 help:
 	@echo "make run          run the Host App in the foreground (https://127.0.0.1:8090)"
@@ -24,6 +24,8 @@ help:
 	@echo "make deploy-rethinkdb  server-side apply etc/k8s's RethinkDB to \$$KUBECONFIG (RETHINKDB_NAMESPACE, RETHINKDB_STORAGE=pvc|emptyDir)"
 	@echo "make bench-proxy  proxy figures vs direct, nginx and configurable-http-proxy"
 	@echo "make bench-proxy-memory  proxy RSS during a slow 2 GiB download and a 2 GiB upload"
+	@echo "make realnode     real code-server and JupyterLab on a real kubelet node, in Chromium"
+	@echo "make bench-ide    time to a usable code-server/JupyterLab: GuildNet vs direct vs CHP"
 	@echo "make bench-changefeeds  1,000 SSE subscribers on one table's changefeed vs one direct feed (BENCH_ARGS=--quick)"
 
 $(STAMP): pyproject.toml setup.cfg
@@ -81,7 +83,12 @@ integration: $(STAMP) testbin images
 e2e: $(STAMP) testbin images $(UI_BUILD)
 	tests/harness/netns-run.sh $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint unit ui-test integration e2e
+# Real IDEs on the real-node cluster (real kubelet, containerd, CNI, kube-proxy and the
+# locally built images): its own pytest session, it starts that cluster instead of kwok's.
+realnode: $(STAMP) testbin images $(UI_BUILD)
+	tests/harness/netns-run.sh $(PY) -m pytest tests/realnode $(PYTEST_ARGS)
+
+test: lint unit ui-test integration e2e realnode
 
 # A real node (kubelet, containerd, kube-proxy, CoreDNS) in its own network namespace, joined
 # to the host by a veth pair with routes for 198.19.0.0/20 (Services) and 198.19.64.0/20
@@ -101,6 +108,11 @@ bench-proxy: $(STAMP)
 
 bench-proxy-memory: $(STAMP)
 	$(PY) -m bench.proxy.memory
+
+# bench-ide needs the real-node tier (make testbin images) and the UI's playwright-core.
+bench-ide: $(STAMP) testbin images $(UI_BUILD)
+	cd bench/proxy && npm ci --no-audit --no-fund
+	tests/harness/netns-run.sh $(PY) -m bench.ide
 
 bench-workspaces: $(STAMP) testbin
 	tests/harness/netns-run.sh $(PY) -m bench.workspaces

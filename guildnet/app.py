@@ -4,7 +4,8 @@
     ├── ReactorMonitor
     ├── Registry (MultiService) -> Instance per cluster
     ├── ProxyService (the /proxy engine: pooled upstreams, WebSocket splices)
-    └── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
+    ├── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
+    └── plain-HTTP /metrics listener (only with METRICS_LISTEN)
 
 Children stop in reverse order, so the listener closes before the Registry
 tears the clusters down.
@@ -19,7 +20,7 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
@@ -28,8 +29,11 @@ from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
 from guildnet.config import Settings
 from guildnet.http.api import HostAPI
+from guildnet.http.metrics_listener import MetricsSite
 from guildnet.http.site import GuildNetSite, HttpPolicy
 from guildnet.http.tlstransport import LeanTLSFactory
+from guildnet.metrics.exposition import Exposition
+from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
@@ -72,7 +76,9 @@ class HostApp(MultiService):
             lambda instance: setattr(instance, "rdb_factory", rdb_factory)
         )
         self._has_default = source is not None
-        self.api = HostAPI(settings, self.registry, self.monitor)
+        # /metrics: the shared families plus this Host App's live state.
+        self.exposition = Exposition([AppCollector(self, reactor)])
+        self.api = HostAPI(settings, self.registry, self.monitor, self.exposition)
         # The proxy sees each request head before Klein does (see GuildNetRequest).
         proxy_cfg = ProxyConfig.from_settings(settings)
         self.proxy = ProxyEngine(reactor, proxy_cfg)
@@ -102,6 +108,19 @@ class HostApp(MultiService):
         self.listener = StreamServerEndpointService(endpoint, tls)
         self.listener._raiseSynchronously = True
         self.listener.setServiceParent(self)
+        self.metrics_listener: StreamServerEndpointService | None = None
+        if settings.metrics_listen is not None:
+            where = settings.metrics_listen
+            metrics_endpoint = (
+                TCP6ServerEndpoint(reactor, where.port, interface=where.host)
+                if ":" in where.host
+                else TCP4ServerEndpoint(reactor, where.port, interface=where.host)
+            )
+            self.metrics_listener = StreamServerEndpointService(
+                metrics_endpoint, MetricsSite(self.exposition)
+            )
+            self.metrics_listener._raiseSynchronously = True
+            self.metrics_listener.setServiceParent(self)
 
     def setServiceParent(self, parent: Any) -> None:
         """twistd makes the application, parents us to it, then starts logging with the
@@ -121,6 +140,8 @@ class HostApp(MultiService):
             listen=str(self.settings.listen),
             cert=str(self.cert.cert),
         )
+        if self.settings.metrics_listen is not None:
+            log.info("metrics on http://{listen}/metrics", listen=str(self.settings.metrics_listen))
         super().startService()
         if self._has_default:
             # The default cluster starts at once, so its operator runs without

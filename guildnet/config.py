@@ -302,6 +302,9 @@ KNOBS: tuple[Knob, ...] = (
          "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
+    Knob("METRICS_LISTEN", "metrics-listen",
+         "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
+         parse_listen, None),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -341,6 +344,7 @@ class Settings:
     proxy_preserve_path: tuple[str, ...] = ()
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
+    metrics_listen: ListenAddress | None = None
 
     @property
     def certs_dir(self) -> Path:
@@ -417,4 +421,5 @@ def load_settings(
         kubeconfig=values["KUBECONFIG"],
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
+        metrics_listen=values["METRICS_LISTEN"],
     )

@@ -27,6 +27,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from guildnet.cluster.rest import KubeApiError, KubeRest
+from guildnet.metrics import kube as kube_metrics
+from guildnet.metrics import operator as M
 
 log = Logger()
 
@@ -80,6 +82,12 @@ class Informer:
         self._response: urllib3.BaseHTTPResponse | None = None
         self.lists = 0
         self.watches = 0
+        cluster = getattr(rest, "cluster_id", "")
+        self._cluster = cluster
+        self._m_events = {
+            t: M.INFORMER_EVENTS.labels(cluster, kind, t) for t in ("ADDED", "MODIFIED", "DELETED")
+        }
+        self._m_relists = M.INFORMER_RELISTS.labels(cluster, kind)
 
     # reactor-thread API ----------------------------------------------------
 
@@ -125,6 +133,7 @@ class Informer:
     # delivery on the reactor thread ----------------------------------------
 
     def _replace(self, items: list[dict[str, Any]], rv: str) -> None:
+        self._m_relists.inc()
         fresh = {key_of(o): o for o in items}
         old = self.cache
         self.cache = fresh
@@ -145,6 +154,9 @@ class Informer:
                 w.callback(None)
 
     def _apply(self, type_: str, obj: dict[str, Any]) -> None:
+        counter = self._m_events.get(type_)
+        if counter is not None:
+            counter.inc()
         k = key_of(obj)
         old = self.cache.get(k)
         self.resource_version = rv_of(obj) or self.resource_version
@@ -179,18 +191,26 @@ class Informer:
                     next_resync = time.monotonic() + self.resync_period
                 rv = self._watch(rv)
                 backoff = 0.5
+                self._restarted("expired")
             except KubeApiError as e:
                 if e.gone:
                     rv = ""  # expired resourceVersion: re-list
+                    self._restarted("gone")
                     continue
+                self._restarted("error")
                 self._sleep_after_error(f"{e.status} {e.reason}: {e.message}", backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
             except Exception as e:
                 if self._stop.is_set():
                     break
+                self._restarted("error")
                 self._sleep_after_error(f"{type(e).__name__}: {e}", backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 rv = rv if isinstance(e, (TimeoutError, urllib3.exceptions.HTTPError)) else ""
+
+    def _restarted(self, reason: str) -> None:
+        if not self._stop.is_set():
+            kube_metrics.watch_restarted(self._cluster, self.kind, reason)
 
     def _sleep_after_error(self, message: str, backoff: float) -> None:
         if self._stop.is_set():

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import attrs
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.task import LoopingCall
@@ -27,6 +28,7 @@ from guildnet.cluster.kubeclient import ClusterSource, build_configuration
 from guildnet.cluster.localdb import LocalDB
 from guildnet.cluster.rest import KubeRest
 from guildnet.cluster.threads import stop_pools
+from guildnet.metrics import kube as kube_metrics
 
 T = TypeVar("T")
 log = Logger()
@@ -98,7 +100,7 @@ class Instance(MultiService):
         configuration.connection_pool_maxsize = API_THREADS + WATCH_THREADS + STREAM_THREADS
         configuration.retries = 1
         self.api_client = client.ApiClient(configuration)
-        self.rest = KubeRest(self.api_client)
+        self.rest = KubeRest(self.api_client, self.cluster_id)
         self.api_pool.start()
         self.watch_pool.start()
         self.stream_pool.start()
@@ -286,7 +288,18 @@ class Instance(MultiService):
 
         def get_version() -> str:
             assert api is not None
-            info = client.VersionApi(api).get_code(_request_timeout=timeout)
+            started = time.monotonic()
+            code = "error"
+            try:
+                info = client.VersionApi(api).get_code(_request_timeout=timeout)
+                code = "200"
+            except ApiException as e:
+                code = str(e.status)
+                raise
+            finally:
+                kube_metrics.observe(
+                    self.cluster_id, "get", "version", code, time.monotonic() - started
+                )
             return str(info.git_version)
 
         def ok(version: str) -> Reachability:

@@ -6,6 +6,7 @@ lives on a one-thread pool and every query is a Deferred.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,11 @@ class LocalDB:
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
         self._conn: sqlite3.Connection | None = None
+
+    @property
+    def pool(self) -> ThreadPool:
+        """The database's one-thread pool (its queue shows in /metrics)."""
+        return self._pool
 
     def open(self) -> Deferred[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -83,6 +89,26 @@ class LocalDB:
 
     def health(self) -> Deferred[bool]:
         return self.run(lambda c: c.execute("PRAGMA quick_check").fetchone()[0] == "ok")
+
+    def check(self) -> Deferred[str | None]:
+        """``PRAGMA quick_check`` and a write read back; None when both pass, else why not."""
+
+        def q(c: sqlite3.Connection) -> str | None:
+            verdict = str(c.execute("PRAGMA quick_check").fetchone()[0])
+            if verdict != "ok":
+                return f"quick_check: {verdict[:200]}"
+            token = os.urandom(8).hex()
+            c.execute(
+                "INSERT INTO kv(key, value) VALUES ('guildnet.health', ?) ON CONFLICT(key) "
+                "DO UPDATE SET value = excluded.value, updated = julianday('now')",
+                (token,),
+            )
+            row = c.execute("SELECT value FROM kv WHERE key = 'guildnet.health'").fetchone()
+            if row is None or row[0] != token:
+                return "a written value did not read back"
+            return None
+
+        return self.run(q)
 
     def close(self) -> Deferred[None]:
         """Close the connection, then stop the thread (joined off the reactor)."""

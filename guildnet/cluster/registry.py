@@ -34,6 +34,7 @@ from guildnet.cluster.kubeclient import (
     server_of,
 )
 from guildnet.cluster.threads import stop_pools
+from guildnet.metrics import forget_cluster
 
 log = Logger()
 VALIDATE_TIMEOUT = 5.0
@@ -185,12 +186,16 @@ class Registry(MultiService):
         return self._instances.get(cluster_id)
 
     def close(self, cluster_id: str) -> Deferred[None]:
-        """Stop the cluster's Instance and everything it owns (no-op if not running)."""
+        """Stop the cluster's Instance and everything it owns (no-op if not running).
+
+        Its /metrics series go too, once nothing of it can count any more.
+        """
         instance = self._instances.pop(cluster_id, None)
         if instance is None:
             return succeed(None)
         d = self.removeService(instance)  # stops it when we are running
-        return d if d is not None else succeed(None)
+        d = d if d is not None else succeed(None)
+        return d.addCallback(lambda _: forget_cluster(cluster_id))
 
     # stored clusters ------------------------------------------------------
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import urllib3
 from kubernetes import client
+
+from guildnet.metrics import kube as M
 
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
@@ -75,8 +78,10 @@ def _query(query: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 class KubeRest:
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, cluster_id: str = "") -> None:
         self.api_client = api_client
+        #: The ``cluster`` label of this client's calls in /metrics.
+        self.cluster_id = cluster_id
 
     def _prepare(
         self, method: str, path: str, query: Mapping[str, Any] | None, content_type: str | None
@@ -110,15 +115,22 @@ class KubeRest:
             if isinstance(timeout, tuple)
             else urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
         )
-        resp = self.api_client.rest_client.pool_manager.request(
-            method,
-            url,
-            body=body,
-            headers=headers,
-            timeout=t,
-            preload_content=False,
-            retries=False,
-        )
+        verb, resource = M.verb_and_resource(method, path, query)
+        started = time.monotonic()
+        try:
+            resp = self.api_client.rest_client.pool_manager.request(
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=t,
+                preload_content=False,
+                retries=False,
+            )
+        except BaseException:
+            M.observe(self.cluster_id, verb, resource, "error", time.monotonic() - started)
+            raise
+        M.observe(self.cluster_id, verb, resource, str(resp.status), time.monotonic() - started)
         if resp.status >= 400:
             data = resp.read()
             resp.release_conn()

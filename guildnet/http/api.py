@@ -28,10 +28,12 @@ from guildnet.cluster.registry import (
 from guildnet.config import Settings
 from guildnet.http.db import DBFeedRoutes, DBRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
+from guildnet.http.health import gather
 from guildnet.http.jsonio import read_json_object, string_field
 from guildnet.http.router import router
 from guildnet.http.ui_routes import UIRoutes
-from guildnet.http.workspaces import WorkspaceRoutes
+from guildnet.http.workspaces import WorkspaceRoutes, cluster_route
+from guildnet.metrics.exposition import Exposition
 from guildnet.monitor import ReactorMonitor
 
 REACHABILITY_TTL = 10.0
@@ -40,10 +42,17 @@ REACHABILITY_TTL = 10.0
 class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
     app = router
 
-    def __init__(self, settings: Settings, registry: Registry, monitor: ReactorMonitor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        monitor: ReactorMonitor,
+        exposition: Exposition | None = None,
+    ) -> None:
         self.settings = settings
         self.registry = registry
         self.monitor = monitor
+        self.exposition = exposition or Exposition()
 
     # errors ---------------------------------------------------------------
 
@@ -126,6 +135,31 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         if last is not None and time.time() - last.checked_at < REACHABILITY_TTL:
             return succeed(last)
         return instance.check_reachable()
+
+    @cluster_route("/api/health", ["GET"])
+    async def cluster_health(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
+        """Each part of one cluster with ok, reason and when it was checked; 503 if any fails."""
+        from twisted.internet import reactor
+
+        record = self._record_or_404(cluster_id)
+        try:
+            instance = self.registry.get(record.id)
+        except KubeconfigError as e:
+            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        reach = await self._reachability(record.id)
+        body = await gather(
+            instance,
+            reach,
+            self.settings.embed_operator,
+            self.settings.use_port_forward,
+            reactor,
+        )
+        return write_json(request, 200 if body["ok"] else 503, body)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        """Prometheus text format, or OpenMetrics when the scraper's Accept asks for it."""
+        return metrics_response(request, self.exposition)
 
     @app.route("/api/ui-config", methods=["GET"])
     def ui_config(self, request: IRequest) -> bytes:
@@ -216,6 +250,14 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
             raise ApiError(
                 404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
             ) from None
+
+
+def metrics_response(request: IRequest, exposition: Exposition) -> bytes:
+    body, content_type = exposition.render(request.getHeader(b"accept"))
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", content_type.encode("latin-1"))
+    request.setHeader(b"cache-control", b"no-store")
+    return body
 
 
 def _cluster_id_or_400(cluster_id: str, field: str) -> None:

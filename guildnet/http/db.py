@@ -851,7 +851,7 @@ class DBFeedRoutes:
         await ops.primary_key(mgr, db, table)  # 404/503 now, before the stream starts
         instance = self.registry.get(cluster_id)
         last_id = request.getHeader(b"last-event-id") or (_arg(request, "lastEventId") or "")
-        stream = SSEStream(request, _reactor())
+        stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="db")
         stream.start()
         sub, unsubscribe = hub_of(mgr).subscribe(db, table, filt, stream, resume=bool(last_id))
         stream.on_drain(sub.drained)

@@ -17,6 +17,7 @@ from twisted.web import server
 from twisted.web.resource import IResource
 
 from guildnet.http.errors import error_body
+from guildnet.metrics import http as http_metrics
 
 access_log = Logger(namespace="guildnet.access")
 log = Logger(namespace="guildnet.http")
@@ -112,6 +113,12 @@ class GuildNetRequest(server.Request):
     request_id: str = ""
     client_closed = False
     _intercepted: Intercepted | None = None
+    #: The matched route's template (set by the router or the proxy), for /metrics.
+    route_template: str = http_metrics.UNMATCHED
+    #: Counted in flight; the access log ends the count exactly once.
+    metered = False
+    #: An SSE stream or upgraded connection: no latency sample for its whole life.
+    streaming = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The API speaks JSON: Twisted's form parsing would only buffer large
@@ -147,6 +154,8 @@ class GuildNetRequest(server.Request):
         return site.policy
 
     def process(self) -> None:
+        self.metered = True
+        http_metrics.started()
         self.request_id = accept_request_id(self.getHeader(b"x-request-id")) or new_request_id()
         self.setHeader(b"x-request-id", self.request_id.encode())
         policy = self.policy
@@ -162,6 +171,7 @@ class GuildNetRequest(server.Request):
         super().process()
 
     def _preflight(self, allowed: bool) -> None:
+        self.route_template = "cors_preflight"
         if not allowed:
             self.write(
                 error_body(
@@ -226,7 +236,11 @@ class GuildNetSite(server.Site):
 
     def log(self, request: Any) -> None:
         now = time.monotonic()
-        duration_ms = round((now - getattr(request, "started_at", now)) * 1000, 1)
+        started_at = getattr(request, "started_at", now)
+        duration_ms = round((now - started_at) * 1000, 1)
+        if getattr(request, "metered", False):
+            request.metered = False
+            _meter(request, now - started_at)
         request_id = getattr(request, "request_id", "")
         method = request.method.decode("latin-1", "replace")
         path = request.path.decode("latin-1", "replace")[:512]
@@ -269,6 +283,18 @@ class GuildNetSite(server.Site):
                 "outcome": outcome,
             }
         )
+
+
+def _meter(request: GuildNetRequest, seconds: float) -> None:
+    """The request's /metrics samples (HTTP, and the proxy's when it was proxied)."""
+    code = request.code
+    streaming = request.streaming or code == 101
+    http_metrics.finished(
+        request.route_template, request.method, code, None if streaming else seconds
+    )
+    exchange: Any = request._intercepted
+    if exchange is not None:
+        exchange.record_metrics(code)
 
 
 def _client(request: Any) -> str:

@@ -33,6 +33,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
+from guildnet.metrics import http as http_metrics
+
 log = Logger()
 
 HEARTBEAT_SECONDS: Final = 15.0
@@ -81,8 +83,13 @@ class SSEStream:
         reactor: Any,
         heartbeat: float = HEARTBEAT_SECONDS,
         retry_ms: int | None = RETRY_MS,
+        *,
+        cluster: str = "",
+        kind: str = "other",
     ) -> None:
         self.request: Any = request  # a twisted.web.server.Request
+        #: guildnet_sse_streams_open{cluster, kind} while the stream is open.
+        self._gauge = http_metrics.sse_gauge(cluster, kind)
         self._reactor = reactor
         self._heartbeat_interval = heartbeat
         self._retry = retry_ms
@@ -110,6 +117,8 @@ class SSEStream:
         request.setHeader(b"x-accel-buffering", b"no")
         request.responseHeaders.removeHeader(b"content-length")
         self.open = True
+        request.streaming = True
+        self._gauge.inc()
         request.notifyFinish().addBoth(self._finished)
         request.registerProducer(self, True)
         first = comment("stream open")
@@ -151,6 +160,8 @@ class SSEStream:
         if self.closed:
             return
         self.closed = True
+        if self.open:
+            self._gauge.dec()
         self.open = False
         self.flow.set()  # never leave a source thread waiting
         if self._heartbeat is not None and self._heartbeat.running:

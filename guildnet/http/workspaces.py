@@ -436,7 +436,7 @@ class WorkspaceRoutes:
                 headers={"retry-after": "10"},
             )
         reactor = _reactor()
-        stream = SSEStream(request, reactor)
+        stream = SSEStream(request, reactor, cluster=instance.cluster_id, kind="logs")
         follower = L.LogFollower(
             instance,
             svc.informers,
@@ -466,7 +466,7 @@ class WorkspaceRoutes:
         ns = svc.namespace
         ws_inf = svc.informers["Workspace"]
         pod_inf = svc.informers["Pod"]
-        stream = SSEStream(request, _reactor())
+        stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id)

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from guildnet.cluster.informer import Informer
 from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, KubeRest, object_path
+from guildnet.metrics import operator as M
 from guildnet.operator import constants as C
 from guildnet.operator.desired import (
     OperatorConfig,
@@ -93,6 +94,18 @@ class WorkspaceController:
         self._passwords: dict[str, str] = {}
         self.reconciles = 0
         self.running = False
+        cluster = cfg.cluster_id
+        self._m_duration = M.RECONCILE_DURATION.labels(cluster)
+        self._m_results = {
+            r: M.RECONCILES.labels(cluster, r)
+            for r in ("ok", "not_found", "invalid", "apply_failed", "error")
+        }
+        self._m_writes = {k: M.WRITES.labels(cluster, k) for k in (*KINDS, "status")}
+
+    @property
+    def queue_depth(self) -> int:
+        """Workspaces waiting for a reconcile or due another one (for /metrics)."""
+        return len(self._queued) + len(self._again)
 
     @property
     def namespace(self) -> str:
@@ -159,12 +172,16 @@ class WorkspaceController:
         if not self.running:
             return
         self._active.add(name)
+        started = self._reactor.seconds()
         try:
-            yield self.reconcile(name)
+            result = yield self.reconcile(name)
         except Exception:
+            result = "error"
             log.failure("reconcile of workspace {name} failed", name=name)
         finally:
             self._active.discard(name)
+        self._m_duration.observe(max(0.0, self._reactor.seconds() - started))
+        self._m_results[result or "ok"].inc()
         if name in self._again:
             self._again.discard(name)
             self.enqueue(name)
@@ -177,13 +194,14 @@ class WorkspaceController:
 
     @inlineCallbacks
     def reconcile(self, name: str) -> Any:
+        """Bring one Workspace's objects and status in line; returns the metrics result."""
         self.reconciles += 1
         ws = self._cached("Workspace", name)
         if ws is None:
-            return  # deleted: owner references let the garbage collector clean up
+            return "not_found"  # deleted: owner references let the garbage collector clean up
         if (ws.get("metadata") or {}).get("deletionTimestamp"):
             yield self._write_status(ws, self._status(ws))
-            return
+            return "ok"
         # The stored password wins; one generated here is remembered until the
         # Secret shows up in the cache, so a lagging cache never rotates it.
         try:
@@ -195,7 +213,7 @@ class WorkspaceController:
             desired = desired_objects(ws, self.cfg, password)
         except ValueError as e:  # SpecError/DesiredError: nothing can be built
             yield self._write_status(ws, self._failed(ws, str(e)))
-            return
+            return "invalid"
         for manifest in desired.objects():
             kind = manifest["kind"]
             observed = self._cached(kind, manifest["metadata"]["name"])
@@ -216,9 +234,11 @@ class WorkspaceController:
                 status = self._status(ws)
                 status["message"] = f"applying the {kind} failed: {e.message}"[:1024]
                 yield self._write_status(ws, status)
-                return
+                return "apply_failed"
             self.writes[kind] += 1
+            self._m_writes[kind].inc()
         yield self._write_status(ws, self._status(ws))
+        return "ok"
 
     def _status(self, ws: dict[str, Any]) -> dict[str, Any]:
         name = ws["metadata"]["name"]
@@ -257,3 +277,4 @@ class WorkspaceController:
                 return  # deleted meanwhile: the cache's DELETED event follows
             raise
         self.writes["status"] += 1
+        self._m_writes["status"].inc()

@@ -185,6 +185,13 @@ def _start_step(pod: Obj) -> _Step:
     terminated = state.get("terminated")
     if terminated:
         detail = f"exited with code {terminated.get('exitCode')}"
+        restarts = int(cs.get("restartCount") or 0)
+        if restarts > 0:
+            # Between two back-offs of a crash loop the kubelet reports the exit before it
+            # says CrashLoopBackOff again: stay Failed instead of flickering to Starting.
+            code, why = terminated.get("exitCode"), terminated.get("reason") or "Error"
+            detail = f"last exit code {code} ({why}); restarted {restarts} times"
+            return _Step("False", "CrashLoopBackOff", detail, failed=True)
         return _Step("False", str(terminated.get("reason") or "Terminated"), detail)
     return _Step("False", str(reason or "ContainerCreating"), message)
 

@@ -43,6 +43,8 @@ from zope.interface import implementer
 
 from guildnet.http.errors import error_body
 from guildnet.http.site import accept_request_id, new_request_id
+from guildnet.metrics import http as http_metrics
+from guildnet.metrics import proxy as proxy_metrics
 from guildnet.proxy import headers as H
 from guildnet.proxy.netutil import (
     flush_tls,
@@ -213,11 +215,13 @@ class ProxyEngine:
         try:
             path = parse_proxy_uri(uri)
         except ProxyPathError as e:
+            _metered(request, "/proxy")
             exchange = ProxyExchange(self, request, length, None)
             exchange.local_error(ProxyFailure(400, "bad_proxy_path", e.message, e.field))
             return exchange
         if path is None:
             return None
+        _metered(request, _route_template(uri, path))
         self.stats["requests"] += 1
         self._ensure_sweeper()
         exchange = ProxyExchange(self, request, length, path)
@@ -341,6 +345,21 @@ class ProxyEngine:
         return d
 
 
+def _metered(request: Any, template: str) -> None:
+    """Count the request in flight under its route template (the access log ends it)."""
+    request.route_template = template
+    request.metered = True
+    http_metrics.started()
+
+
+def _route_template(uri: bytes, path: ProxyPath) -> str:
+    if path.kind == "server":
+        if uri.startswith(b"/api/cluster/"):
+            return "/api/cluster/{cluster_id}/proxy/server/{id}/"
+        return "/proxy/server/{id}/"
+    return "/proxy?to=" if uri.startswith(b"/proxy?") else "/proxy/{target}/"
+
+
 class ProxyService(Service):
     """Ties the engine to the service tree: stopping it closes every proxied connection."""
 
@@ -420,6 +439,7 @@ class ProxyExchange:
         self.reused = False
         self.retried = False
         self.sent_body = False
+        self.bytes_in = 0  # request body bytes from the client (for /metrics)
         self.head_only = request.method == b"HEAD"
         secure = self.channel.__dict__.get("_guildnet_secure")
         if secure is None:  # a property of the connection: asked once per channel
@@ -533,6 +553,7 @@ class ProxyExchange:
         if reason.check(CancelledError) or self.client_gone:
             return
         assert self.target is not None and self.path is not None
+        proxy_metrics.connect_error(self._metric_cluster(), self.target.route, reason)
         if self.engine.servers is not None and self.path.kind == "server":
             self.engine.servers.failed(self.path, self.target)
         what = f"{self.target.description} (route {self.target.route})"
@@ -615,6 +636,7 @@ class ProxyExchange:
     # request body (from the channel) -----------------------------------------------------
 
     def body_chunk(self, data: bytes) -> None:
+        self.bytes_in += len(data)
         if self.done or self.client_gone:
             return
         self.last_active = self.engine.now()
@@ -833,6 +855,7 @@ class ProxyExchange:
             self._splice_closed,
             description=f"{self.path.prefix} via {self.target.route}",
         )
+        splice.metric_labels = (self._metric_cluster(), self.target.route)
         self.engine.splices.add(splice)
         self.engine.stats["upgrades"] += 1
         # Hand the client connection over: the channel stops parsing HTTP.
@@ -970,6 +993,29 @@ class ProxyExchange:
             path=self.request.path.decode("latin-1", "replace")[:200],
         )
         self.abort()
+
+    # metrics ------------------------------------------------------------------------------
+
+    def _metric_cluster(self) -> str:
+        path = self.path
+        return path.cluster_id if path is not None and path.kind == "server" else ""
+
+    def record_metrics(self, code: int) -> None:
+        """Count the ended exchange (called once, from the access log)."""
+        target = self.target
+        request = self.request
+        if target is None:
+            kind, cluster = proxy_metrics.LOCAL, ""
+        else:
+            kind, cluster = target.route, self._metric_cluster()
+        received = getattr(request, "receivedLength", None)
+        proxy_metrics.record(
+            cluster,
+            kind,
+            code,
+            self.bytes_in if received is None else received,
+            request.sentLength,
+        )
 
     # helpers ------------------------------------------------------------------------------
 

@@ -547,6 +547,16 @@ class PortForwardManager(Service):
 
     # the API
 
+    @property
+    def open_forwards(self) -> int:
+        """Forwards listening now (for /metrics and the cluster health)."""
+        return len(self._forwards)
+
+    @property
+    def open_streams(self) -> int:
+        """Connections the forwards carry now."""
+        return len(self._tunnels)
+
     def forward(self, namespace: str, pod: str, port: int) -> Deferred[tuple[str, int]]:
         """A local ``(host, port)`` tunnelled to ``pod:port``; shared per (ns, pod, port)."""
         if not self.running:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from guildnet.cluster.registry import UnknownCluster
+from guildnet.metrics import proxy as proxy_metrics
 from guildnet.operator.constants import LABEL_WORKSPACE
 from guildnet.operator.desired import path_mode
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
@@ -184,6 +185,8 @@ class ClusterRoutes:
     def __init__(self, parent: ServerRoutes, instance: Any, workspaces: Any) -> None:
         self.parent = parent
         self.instance = instance
+        #: The ``cluster`` label of this cluster's proxy metrics.
+        self.cluster_id = str(getattr(instance, "cluster_id", ""))
         self.workspaces = workspaces
         self.cache: dict[str, Target] = {}
         self.pods: dict[str, str] = {}  # workspace -> pod of a cached pod-bound route
@@ -369,10 +372,12 @@ class ClusterRoutes:
             except CancelledError:
                 raise
             except ProxyFailure as e:
+                proxy_metrics.connect_error(self.cluster_id, route.kind, e)
                 tried.append(f"{route.description or route.kind}: {e.message}")
                 continue
             except Exception as e:
                 failure = Failure(e)
+                proxy_metrics.connect_error(self.cluster_id, route.kind, failure)
                 timeouts += is_timeout(failure)
                 tried.append(f"{route.description or route.kind}: {describe_failure(failure)}")
                 continue

@@ -61,6 +61,9 @@ class _ClientProducer:
 class Splice:
     """Copies bytes between ``client`` (a transport) and ``upstream`` until either closes."""
 
+    #: ``(cluster, route kind)`` of guildnet_proxy_websockets_open (set by the engine).
+    metric_labels: tuple[str, str] = ("", "direct")
+
     def __init__(
         self,
         client_transport: Any,

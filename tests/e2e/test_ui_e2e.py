@@ -19,14 +19,9 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import socket
-import ssl
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +31,8 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from tests.harness.hostapp import HostApp, HostAppError
+
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = REPO / "ui"
 WEB_INDEX = REPO / "guildnet" / "web" / "index.html"
@@ -44,7 +41,6 @@ CHROMIUM = Path(os.environ.get("GUILDNET_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = REPO / "test-output" / "screenshots"
 KWOK_GROUP = "kwok.x-k8s.io"
 KWOK_VERSION = "v1alpha1"
-START_TIMEOUT = 30.0
 E2E_TIMEOUT = 300.0
 LOG_INTERVAL = 0.5
 LOG_LINES_MAX = 2000
@@ -55,12 +51,6 @@ pytestmark = pytest.mark.integration
 def _need(condition: bool, message: str) -> None:
     if not condition:
         pytest.fail(message, pytrace=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cri(message: str) -> str:
@@ -189,74 +179,16 @@ def pod_backends(kube_api: Any, namespace: str, tmp_path: Path) -> Iterator[PodB
         yield backends
 
 
-class HostApp:
-    def __init__(self, proc: subprocess.Popen[bytes], log: Path, url: str) -> None:
-        self.proc = proc
-        self.log = log
-        self.url = url
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _healthy(url: str) -> bool:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", context=ctx, timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def host_app(namespace: str, tmp_path: Path) -> Iterator[HostApp]:
     """The real daemon (twistd) with the UI, no default cluster: the UI adds one."""
-    port = _free_port()
-    log = tmp_path / "hostapp.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.lower().endswith("_proxy") and not k.startswith(("HOSTAPP_", "WORKSPACE_"))
-    }
-    env.update(
-        LISTEN_LOCAL=f"127.0.0.1:{port}",
-        GUILDNET_STATE_DIR=str(tmp_path / "state"),
-        KUBECONFIG=str(tmp_path / "no-default-cluster"),
-        K8S_NAMESPACE=namespace,
-        PYTHONUNBUFFERED="1",
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "twistd"),
-                "-n",
-                "--pidfile=",
-                "--reactor=guildnet",
-                "guildnet",
-            ],
-            cwd=tmp_path,
-            env={**env, "PYTHONPATH": str(REPO)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    app = HostApp(proc, log, f"https://127.0.0.1:{port}")
+    env = {"KUBECONFIG": str(tmp_path / "no-default-cluster"), "K8S_NAMESPACE": namespace}
+    app = HostApp(tmp_path, env)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not _healthy(app.url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the Host App did not start:\n{app.output()[-4000:]}", pytrace=False)
-            time.sleep(0.2)
+        app.start()
+    except HostAppError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
         yield app
     finally:
         app.stop()
@@ -285,7 +217,7 @@ def test_ui_end_to_end(
         "GUILDNET_URL": host_app.url,
         "GUILDNET_KUBECONFIG": kubeconfig,
         "GUILDNET_CLUSTER_ID": "e2e",
-        "GUILDNET_HOSTAPP_PID": str(host_app.proc.pid),
+        "GUILDNET_HOSTAPP_PID": str(host_app.pid),
         "GUILDNET_CHROMIUM": str(CHROMIUM),
         "GUILDNET_SCREENSHOTS": str(SCREENSHOTS),
         "GUILDNET_RESULT": str(result_file),

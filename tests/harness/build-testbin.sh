@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test clusters' binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS) from the Go module proxy, cached by version.
+# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS) and promtool (checks /metrics'
+# exposition) from the Go module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
 # minimal version selection never mixes their dependency graphs.
@@ -10,6 +11,8 @@ K8S_VERSION=${K8S_VERSION:-v1.36.3}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
+# Prometheus publishes its Go module as v0.3MM.P for release v3.MM.P.
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
 CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
 WORK=${GUILDNET_TESTBIN_WORK:-$HOME/.cache/guildnet/build}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
@@ -108,6 +111,31 @@ GO
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+build_promtool() {
+  local out="$CACHE/promtool-$PROMETHEUS_VERSION"
+  [ -x "$out/promtool" ] && return 0
+  log "building promtool (prometheus $PROMETHEUS_VERSION)"
+  local dir="$WORK/promtool-$PROMETHEUS_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  go mod init guildnet.local/promtoolwrap >/dev/null 2>&1
+  cat > tools.go <<GO
+//go:build tools
+package tools
+import _ "github.com/prometheus/prometheus/cmd/promtool"
+GO
+  go get "github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
+  go mod tidy
+  local mp="${PROMETHEUS_VERSION#v0.3}"  # "16.0" for v0.316.0 -> release 3.16.0
+  local rel="3.$((10#${mp%%.*})).${mp#*.}"
+  # remove_all_sd: no service-discovery plugins (every cloud SDK), which `check metrics`
+  # never needs; the build is much smaller and faster.
+  go build -trimpath -tags remove_all_sd \
+    -ldflags="-s -X github.com/prometheus/common/version.Version=$rel" \
+    -o "$out.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 # CoreDNS for the real-node tier's cluster DNS: a small main package with only the plugins
 # its Corefile uses (the stock build links every cloud provider's SDK).
 build_coredns() {
@@ -147,7 +175,8 @@ case "$what" in
   kwok) build_kwok ;;
   kube) build_kube ;;
   coredns) build_coredns ;;
-  all) build_etcd; build_kwok; build_kube; build_coredns ;;
-  *) echo "usage: $0 [all|etcd|kwok|kube|coredns]" >&2; exit 2 ;;
+  promtool) build_promtool ;;
+  all) build_etcd; build_kwok; build_kube; build_coredns; build_promtool ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube|coredns|promtool]" >&2; exit 2 ;;
 esac
 log "ok: $CACHE"

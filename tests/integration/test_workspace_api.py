@@ -118,7 +118,9 @@ class SSE:
 class HostApp:
     """``twistd -n guildnet`` in a child process, with a small JSON client."""
 
-    def __init__(self, kubeconfig: str, namespace: str, work: Path) -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, work: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = work / "hostapp.log"
         env = {
@@ -127,6 +129,7 @@ class HostApp:
             "LISTEN_LOCAL": f"127.0.0.1:{self.port}",
             "GUILDNET_STATE_DIR": str(work / "state"),
             "K8S_NAMESPACE": namespace,
+            **(extra_env or {}),
         }
         twistd = Path(sys.executable).parent / "twistd"
         self._log = self.log_path.open("wb")

@@ -214,6 +214,31 @@ CASES: list[tuple[str, dict, dict | None, list, list, str, str | None, str]] = [
         "ContainersStarted",
     ),
     (
+        "crash-loop-between-back-offs",
+        ws(),
+        deployment(),
+        [
+            pod(
+                state={"terminated": {"exitCode": 3, "reason": "Error"}},
+                last={"exitCode": 3, "reason": "Error"},
+            )
+        ],
+        [],
+        "Failed",
+        "CrashLoopBackOff",
+        "ContainersStarted",
+    ),
+    (
+        "first-exit",
+        ws(),
+        deployment(),
+        [pod(state={"terminated": {"exitCode": 3, "reason": "Error"}})],
+        [],
+        "Starting",
+        None,
+        "ContainersStarted",
+    ),
+    (
         "create-container-config-error",
         ws(),
         deployment(),
@@ -413,6 +438,21 @@ def test_crash_loop_message_has_the_exit_code() -> None:
     )
     status = compute_status(ws(), deployment(), [p], [], T0)
     assert "137" in status["message"] and "OOMKilled" in status["message"]
+
+
+def test_a_crash_loop_stays_failed_through_its_cycle() -> None:
+    """A kubelet reports a crash-looping container as CrashLoopBackOff, then (after the
+    back-off) started and exited again; the phase must not flicker back to Starting."""
+    backoff = pod(state=waiting("CrashLoopBackOff", "back-off 10s"), last={"exitCode": 3})
+    exited = pod(state={"terminated": {"exitCode": 3, "reason": "Error"}}, last={"exitCode": 3})
+    s1 = compute_status(ws(), deployment(), [backoff], [], T0)
+    s2 = compute_status(ws(status=s1), deployment(), [exited], [], LATER)
+    s3 = compute_status(ws(status=s2), deployment(), [backoff], [], LATER)
+    for s in (s1, s2, s3):
+        assert (s["phase"], s["reason"]) == ("Failed", "CrashLoopBackOff"), s
+    assert "last exit code 3" in s2["message"]
+    started = [conds(s)["ContainersStarted"]["lastTransitionTime"] for s in (s1, s2, s3)]
+    assert started == [started[0]] * 3
 
 
 def test_transition_times_move_only_on_change() -> None:

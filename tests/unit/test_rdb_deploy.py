@@ -51,6 +51,31 @@ def test_hardened_statefulset_and_a_driver_only_service() -> None:
     assert D.object_url(sts) == "/apis/apps/v1/namespaces/data/statefulsets/db"
 
 
+def test_the_image_entrypoint_stays_and_the_args_start_the_server() -> None:
+    """No `command`: ours keeps tini as PID 1, upstream's image (no entrypoint) runs the args."""
+    _, sts = D.manifests()
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in c
+    assert c["args"][0] == "rethinkdb"
+    assert c["args"][c["args"].index("--directory") + 1].startswith("/data/")
+    assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
+    # fsGroup: a fresh volume (emptyDir or a PVC) is writable by uid 1000.
+    assert sts["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 1000
+
+
+def test_readiness_is_probed_often_and_liveness_waits() -> None:
+    """A Service routes only to Ready pods: every (re)start waits for the readiness probe,
+    so it runs every 2 s (a 10 s period cost ~10 s per restart on a real kubelet); liveness
+    gives a slow start 30 s + 6 x 10 s before the kubelet restarts the server."""
+    _, sts = D.manifests()
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    ready, live = c["readinessProbe"], c["livenessProbe"]
+    assert ready["periodSeconds"] <= 2 and ready["initialDelaySeconds"] <= 1
+    assert ready["timeoutSeconds"] <= ready["periodSeconds"]
+    wait = live["initialDelaySeconds"] + live["periodSeconds"] * live["failureThreshold"]
+    assert wait >= 60
+
+
 @pytest.mark.parametrize(
     ("kw", "field"), [({"storage": "disk"}, "storage"), ({"size": "1 GB"}, "size")]
 )

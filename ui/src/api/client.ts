@@ -1,6 +1,7 @@
 // The Host App's API over fetch: one error type for every failure, per-cluster paths.
 import type {
   Cluster,
+  ClusterHealth,
   ErrorBody,
   ImageDefaults,
   ImagePreset,
@@ -145,6 +146,30 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
   } catch {
     throw new ApiError(res.status, "invalid_response", "the Host App sent a response that is not JSON");
   }
+}
+
+/** A cluster's health: 200 (healthy) and 503 (a part failing) both carry the report. */
+export async function clusterHealth(cluster: string, signal?: AbortSignal): Promise<ClusterHealth> {
+  let res: Response;
+  try {
+    res = await fetch(apiPath(cluster, "health"), {
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      cache: "no-store",
+      signal,
+    });
+  } catch {
+    if (signal?.aborted) throw new ApiError(0, "aborted", "request cancelled");
+    throw new ApiError(0, "network_error", "cannot reach the Host App");
+  }
+  if (res.status === 200 || res.status === 503) {
+    const body: unknown = await res
+      .clone()
+      .json()
+      .catch(() => null);
+    if (body && typeof body === "object" && "parts" in body) return body as ClusterHealth;
+  }
+  throw await errorFromResponse(res);
 }
 
 export const api = {

@@ -19,6 +19,21 @@ export interface Cluster {
   deletable: boolean;
 }
 
+/** One part of GET /api/cluster/<id>/health. */
+export interface HealthPart {
+  ok: boolean;
+  reason: string;
+  checkedAt: string;
+}
+
+export interface ClusterHealth {
+  cluster: string;
+  ok: boolean;
+  failing: string[];
+  checkedAt: string;
+  parts: Record<string, HealthPart>;
+}
+
 export type Phase = "Pending" | "Starting" | "Running" | "Failed" | "Terminating" | string;
 
 export interface Condition {

@@ -1,7 +1,8 @@
-import { useRef, useState, type FormEvent } from "react";
-import { api, ApiError } from "../api/client";
-import type { Cluster } from "../api/types";
+import { useEffect, useRef, useState, type FormEvent } from "react";
+import { api, ApiError, clusterHealth } from "../api/client";
+import type { Cluster, ClusterHealth } from "../api/types";
 import { ConfirmDialog, Empty, ErrorNotice, Field, Spinner } from "../components/common";
+import { healthGlance } from "../lib/health";
 import { href, to } from "../lib/route";
 import { validateClusterId } from "../lib/validation";
 import { useAppData } from "../state/AppData";
@@ -51,6 +52,7 @@ export function ClustersScreen() {
                   <th scope="col">Cluster</th>
                   <th scope="col">API server</th>
                   <th scope="col">Reachability</th>
+                  <th scope="col">Health</th>
                   <th scope="col">
                     <span className="visually-hidden">Actions</span>
                   </th>
@@ -75,6 +77,9 @@ export function ClustersScreen() {
                           Unreachable{c.error ? `: ${c.error}` : ""}
                         </span>
                       )}
+                    </td>
+                    <td>
+                      <HealthCell row={c} />
                     </td>
                     <td className="actions">
                       <a className="btn btn-small" href={href(to.workspaces(c.id))}>
@@ -142,6 +147,36 @@ export function ClustersScreen() {
         ) : null}
       </ConfirmDialog>
     </div>
+  );
+}
+
+/** The cluster's health at a glance; the tooltip lists every part with its reason. */
+function HealthCell({ row }: { row: Cluster }) {
+  const cluster = row.id;
+  const [health, setHealth] = useState<ClusterHealth | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    const controller = new AbortController();
+    setError(null);
+    clusterHealth(cluster, controller.signal)
+      .then(setHealth)
+      .catch((e: unknown) => {
+        if (!controller.signal.aborted) setError(e instanceof ApiError ? e.message : String(e));
+      });
+    return () => controller.abort();
+    // Each "Check again" brings new row objects: health is checked again with them.
+  }, [cluster, row]);
+  if (error) return <span className="reach reach-bad">Health unknown: {error}</span>;
+  if (!health) return <span className="muted small">Checking…</span>;
+  const glance = healthGlance(health);
+  return (
+    <span
+      className={`reach ${glance.ok ? "reach-ok" : "reach-bad"}`}
+      title={glance.detail}
+      data-health={glance.ok ? "ok" : "failing"}
+    >
+      {glance.text}
+    </span>
   );
 }
 
