@@ -148,11 +148,12 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
   }
 }
 
-/** A cluster's health: 200 (healthy) and 503 (a part failing) both carry the report. */
+/** A cluster's health report. `probe=false`: a failing part answers 200 too (the report
+ * says so), so the browser logs no console error while a new cluster's caches sync. */
 export async function clusterHealth(cluster: string, signal?: AbortSignal): Promise<ClusterHealth> {
   let res: Response;
   try {
-    res = await fetch(apiPath(cluster, "health"), {
+    res = await fetch(apiPath(cluster, "health?probe=false"), {
       headers: { Accept: "application/json" },
       credentials: "same-origin",
       cache: "no-store",
