@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import attrs
 from klein import Klein
 
 _VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -43,3 +44,34 @@ class MeteredKlein(Klein):
 
 
 router = MeteredKlein()
+
+
+@attrs.frozen(order=True)
+class RouteEntry:
+    """One (method, template) the router answers: the key of every per-route table.
+
+    Authorization (required role) and the OpenAPI description are tables keyed by
+    ``(method, template)``; tests walk ``route_table()`` to prove no route is missing
+    from either, so the tables cannot drift from what the server answers.
+    """
+
+    method: str
+    template: str
+    endpoint: str
+
+
+def route_table(app: Klein | None = None) -> list[RouteEntry]:
+    """Every (method, template) registered on ``app`` (default: the Host App's router).
+
+    HEAD and OPTIONS that werkzeug adds implicitly are left out; import
+    ``guildnet.http.api`` first so that every route module has registered.
+    """
+    url_map = (app or router).url_map
+    out: set[RouteEntry] = set()
+    for rule in url_map.iter_rules():
+        template = template_of(rule.rule)
+        for method in rule.methods or ():
+            if method == "OPTIONS" or (method == "HEAD" and "GET" in (rule.methods or ())):
+                continue
+            out.add(RouteEntry(method, template, str(rule.endpoint)))
+    return sorted(out)
