@@ -30,7 +30,7 @@ from guildnet.cluster.registry import Registry, UnknownCluster
 from guildnet.cluster.rest import KubeApiError, object_path
 from guildnet.config import Settings
 from guildnet.http.errors import ApiError, bad_field, write_json
-from guildnet.http.jsonio import read_json_object
+from guildnet.http.jsonio import read_json, read_json_object
 from guildnet.http.router import router
 from guildnet.http.sse import SSEStream
 from guildnet.operator import constants as C
@@ -179,6 +179,25 @@ def _server_id(value: str, field: str = "id") -> str:
 
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
+
+
+def _is_form(request: IRequest) -> bool:
+    ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    return ctype == b"application/x-www-form-urlencoded"
+
+
+def _same_origin(request: IRequest, frontend_origin: str, *, required: bool) -> None:
+    """Refuse a request whose Origin is another site (403); ``required``: Origin must be sent."""
+    origin = request.getHeader(b"origin")
+    if origin is None:
+        if required:
+            raise ApiError(403, "cross_origin", "a form post must come from this origin")
+        return
+    host = request.getHeader(b"host") or b""
+    scheme = b"https" if request.isSecure() else b"http"
+    own = scheme + b"://" + host
+    if origin != own and origin.decode("latin-1") != frontend_origin:
+        raise ApiError(403, "cross_origin", "requests from other sites are refused")
 
 
 class _SSELogSink:
@@ -387,6 +406,55 @@ class WorkspaceRoutes:
         if failed:
             body["failed"] = failed
         return write_json(request, 200, body)
+
+    # lifecycle ----------------------------------------------------------------------------
+
+    async def _lifecycle(
+        self, request: IRequest, server_id: str, cluster_id: str, write: Callable[..., Any]
+    ) -> Any:
+        """Run a lifecycle write (stop/start/restart) and answer JSON, or 303 for a form.
+
+        The proxy's "workspace stopped" page posts an HTML form here; it gets a redirect
+        back to the workspace. A cross-site request (an Origin that is neither this origin
+        nor FRONTEND_ORIGIN) is refused: these routes need no body, so a plain form on
+        another site could otherwise stop anybody's workspace.
+        """
+        _server_id(server_id)
+        form = _is_form(request)
+        _same_origin(request, self.settings.frontend_origin, required=form)
+        if not form:
+            read_json(request)  # empty or JSON; anything else is a 415/400
+        _, svc = await self._workspaces(cluster_id, synced=False)
+        try:
+            ws = await _kube(write(svc))
+        except KubeApiError as e:
+            if e.not_found:
+                raise _not_found(server_id) from None
+            raise _kube_error(e) from None
+        if form:
+            request.setResponseCode(303)
+            request.setHeader(b"location", views.server_url(cluster_id, server_id).encode())
+            request.setHeader(b"cache-control", b"no-store")
+            return b""
+        return write_json(request, 200, views.server_summary(ws, cluster_id))
+
+    @cluster_route("/api/servers/<server_id>/stop", ["POST"])
+    async def stop_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Scale to zero and keep volume, Secret and Service (phase Stopped); idempotent."""
+        return await self._lifecycle(
+            request, server_id, cluster_id, lambda svc: svc.set_stopped(server_id, True)
+        )
+
+    @cluster_route("/api/servers/<server_id>/start", ["POST"])
+    async def start_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Start a stopped workspace again (same volume and password); idempotent."""
+        return await self._lifecycle(
+            request, server_id, cluster_id, lambda svc: svc.set_stopped(server_id, False)
+        )
 
     # logs ---------------------------------------------------------------------------------
 

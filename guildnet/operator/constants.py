@@ -24,6 +24,16 @@ ANNOTATION_DESIRED_HASH: Final = "guildnet.io/desired-hash"
 # the Deployment was built from, so status can tell "Running the current spec" from "old spec".
 ANNOTATION_GENERATION: Final = "guildnet.io/workspace-generation"
 
+# On the Workspace, set together with ``spec.stopped`` by whoever stops it (the API, the idle
+# culler): ``<Reason>`` or ``<Reason>: <message>``; the status' Stopped condition shows it.
+ANNOTATION_STOP_REASON: Final = "guildnet.io/stop-reason"
+STOP_USER_REQUESTED: Final = "UserRequested"
+STOP_IDLE: Final = "Idle"
+# On the Workspace, set by ``POST /api/servers/{id}/restart``; the operator copies it into
+# the pod template annotation ``kubectl.kubernetes.io/restartedAt``, which rolls the pod.
+ANNOTATION_RESTARTED_AT: Final = "guildnet.io/restarted-at"
+POD_RESTARTED_AT: Final = "kubectl.kubernetes.io/restartedAt"
+
 CONTAINER_NAME: Final = "workspace"
 PASSWORD_KEY: Final = "password"
 

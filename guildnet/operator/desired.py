@@ -22,6 +22,11 @@ Decisions (see the issue and lessons.md):
   (Jupyter: preserve, everything else: strip). In preserve mode the app is told its
   canonical prefix (``paths.workspace_prefix`` of the operator's cluster id and the
   workspace name): Jupyter through ``NOTEBOOK_ARGS`` unless the user set that variable.
+* ``spec.stopped``: the Deployment gets ``replicas: 0`` and nothing else changes, so the
+  Secret (password), the Service (the proxy's route) and the volume outlive the pod and
+  a start brings back the same workspace.
+* A restart (``guildnet.io/restarted-at`` on the Workspace) becomes the pod template's
+  ``kubectl.kubernetes.io/restartedAt``, as ``kubectl rollout restart`` does: one new pod.
 * ``Recreate`` strategy: one replica, so a spec change replaces the pod rather than
   running two copies, and status then describes the new pod alone.
 * An explicit ``spec.exposure.type`` wins over the cluster defaults (WORKSPACE_LB,
@@ -45,10 +50,12 @@ import attrs
 from guildnet.operator.constants import (
     ANNOTATION_DESIRED_HASH,
     ANNOTATION_GENERATION,
+    ANNOTATION_RESTARTED_AT,
     API_VERSION,
     CONTAINER_NAME,
     KIND,
     PASSWORD_KEY,
+    POD_RESTARTED_AT,
     managed_labels,
     password_secret_name,
     selector_labels,
@@ -345,21 +352,26 @@ def _deployment(
     labels: dict[str, str],
     container: dict[str, Any],
     generation: int | None,
+    stopped: bool = False,
+    restarted_at: str | None = None,
 ) -> dict[str, Any]:
     if generation is not None:
         meta["annotations"] = {ANNOTATION_GENERATION: str(generation)}
+    template_meta: dict[str, Any] = {"labels": dict(labels)}
+    if restarted_at:
+        template_meta["annotations"] = {POD_RESTARTED_AT: restarted_at}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": 1,
+            "replicas": 0 if stopped else 1,
             "revisionHistoryLimit": 2,
             "progressDeadlineSeconds": PROGRESS_DEADLINE_S,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector_labels(name)},
             "template": {
-                "metadata": {"labels": dict(labels)},
+                "metadata": template_meta,
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -482,7 +494,17 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
     base = base_path(spec, name, cfg.cluster_id)
     env = _env(spec, http.container_port, pw_env, password_secret_name(name), base)
     container = _container(spec, ports, env, base)
-    deployment = _stamp(_deployment(name, md(name), labels, container, generation))
+    deployment = _stamp(
+        _deployment(
+            name,
+            md(name),
+            labels,
+            container,
+            generation,
+            stopped=spec.stopped,
+            restarted_at=(meta.get("annotations") or {}).get(ANNOTATION_RESTARTED_AT),
+        )
+    )
 
     exposure = _exposure(spec, cfg)
     service = _stamp(_service(name, md(name), ports, exposure == "LoadBalancer", cfg))

@@ -72,8 +72,11 @@ PATH_MODES: Final = ("strip", "preserve")
 HOST_MAX_LEN: Final = 253
 
 _SPEC_KEYS: Final = frozenset(
-    {"image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy"}
-)
+    {
+        "image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy",
+        "stopped",
+    }
+)  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -190,6 +193,8 @@ class WorkspaceSpec:
     labels: tuple[tuple[str, str], ...] = ()
     exposure: Exposure | None = None
     proxy: ProxySettings | None = None
+    #: Scaled to zero: the volume, Secret and Service stay (``POST /api/servers/{id}/stop``).
+    stopped: bool = False
 
     @property
     def labels_dict(self) -> dict[str, str]:
@@ -221,6 +226,8 @@ class WorkspaceSpec:
             out["exposure"] = self.exposure.to_dict()
         if self.proxy is not None:
             out["proxy"] = self.proxy.to_dict()
+        if self.stopped:
+            out["stopped"] = True
         return out
 
 
@@ -505,6 +512,9 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
     image = _str(spec["image"], "image", max_len=IMAGE_MAX_LEN, min_len=1)
     if not _match(IMAGE_PATTERN, image):
         raise SpecError("image", "must not contain whitespace")
+    stopped = spec.get("stopped", False)
+    if not isinstance(stopped, bool):
+        raise SpecError("stopped", "must be a boolean")
     return WorkspaceSpec(
         image=image,
         env=_parse_env(spec["env"]) if "env" in spec else (),
@@ -515,6 +525,7 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
         labels=_parse_labels(spec["labels"]) if "labels" in spec else (),
         exposure=_parse_exposure(spec["exposure"]) if "exposure" in spec else None,
         proxy=_parse_proxy(spec["proxy"]) if "proxy" in spec else None,
+        stopped=stopped,
     )
 
 
