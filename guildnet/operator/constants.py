@@ -17,6 +17,8 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "guildnet"
 LABEL_WORKSPACE: Final = "guildnet.io/workspace"
 LABEL_NAME: Final = "app.kubernetes.io/name"
+# On a home volume kept by ``DELETE /api/servers/{id}?keep_volume=true``.
+LABEL_KEPT: Final = "guildnet.io/kept"
 APP_NAME: Final = "workspace"
 
 ANNOTATION_DESIRED_HASH: Final = "guildnet.io/desired-hash"
@@ -50,6 +52,11 @@ def selector_labels(name: str) -> dict[str, str]:
 
 def password_secret_name(name: str) -> str:
     return f"{name}-password"
+
+
+def home_claim_name(name: str) -> str:
+    """The workspace's home PersistentVolumeClaim."""
+    return f"{name}-home"
 
 
 def tls_secret_name(name: str) -> str:

@@ -172,22 +172,58 @@ def _event_message(ev: Obj) -> str:
     return str(ev.get("message") or ev.get("note") or "")
 
 
-def _schedule_step(deployment: Obj, pod: Obj | None, events: Sequence[Obj]) -> _Step:
+def _volume_pending(volume: Obj | None) -> _Step | None:
+    """A home volume that is not bound yet: the pod cannot be scheduled until it is."""
+    if volume is None:
+        return None
+    phase = (volume.get("status") or {}).get("phase")
+    if phase == "Bound":
+        return None
+    name = (volume.get("metadata") or {}).get("name") or "the home volume"
+    sc = (volume.get("spec") or {}).get("storageClassName")
+    where = f"storage class {sc!r}" if sc else "no storage class (and no default class)"
+    if phase == "Lost":
+        return _Step("False", "VolumeLost", f"{name}: its PersistentVolume is gone", True)
+    return _Step(
+        "False",
+        "VolumePending",
+        f"waiting for PersistentVolumeClaim {name} to be bound ({where}); "
+        "is a provisioner running for it?",
+    )
+
+
+def _schedule_step(
+    deployment: Obj, pod: Obj | None, events: Sequence[Obj], volume: Obj | None = None
+) -> _Step:
     failure = _cond(deployment, "ReplicaFailure")
     if failure is not None and failure.get("status") == "True":
+        message = str(failure.get("message") or "")
         reason = str(failure.get("reason") or "FailedCreate")
-        return _Step("False", reason, str(failure.get("message") or ""), failed=True)
-    if pod is None:
-        return _Step("False", "NoPod", "waiting for the Deployment to create a pod")
-    scheduled = _cond(pod, "PodScheduled")
-    if (pod.get("spec") or {}).get("nodeName") or (scheduled or {}).get("status") == "True":
+        if "exceeded quota" in message:
+            reason = "QuotaExceeded"  # the message names the ResourceQuota
+        elif "usage per Container" in message or "usage per Pod" in message:
+            reason = "LimitRangeExceeded"
+        return _Step("False", reason, message, failed=True)
+    scheduled = _cond(pod, "PodScheduled") if pod is not None else None
+    if pod is not None and (
+        (pod.get("spec") or {}).get("nodeName") or (scheduled or {}).get("status") == "True"
+    ):
         node = (pod.get("spec") or {}).get("nodeName") or ""
         return _Step("True", "Scheduled", f"scheduled on {node}" if node else "scheduled")
+    pending = _volume_pending(volume)
+    if pending is not None:
+        return pending  # before "Unschedulable": an unbound claim is why, not a failure
+    if pod is None:
+        return _Step("False", "NoPod", "waiting for the Deployment to create a pod")
+    why: str | None = None
     if scheduled is not None and scheduled.get("reason") == "Unschedulable":
-        return _Step("False", "Unschedulable", str(scheduled.get("message") or ""), failed=True)
-    ev = _event_for(pod, events, "FailedScheduling")
-    if ev is not None:
-        return _Step("False", "Unschedulable", _event_message(ev), failed=True)
+        why = str(scheduled.get("message") or "")
+    else:
+        ev = _event_for(pod, events, "FailedScheduling")
+        why = _event_message(ev) if ev is not None else None
+    if why is not None and not (volume is not None and "PersistentVolumeClaim" in why):
+        return _Step("False", "Unschedulable", why, failed=True)
+    # (A claim that was unbound when the scheduler last tried is bound now: it retries.)
     return _Step("False", "Scheduling", "waiting for the scheduler")
 
 
@@ -246,7 +282,11 @@ def _deployment_current(deployment: Obj, generation: Any) -> bool:
 
 
 def _steps(
-    ws: Obj, deployment: Obj | None, pods: Sequence[Obj], events: Sequence[Obj]
+    ws: Obj,
+    deployment: Obj | None,
+    pods: Sequence[Obj],
+    events: Sequence[Obj],
+    volume: Obj | None = None,
 ) -> list[_Step]:
     steps: list[_Step] = []
     try:
@@ -262,7 +302,7 @@ def _steps(
     if is_stopped(ws):
         return steps
     pod = _newest_pod(pods)
-    steps.append(_schedule_step(deployment, pod, events))
+    steps.append(_schedule_step(deployment, pod, events, volume))
     if steps[-1].status != "True" or pod is None:
         return steps
     steps.append(_pull_step(pod))
@@ -309,12 +349,14 @@ def compute_status(
     now: datetime,
     progress_deadline_s: int = 600,
     cluster_id: str = DEFAULT_CLUSTER,
+    volume: Obj | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
 
     ``ws`` carries the previous status (for lastTransitionTime); ``pods`` and ``events`` are
-    the workspace's pods and the Events about them (others are ignored). ``url`` is the
-    workspace's canonical URL in cluster ``cluster_id`` (``paths.workspace_prefix``).
+    the workspace's pods and the Events about them (others are ignored); ``volume`` is its
+    home PersistentVolumeClaim, if any (an unbound one holds PodScheduled at VolumePending).
+    ``url`` is the workspace's canonical URL in cluster ``cluster_id`` (``paths.workspace_prefix``).
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -325,7 +367,7 @@ def compute_status(
     terminating = bool(meta.get("deletionTimestamp"))
     stopped = is_stopped(ws)
 
-    steps = _steps(ws, deployment, pods, events)
+    steps = _steps(ws, deployment, pods, events, volume)
     failed = next((s for s in steps if s.failed), None)
     ready_replicas = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
     current = deployment is not None and _deployment_current(deployment, generation)

@@ -88,6 +88,10 @@ class WorkspaceService(MultiService):
             ),
             "Service": (object_path("v1", "services", namespace=ns), {"label_selector": managed}),
             "Secret": (object_path("v1", "secrets", namespace=ns), {"label_selector": managed}),
+            "PersistentVolumeClaim": (
+                object_path("v1", "persistentvolumeclaims", namespace=ns),
+                {"label_selector": managed},
+            ),
             "Pod": (object_path("v1", "pods", namespace=ns), {"label_selector": C.LABEL_WORKSPACE}),
             "Event": (
                 object_path("v1", "events", namespace=ns),
