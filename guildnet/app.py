@@ -36,6 +36,7 @@ from guildnet.metrics.exposition import Exposition
 from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
@@ -93,6 +94,7 @@ class HostApp(MultiService):
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
         self.proxy.owner = routes.owner
+        self.proxy.gate = ProxyAccess(self.api.access, routes)
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),
