@@ -14,6 +14,7 @@ The upstream request carries ``X-GuildNet-User`` (the caller's login): see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -33,9 +34,16 @@ def _refused(refusal: Refusal, caller: Caller) -> ProxyFailure:
 class ProxyAccess:
     """The engine's ProxyGate: ``Access`` plus the workspace owners ``routes`` know."""
 
-    def __init__(self, access: Access, routes: ServerRoutes) -> None:
+    def __init__(
+        self,
+        access: Access,
+        routes: ServerRoutes,
+        owner: Callable[[str, int], str | None] | None = None,
+    ) -> None:
         self.access = access
         self.routes = routes
+        #: The workspace a ``host:port`` belongs to (the engine's ``owner``).
+        self.owner = owner or routes.owner
 
     def check(self, request: Any, path: ProxyPath) -> Deferred[None] | None:
         caller = self.access.caller(request)
@@ -46,7 +54,7 @@ class ProxyAccess:
             return None  # a redirect to the canonical URL, which is checked in turn
         if path.kind == "to":
             assert path.target_host is not None and path.target_port is not None
-            if self.routes.owner(path.target_host, path.target_port) is not None:
+            if self.owner(path.target_host, path.target_port) is not None:
                 return None  # redirected to that workspace's own URL
             raise _refused(
                 Refusal("role", "explicit proxy targets need the admin role", Level.ADMIN.value),

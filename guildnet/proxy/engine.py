@@ -492,6 +492,10 @@ class ProxyExchange:
             except ProxyFailure as e:
                 self.local_error(e)
                 return
+            except Exception:
+                log.failure("proxy authorization failed")
+                self.local_error(ProxyFailure(500, "internal_error", "authorization failed"))
+                return
             if waiting is not None:
                 self._waiting = waiting
                 waiting.addCallbacks(self._allowed, self._resolve_failed)

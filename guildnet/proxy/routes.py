@@ -400,7 +400,7 @@ class ClusterRoutes:
     def workspace_now(self, name: str) -> tuple[bool, dict[str, Any] | None]:
         """(caches synced, the Workspace or None) without waiting."""
         informer = self.workspaces.informers.get("Workspace")
-        if informer is None or not informer.synced:
+        if informer is None or not getattr(informer, "synced", False):
             return False, None
         return True, self.workspaces.workspace(name)
 
