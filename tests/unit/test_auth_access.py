@@ -34,7 +34,7 @@ def test_every_route_declares_its_required_role() -> None:
 
 def test_owner_routes_name_the_workspace() -> None:
     """The gate finds the workspace in ``{server_id}`` or ``?server=`` (``/sse/logs``)."""
-    for (method, template), level in REQUIRED.items():
+    for (_method, template), level in REQUIRED.items():
         if level is Level.OWNER:
             assert "{server_id}" in template or template.endswith("/logs"), template
 
