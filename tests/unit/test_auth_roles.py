@@ -44,8 +44,12 @@ TAG = st.builds(
 ORDER = [Role.NONE, Role.USER, Role.ADMIN]
 
 
-def tailnet(login: str = "alice@example.com", tags: tuple[str, ...] = (), **caps: Any) -> Identity:
-    return Identity(Source.TAILNET, login, tags=tags, capabilities=caps)
+def tailnet(
+    login: str = "alice@example.com",
+    tags: tuple[str, ...] = (),
+    caps: dict[str, tuple[Any, ...]] | None = None,
+) -> Identity:
+    return Identity(Source.TAILNET, login, tags=tags, capabilities=caps or {})
 
 
 # --- roles and grants -------------------------------------------------------------------
@@ -96,7 +100,7 @@ def test_other_capabilities_grant_nothing() -> None:
     assert capability_roles({"example.com/cap/hostapp": [{"role": "admin"}]}) == []
     assert (
         resolve_role(
-            tailnet(**{"example.com/cap/x": ({"role": "admin"},)}), EMPTY_POLICY, Role.ADMIN
+            tailnet(caps={"example.com/cap/x": ({"role": "admin"},)}), EMPTY_POLICY, Role.ADMIN
         )
         is Role.NONE
     )
@@ -115,14 +119,14 @@ def test_local_identity_gets_local_role(local: Role) -> None:
 
 @given(st.lists(WORDS, min_size=1, max_size=4), ROLES)
 def test_grants_win_over_the_policy(words: list[str], policy_role: Role) -> None:
-    me = tailnet(**{CAPABILITY: tuple({"role": w} for w in words)})
+    me = tailnet(caps={CAPABILITY: tuple({"role": w} for w in words)})
     policy = Policy({"alice@example.com": policy_role}, {})
     assert resolve_role(me, policy, Role.ADMIN) is highest(Role(w) for w in words)
 
 
 @given(ROLES)
 def test_invalid_grants_fall_back_to_the_policy(policy_role: Role) -> None:
-    me = tailnet(**{CAPABILITY: ({"role": "superuser"}, "admin", {"level": "admin"})})
+    me = tailnet(caps={CAPABILITY: ({"role": "superuser"}, "admin", {"level": "admin"})})
     policy = Policy({"alice@example.com": policy_role}, {})
     assert resolve_role(me, policy, Role.ADMIN) is policy_role
 
