@@ -9,13 +9,14 @@ handler or upstream sees the request.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
 import attrs
 
-from guildnet.auth.csrf import cross_origin_refusal
+from guildnet.auth.csrf import SAFE_METHODS, cross_origin_refusal
 from guildnet.auth.identity import Identity, Role, identity_of
 from guildnet.auth.ownership import may_access
 from guildnet.auth.roles import EMPTY_POLICY, Policy, resolve_role
@@ -95,6 +96,7 @@ def owner_refusal(caller: Caller, name: str, workspace: Mapping[str, Any] | None
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def user_header_value(login: str) -> bytes:
     """``login`` as an ``X-GuildNet-User`` value: printable ASCII, the rest %-escaped."""
     return quote(login, safe=_HEADER_SAFE).encode("ascii")
@@ -133,6 +135,8 @@ class Access:
 
     def cross_origin(self, request: Any) -> Refusal | None:
         """The CSRF rule (``auth.csrf``) applied to the request's headers."""
+        if request.method in SAFE_METHODS:
+            return None  # the common case, without looking at headers
         headers = request.requestHeaders
         why = cross_origin_refusal(
             request.method,

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource
 
+from guildnet.auth.access import user_header_value
 from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source, identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
@@ -273,6 +274,10 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
+        # Who (the listener's identity, percent-encoded like X-GuildNet-User): an audit
+        # trail of every action, "-" for unidentified callers.
+        identity = identity_of(request)
+        user = user_header_value(identity.login).decode("ascii") if identity else "-"
         outcome = getattr(request, "outcome", None) or (
             "client_closed" if getattr(request, "client_closed", False) else "complete"
         )
@@ -283,7 +288,7 @@ class GuildNetSite(server.Site):
             f"access request_id={request_id} method={method} path={path} status={status} "
             f"duration_ms={duration_ms} bytes={sent} "
             + ("" if received is None else f"bytes_in={received} ")
-            + f"client={client} outcome={outcome}"
+            + f"client={client} user={user} outcome={outcome}"
         )
         # The text is built here, once, and handed over as a format without fields:
         # twisted.logger's formatter is pure Python and costs a good part of a proxied
@@ -306,6 +311,7 @@ class GuildNetSite(server.Site):
                 "bytes": sent,
                 "bytes_in": received,
                 "client": client,
+                "user": user,
                 "outcome": outcome,
             }
         )
