@@ -24,6 +24,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
+from guildnet.auth.policy_watch import PolicyWatcher
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
@@ -95,6 +96,8 @@ class HostApp(MultiService):
         self.proxy.managed = routes.managed
         self.proxy.owner = routes.owner
         self.proxy.gate = ProxyAccess(self.api.access, routes)
+        if settings.policy.source is not None:
+            PolicyWatcher(self.api.access, settings.policy.source, reactor).setServiceParent(self)
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),

@@ -83,6 +83,8 @@ class Policy:
 
     logins: Mapping[str, Role] = attrs.field(factory=dict)
     tags: Mapping[str, Role] = attrs.field(factory=dict)
+    #: The file it was read from (``auth.policy_watch`` re-reads it when it changes).
+    source: Path | None = attrs.field(default=None, eq=False)
 
     def role_for(self, login: str, tags: Iterable[str] = ()) -> Role:
         """The login's entry (exact, else ``*@domain``) and the node's tags, highest wins.
@@ -223,9 +225,10 @@ def load_policy(path: Path) -> Policy:
     except UnicodeDecodeError:
         raise ValueError(f"{str(path)!r}: not UTF-8 text") from None
     try:
-        return parse_policy_text(text, path.suffix.lower() == ".json")
+        policy = parse_policy_text(text, path.suffix.lower() == ".json")
     except ValueError as e:
         raise ValueError(f"{str(path)!r}: {_one_line(str(e))}") from None
+    return attrs.evolve(policy, source=path)
 
 
 def _one_line(text: str) -> str:
