@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogEvent, formatEvent, globalLogPublisher
+from zope.interface import provider
 
 from guildnet.auth.access import Access
 from guildnet.auth.identity import Role
@@ -29,6 +30,7 @@ def test_edits_apply_and_bad_edits_keep_the_last_good_policy(tmp_path: Path) -> 
     watcher = PolicyWatcher(access, path, clock, interval=5)
     lines: list[str] = []
 
+    @provider(ILogObserver)
     def observe(event: LogEvent) -> None:
         if event.get("log_namespace") == "guildnet.auth":
             lines.append(formatEvent(event))
