@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from twisted.web.iweb import IRequest
+
+VALIDATE_ENV = "GUILDNET_VALIDATE_RESPONSES"
 
 
 class ApiError(Exception):
@@ -43,6 +46,11 @@ def json_body(obj: Any) -> bytes:
 
 def write_json(request: IRequest, status: int, obj: Any) -> bytes:
     """Set status and JSON headers; return the body for the caller to write."""
+    if os.environ.get(VALIDATE_ENV, "") not in ("", "0"):
+        # Tests only: hold the body to the OpenAPI document (guildnet.http.openapi.check).
+        from guildnet.http.openapi.check import check_response
+
+        status, obj = check_response(request, status, obj)
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
