@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from guildnet import __version__
-from guildnet.http.openapi.model import Op, Resp, Schema
+from guildnet.http.openapi.model import JSON, Op, Resp, Schema
 from guildnet.http.openapi.operations import OPERATIONS, PATH_PARAMS
 from guildnet.http.openapi.schemas import components, ref
 from guildnet.http.router import RouteEntry
@@ -231,7 +231,14 @@ def _operation(route: RouteEntry, op: Op, scoped: bool) -> dict[str, Any]:
         out["requestBody"] = body
     responses: dict[str, Any] = {str(s): _response(r) for s, r in sorted(op.responses.items())}
     for status in error_statuses(op, scoped):
-        responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
+        if status not in op.responses:
+            responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
+            continue
+        # The same status with the route's own body (a 503 health report) or an error.
+        content = responses[str(status)].setdefault("content", {})
+        own = content.get(JSON, {}).get("schema")
+        content[JSON] = {"schema": {"oneOf": [own, ref("Error")]} if own else ref("Error")}
+        responses[str(status)]["description"] += " Or an error: " + ERROR_DESCRIPTIONS[status]
     out["responses"] = responses
     if op.sse is not None:
         out["x-sse-events"] = {

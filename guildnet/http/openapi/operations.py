@@ -85,11 +85,13 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
     ("GET", "/readyz"): Op(
         "Readiness of the default cluster",
         "health",
-        {200: json_resp(ref("Ready"), "Ready: reactor, registry and the default cluster ok.")},
+        {
+            200: json_resp(ref("Ready"), "Ready: reactor, registry and the default cluster ok."),
+            503: json_resp(ref("Ready"), "Not ready; `checks` says which part failed."),
+        },
         "Reports the reactor, the cluster registry and the DEFAULT cluster's API only; "
         "clusters added at run time never change it (see GET /api/cluster/{cluster_id}/health). "
         "RethinkDB is reported but not fatal.",
-        errors=(503,),
     ),
     ("GET", "/metrics"): Op(
         "Prometheus metrics",
@@ -107,7 +109,10 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
     ("GET", "/api/health"): Op(
         "A cluster's health, part by part",
         "health",
-        {200: json_resp(ref("ClusterHealth"), "Every part is ok (or probe=false).")},
+        {
+            200: json_resp(ref("ClusterHealth"), "Every part is ok (or probe=false)."),
+            503: json_resp(ref("ClusterHealth"), "A part failed; `failing` names it."),
+        },
         "Kubernetes API, informers, operator leadership, localdb, port-forwards and RethinkDB "
         "(when used), each with ok, a reason and when it was checked.",
         query=(
@@ -281,7 +286,10 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
     ("GET", "/api/db/health"): Op(
         "RethinkDB connection state and changefeeds",
         "db",
-        {200: json_resp(ref("DBHealth"), "Connected.")},
+        {
+            200: json_resp(ref("DBHealth"), "Connected."),
+            503: json_resp(ref("DBHealth"), "Not connected; `reason` classifies why."),
+        },
         errors=(503,),
     ),
     ("POST", "/api/db/reconnect"): Op(
