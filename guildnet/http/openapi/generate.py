@@ -244,9 +244,17 @@ def _operation(route: RouteEntry, op: Op, scoped: bool) -> dict[str, Any]:
         out["x-sse-events"] = {
             name: {"description": e.description, "schema": e.schema} for name, e in op.sse.items()
         }
-        events = ", ".join(f"`{name}`" for name in op.sse)
-        out["description"] = out.get("description", "") + f"\n\nEvents: {events}."
+        events = "\n".join(
+            f"- `{name}`: {e.description} Data: {_schema_name(e.schema)}."
+            for name, e in op.sse.items()
+        )
+        out["description"] = out.get("description", "") + f"\n\nEvents:\n\n{events}"
     return out
+
+
+def _schema_name(schema: Schema) -> str:
+    target = str(schema.get("$ref", ""))
+    return f"`{target.rsplit('/', 1)[-1]}`" if target else "JSON"
 
 
 def _proxy_item() -> dict[str, Any]:
