@@ -8,6 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# The API held to its OpenAPI description (see the end of this file): set before anything
+# imports guildnet.http, which reads the variable once.
+os.environ.setdefault("GUILDNET_VALIDATE_RESPONSES", "1")
+_OWN_REPORT = "GUILDNET_VALIDATE_RESPONSES_REPORT" not in os.environ
+if _OWN_REPORT:
+    _fd, _report = tempfile.mkstemp(prefix="guildnet-openapi-", suffix=".jsonl")
+    os.close(_fd)
+    os.environ["GUILDNET_VALIDATE_RESPONSES_REPORT"] = _report
 
 if os.environ.get("GUILDNET_TEST_REACTOR", "guildnet") == "guildnet":
     if "twisted.internet.reactor" in sys.modules:  # pragma: no cover - a plugin beat us
@@ -24,20 +37,11 @@ if os.environ.get("GUILDNET_TEST_REACTOR", "guildnet") == "guildnet":
 # written to a report file, and the session fails when that file is not empty, so a test that
 # accepts a 500 cannot hide one.
 
-import tempfile
-from pathlib import Path
+from guildnet.http.errors import CHECK_RESPONSES, VALIDATE_ENV  # noqa: E402
+from guildnet.http.openapi.check import REPORT_ENV  # noqa: E402
 
-import pytest
-
-from guildnet.http.errors import VALIDATE_ENV
-from guildnet.http.openapi.check import REPORT_ENV
-
-os.environ.setdefault(VALIDATE_ENV, "1")
-_OWN_REPORT = REPORT_ENV not in os.environ
-if _OWN_REPORT:
-    _fd, _report = tempfile.mkstemp(prefix="guildnet-openapi-", suffix=".jsonl")
-    os.close(_fd)
-    os.environ[REPORT_ENV] = _report
+assert os.environ[VALIDATE_ENV] != "1" or CHECK_RESPONSES, "guildnet.http was imported too early"
+assert REPORT_ENV in os.environ
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -34,7 +33,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
-from guildnet.http.errors import VALIDATE_ENV
+from guildnet.http import errors
 from guildnet.metrics import http as http_metrics
 
 log = Logger()
@@ -196,7 +195,7 @@ class SSEStream:
         self.events_sent += 1
 
     def send_json(self, obj: Any, event: str | None = None, event_id: str | None = None) -> None:
-        if self.open and os.environ.get(VALIDATE_ENV, "") not in ("", "0"):
+        if self.open and errors.CHECK_RESPONSES:
             # Tests only: hold the event to its documented schema (guildnet.http.openapi.check).
             from guildnet.http.openapi.check import check_event
 

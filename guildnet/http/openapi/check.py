@@ -26,8 +26,6 @@ from typing import Any, Final
 
 from twisted.logger import Logger
 
-from guildnet.http.errors import VALIDATE_ENV
-
 REPORT_ENV: Final = "GUILDNET_VALIDATE_RESPONSES_REPORT"
 MISMATCH: Final = "response_schema_mismatch"
 
@@ -36,7 +34,10 @@ _lock = threading.Lock()
 
 
 def enabled() -> bool:
-    return os.environ.get(VALIDATE_ENV, "") not in ("", "0")
+    """Whether this process checks (decided once, when guildnet.http.errors was imported)."""
+    from guildnet.http import errors
+
+    return errors.CHECK_RESPONSES
 
 
 @cache
