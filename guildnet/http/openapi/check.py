@@ -87,6 +87,8 @@ def schema_pointer(method: str, template: str, status: int) -> tuple[str | None,
     operation = item.get(method.lower()) if isinstance(item, dict) else None
     if operation is None:
         return (_error_pointer(), None) if status >= 400 else (None, None)
+    if "x-undocumented" in operation:
+        return None, str(operation["x-undocumented"])
     responses = operation["responses"]
     if str(status) not in responses:
         return None, f"status {status} is not documented for {method} {template}"
