@@ -37,6 +37,7 @@ from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig, secret_password
 from guildnet.operator.images import defaults_json, preset_json
 from guildnet.operator.spec import SpecError, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins, label_refusal
 from guildnet.workspaces import logs as L
 from guildnet.workspaces import views
 from guildnet.workspaces.service import WorkspaceService, attach
@@ -207,6 +208,12 @@ class WorkspaceRoutes:
 
     # plumbing -----------------------------------------------------------------------------
 
+    @property
+    def _origins(self) -> WorkspaceOrigins | None:
+        """Subdomain mode's addressing (URLs are absolute there); None: single origin."""
+        origins = WorkspaceOrigins.from_settings(self.settings)
+        return origins if origins.subdomain else None
+
     def _cluster_record(self, cluster_id: str) -> None:
         try:
             validate_cluster_id(cluster_id)
@@ -269,11 +276,20 @@ class WorkspaceRoutes:
             name, spec = views.parse_job(body)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
+        origins = self._origins
+        if origins is not None and name is not None:
+            refusal = label_refusal(cluster_id, name)
+            if refusal is not None:  # it could not be opened: it would have no origin
+                field = "clusterId" if refusal.startswith("cluster") else "name"
+                raise bad_field(field, f"WORKSPACE_ORIGIN=subdomain: {refusal}")
         instance, svc = await self._workspaces(cluster_id, synced=False)
         collection = object_path(C.API_VERSION, C.PLURAL, namespace=svc.namespace)
         attempts = NAME_ATTEMPTS if name is None else 1
         for attempt in range(attempts):
             ws_name = name or views.new_name(spec)
+            refusal = None if origins is None else label_refusal(cluster_id, ws_name)
+            if refusal is not None:
+                raise bad_field("clusterId", f"WORKSPACE_ORIGIN=subdomain: {refusal}")
             manifest = views.workspace_manifest(ws_name, svc.namespace, spec)
             try:
                 await _kube(instance.call(svc.rest.request, "POST", collection, body=manifest))
@@ -299,7 +315,7 @@ class WorkspaceRoutes:
         prefix = "" if cluster_id == DEFAULT_CLUSTER_ID else f"/cluster/{cluster_id}"
         request.setHeader(b"location", f"/api{prefix}/servers/{ws_name}".encode())
         return write_json(
-            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name)}
+            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name, origins)}
         )
 
     # read ---------------------------------------------------------------------------------
@@ -307,7 +323,9 @@ class WorkspaceRoutes:
     @cluster_route("/api/servers", ["GET"])
     async def list_servers(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         _, svc = await self._workspaces(cluster_id)
-        return write_json(request, 200, views.server_list(svc.workspaces(), cluster_id))
+        return write_json(
+            request, 200, views.server_list(svc.workspaces(), cluster_id, self._origins)
+        )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
     async def get_server(
@@ -323,7 +341,9 @@ class WorkspaceRoutes:
         events = views.events_of(events_inf.items(), server_id, pod_map, names)
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
-        detail = views.server_detail(ws, cluster_id, svc.namespace, pods, events, has_password)
+        detail = views.server_detail(
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins
+        )
         return write_json(request, 200, detail)
 
     @cluster_route("/api/servers/<server_id>/password", ["GET"])
@@ -467,10 +487,11 @@ class WorkspaceRoutes:
         ws_inf = svc.informers["Workspace"]
         pod_inf = svc.informers["Pod"]
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
+        origins = self._origins
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id)
-            old_state = None if old is None else views.server_state(old, cluster_id)
+            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id, origins)
+            old_state = None if old is None else views.server_state(old, cluster_id, origins)
             change = views.server_change(type_, new_state, old_state)
             if change == "deleted":
                 stream.send_json({"id": views.name_of(obj)}, event="deleted")
@@ -495,7 +516,10 @@ class WorkspaceRoutes:
 
         stream.start()
         stream.send_json(
-            {"cluster": cluster_id, "servers": views.server_list(svc.workspaces(), cluster_id)},
+            {
+                "cluster": cluster_id,
+                "servers": views.server_list(svc.workspaces(), cluster_id, origins),
+            },
             event="snapshot",
         )
         stream.on_close(ws_inf.subscribe(on_workspace))

@@ -252,7 +252,15 @@ class WorkspaceController:
         ]
         now = datetime.datetime.now(datetime.UTC)
         deployment = self._cached("Deployment", name)
-        status = compute_status(ws, deployment, pods, events, now, cluster_id=self.cfg.cluster_id)
+        status = compute_status(
+            ws,
+            deployment,
+            pods,
+            events,
+            now,
+            cluster_id=self.cfg.cluster_id,
+            origins=self.cfg.origins,
+        )
         return _strip_none(status)  # type: ignore[no-any-return]
 
     def _failed(self, ws: dict[str, Any], message: str) -> dict[str, Any]:

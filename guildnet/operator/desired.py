@@ -56,6 +56,7 @@ from guildnet.operator.constants import (
 )
 from guildnet.operator.images import PathMode, image_defaults
 from guildnet.operator.spec import Port, WorkspaceSpec, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER, workspace_prefix
 
 RUN_AS: Final = 1000
@@ -108,10 +109,14 @@ class OperatorConfig:
     workspace_domain: str | None = None
     ingress_class_name: str | None = None
     cert_manager_issuer: str | None = None
+    #: How workspaces are addressed: on their own origin (subdomain mode) an app's base
+    #: path is "/" and its status URL that origin.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
 
     @classmethod
     def from_settings(cls, settings: Any) -> OperatorConfig:
         return cls(
+            origins=WorkspaceOrigins.from_settings(settings),
             namespace=settings.namespace,
             workspace_lb=settings.workspace_lb,
             workspace_lb_pool=settings.workspace_lb_pool,
@@ -235,8 +240,11 @@ def path_mode(obj: Mapping[str, Any] | WorkspaceSpec) -> PathMode:
     return image_defaults(spec.image).path_mode
 
 
-def base_path(spec: WorkspaceSpec, name: str, cluster_id: str) -> str:
-    """The path the app serves under, without trailing slash ("" in strip mode)."""
+def base_path(spec: WorkspaceSpec, name: str, cluster_id: str, own_origin: bool = False) -> str:
+    """The path the app serves under, without trailing slash ("" in strip mode, and on
+    the workspace's own origin, where it is served at the root)."""
+    if own_origin:
+        return ""
     return workspace_prefix(cluster_id, name) if path_mode(spec) == "preserve" else ""
 
 
@@ -479,7 +487,7 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
             pw_env = None
         else:
             secret = _stamp(_secret(md(password_secret_name(name)), password))
-    base = base_path(spec, name, cfg.cluster_id)
+    base = base_path(spec, name, cfg.cluster_id, cfg.origins.subdomain)
     env = _env(spec, http.container_port, pw_env, password_secret_name(name), base)
     container = _container(spec, ports, env, base)
     deployment = _stamp(_deployment(name, md(name), labels, container, generation))

@@ -35,6 +35,7 @@ from typing import Any, Final
 from guildnet.operator.constants import ANNOTATION_GENERATION, CONTAINER_NAME
 from guildnet.operator.desired import first_port, proxy_url, service_dns
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER
 
 CONDITION_TYPES: Final = (
@@ -270,6 +271,7 @@ def compute_status(
     now: datetime,
     progress_deadline_s: int = 600,
     cluster_id: str = DEFAULT_CLUSTER,
+    origins: WorkspaceOrigins | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
 
@@ -361,7 +363,7 @@ def compute_status(
     status: dict[str, Any] = {
         "phase": phase,
         "readyReplicas": ready_replicas,
-        "url": proxy_url(name, cluster_id),
+        "url": proxy_url(name, cluster_id) if origins is None else origins.url(cluster_id, name),
         "message": message,
         "conditions": conditions,
     }
