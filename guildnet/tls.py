@@ -64,8 +64,9 @@ def dns_names(crt: Path) -> set[str]:
 
 
 def wildcard_names(domain: str | None) -> tuple[str, ...]:
-    """``("*.<domain>",)`` for subdomain mode's workspace origins, else nothing."""
-    return (f"*.{domain}",) if domain else ()
+    """Subdomain mode's names: ``*.<domain>`` (the workspace origins) and the domain itself
+    (where the Host App can be opened so that they are same-site with it); else nothing."""
+    return (domain, f"*.{domain}") if domain else ()
 
 
 def self_signed_sans(hostname: str, extra_names: Sequence[str] = ()) -> list[x509.GeneralName]:

@@ -57,6 +57,13 @@ Response (workspace -> browser), ``rewrite_response_headers``:
   ``Set-Cookie2``.
 * Hop-by-hop headers go as for requests; upstream ``X-GuildNet-*`` headers are replaced by
   ``X-GuildNet-Route: <route>``.
+
+On its own origin (``WORKSPACE_ORIGIN=subdomain``, ``own_origin=True``) a workspace is
+served at the root (``prefix`` is ""), so nothing moves into a prefix and no
+``X-Forwarded-Prefix`` is sent; the differences that remain are pure functions:
+``set_cookie_rewriter`` (Path kept as sent, Domain still dropped) and ``frame_headers``
+(frame-ancestors names the Host App, which is another origin now, and no
+``X-Frame-Options``, which cannot say so).
 """
 
 from __future__ import annotations

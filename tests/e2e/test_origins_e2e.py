@@ -9,7 +9,8 @@ the workspace's IDE tab, where the page runs inside the UI's iframe.
 * ``single`` (the default): the page runs with the Host App's origin. Its script reads the
   server list and the workspace's password, its POST reaches the API, and it reads the
   Host App page around it: what the README's "Isolation modes" warns of.
-* ``subdomain``: the page runs on ``https://<id>--default.localhost:<port>``. The API
+* ``subdomain``: the page runs on ``https://<id>--default.ws.localhost:<port>``, the UI on
+  ``https://ws.localhost:<port>`` (same site, other origin: the README's local layout). The API
   refuses its requests (403, seen in the Host App's access log, so not merely hidden from
   the script by CORS), the script reads nothing, and the parent page is out of reach. The
   UI still frames the workspace (CSP frame-src and the workspace's frame-ancestors).
@@ -45,6 +46,10 @@ CHROMIUM = Path(os.environ.get("GUILDNET_CHROMIUM", "/usr/bin/chromium"))
 WS = "hostile"
 PORT = 8080
 RUN_TIMEOUT = 180.0
+#: The layout the README recommends for local use: the UI at https://ws.localhost:<port>,
+#: workspaces at https://<id>--<cluster>.ws.localhost:<port>, all one site (a cross-site
+#: frame gets no storage in Chromium), each its own origin.
+DOMAIN = "ws.localhost"
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +59,10 @@ HOSTILE_PAGE = """<!doctype html>
 window.attack = (async () => {
   const ws = "%(ws)s";
   // Single mode: the Host App is this page's own origin. Subdomain mode: the page is on
-  // <id>--default.localhost:<port>, the Host App on 127.0.0.1 at the same port.
-  const host = location.hostname.endsWith(".localhost")
-    ? "https://127.0.0.1:" + location.port : location.origin;
+  // <id>--default.ws.localhost:<port>, the Host App on ws.localhost at the same port.
+  const host = location.hostname.includes("--")
+    ? "https://" + location.hostname.split(".").slice(1).join(".") + ":" + location.port
+    : location.origin;
   const out = {origin: location.origin, host};
   async function attempt(name, path, init) {
     try {
@@ -115,8 +121,10 @@ class HostileUpstream:
         self.thread.join(5)
 
 
-def _start(tmp_path: Path, name: str, env: dict[str, str]) -> HostApp:
+def _start(tmp_path: Path, name: str, env: dict[str, str], frontend: str | None = None) -> HostApp:
     app = HostApp(tmp_path, env, name=name)
+    if frontend is not None:  # the URL people open, which needs the port just chosen
+        app.env["FRONTEND_ORIGIN"] = frontend.format(port=app.port)
     try:
         return app.start()
     except HostAppError as e:
@@ -137,8 +145,9 @@ def host_apps(kubeconfig: str, namespace: str, tmp_path: Path) -> Iterator[dict[
                 **base,
                 "HOSTAPP_EMBED_OPERATOR": "false",
                 "WORKSPACE_ORIGIN": "subdomain",
-                "WORKSPACE_ORIGIN_DOMAIN": "localhost",
+                "WORKSPACE_ORIGIN_DOMAIN": DOMAIN,
             },
+            frontend=f"https://{DOMAIN}:{{port}}",
         )
         yield apps
     finally:
@@ -177,6 +186,14 @@ def test_a_workspace_page_can_act_as_the_user_only_in_single_origin_mode(
         "the UI is not built: run `make ui`"
     )
     single, subdomain = host_apps["single"], host_apps["subdomain"]
+    # A workspace that could have no origin is refused before anything is created.
+    job = {"name": WS, "image": "codercom/code-server:4.139.1"}
+    status, refused = subdomain.json("POST", "/api/cluster/two--parts/jobs", job)
+    assert status == 400 and refused["field"] == "clusterId", refused
+    status, refused = subdomain.json(
+        "POST", f"/api/cluster/{'c' * 20}/jobs", {**job, "name": "n" * 50}
+    )
+    assert status == 400 and refused["field"] == "name", refused
     status, created = single.json(
         "POST", "/api/jobs", {"name": WS, "image": "codercom/code-server:4.139.1"}
     )
@@ -186,7 +203,8 @@ def test_a_workspace_page_can_act_as_the_user_only_in_single_origin_mode(
     try:
         _wait_running(single, deadline)
         detail = _wait_running(subdomain, deadline)
-        ws_origin = f"https://{WS}--default.localhost:{subdomain.port}"
+        ws_origin = f"https://{WS}--default.{DOMAIN}:{subdomain.port}"
+        ui = f"https://{DOMAIN}:{subdomain.port}"
         assert detail["proxyUrl"] == ws_origin + "/"
         assert detail["url"] == ws_origin + "/"
         status, secret = single.json("GET", f"/api/servers/{WS}/password")
@@ -201,7 +219,7 @@ def test_a_workspace_page_can_act_as_the_user_only_in_single_origin_mode(
             },
             {
                 "mode": "subdomain",
-                "ui": f"{subdomain.url}/#/c/default/servers/{WS}/ide",
+                "ui": f"{ui}/#/c/default/servers/{WS}/ide",
                 "frame": ws_origin + "/",
             },
         ]
@@ -246,7 +264,7 @@ def test_a_workspace_page_can_act_as_the_user_only_in_single_origin_mode(
     assert own["iframeSrc"] == ws_origin + "/"
     miss = own["attack"]
     assert miss["origin"] == ws_origin
-    assert miss["host"] == subdomain.url
+    assert miss["host"] == ui
     for name in ("servers", "password"):
         assert "error" in miss[name] and "Failed to fetch" in miss[name]["error"], miss[name]
         assert password not in json.dumps(miss[name])

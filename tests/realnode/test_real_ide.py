@@ -75,12 +75,14 @@ def run_flow(
     diagnose: Callable[[], str] | None = None,
     ws_url: str | None = None,
     shots: str | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Run one browser flow, answering its checkpoints with ``handlers``; returns its report.
 
     ``diagnose`` adds what the workspace itself said (its log) to a failure's message.
     ``ws_url`` is the workspace's public URL when it is not ``/proxy/server/<id>/`` on the
-    Host App's origin (subdomain mode); ``shots`` the screenshots' name prefix."""
+    Host App's origin (subdomain mode); ``shots`` the screenshots' name prefix;
+    ``base_url`` the URL the UI is opened at (default ``app.url``)."""
     node = shutil.which("node")
     _need(node is not None, "node is not installed (the machine's Node.js 20 is needed)")
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -97,7 +99,7 @@ def run_flow(
     result = tmp / f"result-{flow}.json"
     env = {
         **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-        "GUILDNET_URL": app.url,
+        "GUILDNET_URL": base_url or app.url,
         "GUILDNET_FLOW": flow,
         "GUILDNET_WORKSPACE": workspace,
         "GUILDNET_CHROMIUM": str(CHROMIUM),
@@ -257,7 +259,12 @@ class Ide:
         """The workspace's URL in subdomain mode (None: the default path URL)."""
         if self.mode == "single":
             return None
-        return f"https://{name}--default.localhost:{self.app.port}/"
+        return f"https://{name}--default.ws.localhost:{self.app.port}/"
+
+    @property
+    def base_url(self) -> str:
+        """Where the UI is opened: in subdomain mode the domain itself (same site)."""
+        return self.app.url if self.mode == "single" else f"https://ws.localhost:{self.app.port}"
 
     def shots(self, flow: str) -> str:
         return f"real-{flow}" if self.mode == "single" else f"real-{flow}-subdomain"
@@ -266,7 +273,7 @@ class Ide:
 @pytest.fixture(params=["single", "subdomain"])
 def ide(request: pytest.FixtureRequest) -> Ide:
     """Each flow in both isolation modes: under ``/proxy/server/<id>/`` of the Host App's
-    origin, and at the root of the workspace's own origin (``<id>--default.localhost``)."""
+    origin, and at the root of the workspace's own origin (``<id>--default.ws.localhost``)."""
     if request.param == "single":
         app = request.getfixturevalue("ide_app")
         namespace = request.getfixturevalue("ide_namespace")
@@ -326,6 +333,7 @@ def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path
         {"running": running, "saved": saved, "deleted": deleted},
         ws_url=ide.url(name),
         shots=ide.shots("code-server"),
+        base_url=ide.base_url,
     )
     print(json.dumps(report["steps"], indent=1))
 
@@ -351,6 +359,7 @@ def test_jupyterlab_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path)
             lambda: _pod_logs(core, name),
             ws_url=ide.url(name),
             shots=ide.shots("jupyter"),
+            base_url=ide.base_url,
         )
         print(json.dumps(report["steps"], indent=1))
     finally:
