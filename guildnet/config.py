@@ -306,7 +306,7 @@ KNOBS: tuple[Knob, ...] = (
          "each at the root of its own origin https://<id>--<cluster>.<WORKSPACE_ORIGIN_DOMAIN>.",
          parse_workspace_origin, "single"),
     Knob("WORKSPACE_ORIGIN_DOMAIN", "workspace-origin-domain",
-         "The domain under which subdomain mode serves workspace origins (e.g. localhost, "
+         "The domain under which subdomain mode serves workspace origins (e.g. ws.localhost, "
          "ws.example.com: needs wildcard DNS and a wildcard certificate).", parse_dns_name,
          None),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
@@ -454,7 +454,8 @@ def _check_workspace_origin(mode: str, domain: str | None, frontend_origin: str)
         return
     if not domain:
         raise ConfigError(
-            "WORKSPACE_ORIGIN_DOMAIN", "required when WORKSPACE_ORIGIN=subdomain (e.g. localhost)"
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "required when WORKSPACE_ORIGIN=subdomain (e.g. ws.localhost)",
         )
     if _is_ip(domain) or domain.replace(".", "").isdigit():
         raise ConfigError("WORKSPACE_ORIGIN_DOMAIN", f"{domain!r} is an address, not a DNS name")
