@@ -559,7 +559,8 @@ class ProxyExchange:
         server, cluster_id = path.server, path.cluster_id
         if path.kind == "to":
             assert path.target_host is not None and path.target_port is not None
-            server, cluster_id = self.engine.owner(path.target_host, path.target_port), "default"
+            server = self.engine.owner(path.target_host, path.target_port)
+            cluster_id = DEFAULT_CLUSTER
         if server is None:
             self.local_error(
                 ProxyFailure(
