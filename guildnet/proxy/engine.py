@@ -54,6 +54,7 @@ from guildnet.proxy.netutil import (
     write_through,
 )
 from guildnet.proxy.origins import WorkspaceOrigins, label_refusal, workspace_refusal
+from guildnet.proxy.pages import PAGE_CSP, own_origin_csp, wants_html
 from guildnet.proxy.paths import (
     DEFAULT_CLUSTER,
     ProxyPath,
@@ -90,12 +91,21 @@ _ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 class ProxyFailure(Exception):
     """A proxied request cannot be served; becomes a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        html: bytes | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        #: A page for browsers (``pages``), sent instead of the JSON when Accept asks HTML.
+        self.html = html
 
 
 @attrs.frozen
@@ -1021,6 +1031,20 @@ class ProxyExchange:
         self.engine.stats["errors"] += 1
         request = self.request
         request.responseHeaders = Headers()
+        if failure.html is not None and wants_html(request.getHeader(b"accept")):
+            request.setResponseCode(failure.status)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            csp = (
+                own_origin_csp(H.frame_ancestors(self._host_origin()))
+                if self.own_origin
+                else PAGE_CSP
+            )
+            request.setHeader(b"content-security-policy", csp.encode())
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            request.setHeader(b"x-guildnet-error", failure.code.encode())
+            self._local_body(failure.html)
+            return
         body = error_body(request, failure.status, failure.code, failure.message, failure.field)
         if self.target is not None:
             request.setHeader(b"x-guildnet-route", self.target.route.encode())

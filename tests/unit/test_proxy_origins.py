@@ -19,6 +19,7 @@ from guildnet.proxy.origins import (
     workspace_label,
     workspace_refusal,
 )
+from guildnet.proxy.pages import PAGE_CSP, own_origin_csp, stopped_elsewhere_page
 
 HOST = "https://127.0.0.1:8090"
 SUB = WorkspaceOrigins("subdomain", "localhost", HOST)
@@ -262,3 +263,16 @@ def test_own_origin_response_headers(cookie: str) -> None:
     assert "x-frame-options" not in got
     assert "clear-site-data" not in got  # "cookies" clears the whole site's, Host App's too
     assert "domain=" not in got["set-cookie"].lower()
+
+
+def test_pages_on_a_workspace_origin() -> None:
+    """The proxy's own pages there: framable by the Host App, and no cross-origin form."""
+    page = stopped_elsewhere_page(
+        "ide", "https://ws.localhost:8090/#/c/default/servers/ide", "idle"
+    )
+    text = page.decode()
+    assert "<form" not in text
+    assert 'href="https://ws.localhost:8090/#/c/default/servers/ide" target="_top"' in text
+    csp = own_origin_csp(H.frame_ancestors(HOST))
+    assert f"frame-ancestors 'self' {HOST}" in csp
+    assert csp.replace(f"frame-ancestors 'self' {HOST}", "frame-ancestors 'self'") == PAGE_CSP
