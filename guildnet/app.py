@@ -41,7 +41,7 @@ from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
-from guildnet.tls import find_certificate, server_context_factory
+from guildnet.tls import find_certificate, server_context_factory, wildcard_names
 from guildnet.workspaces.service import attach
 
 log = Logger()
@@ -101,11 +101,16 @@ class HostApp(MultiService):
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),
-            HttpPolicy(settings.frontend_origin),
+            HttpPolicy.from_settings(settings),
             interceptor=self.proxy,
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cert = find_certificate(cwd or Path(os.getcwd()), settings.certs_dir)
+        wildcard = wildcard_names(
+            settings.workspace_origin_domain if settings.workspace_origin == "subdomain" else None
+        )
+        self.cert = find_certificate(
+            cwd or Path(os.getcwd()), settings.certs_dir, extra_names=wildcard
+        )
         # TCP plus the lean TLS wrapper: what SSL4ServerEndpoint does, with cheaper
         # record handling (see guildnet.http.tlstransport).
         endpoint = TCP4ServerEndpoint(reactor, settings.listen.port, interface=settings.listen.host)

@@ -271,6 +271,13 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_workspace_origin(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ("single", "subdomain"):
+        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
+    return word
+
+
 def parse_policy_file(value: str) -> Policy:
     """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
     return load_policy(parse_file(value))
@@ -347,6 +354,14 @@ KNOBS: tuple[Knob, ...] = (
          "3"),
     Knob("RETHINKDB_PING_INTERVAL", "rethinkdb-ping-interval",
          "Seconds between RethinkDB health pings.", parse_seconds, "5"),
+    Knob("WORKSPACE_ORIGIN", "workspace-origin",
+         "single: workspaces under the Host App's origin (/proxy/server/<id>/); subdomain: "
+         "each at the root of its own origin https://<id>--<cluster>.<WORKSPACE_ORIGIN_DOMAIN>.",
+         parse_workspace_origin, "single"),
+    Knob("WORKSPACE_ORIGIN_DOMAIN", "workspace-origin-domain",
+         "The domain under which subdomain mode serves workspace origins (e.g. ws.localhost, "
+         "ws.example.com: needs wildcard DNS and a wildcard certificate).", parse_dns_name,
+         None),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
@@ -404,6 +419,8 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    workspace_origin: str = "single"
+    workspace_origin_domain: str | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -457,6 +474,9 @@ def load_settings(
             raise ConfigError(knob.env, str(e)) from None
     if values["FRONTEND_ORIGIN"] is None:
         values["FRONTEND_ORIGIN"] = origin_of(values["LISTEN_LOCAL"])
+    _check_workspace_origin(
+        values["WORKSPACE_ORIGIN"], values["WORKSPACE_ORIGIN_DOMAIN"], values["FRONTEND_ORIGIN"]
+    )
     return Settings(
         listen=values["LISTEN_LOCAL"],
         frontend_origin=values["FRONTEND_ORIGIN"],
@@ -488,6 +508,8 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        workspace_origin=values["WORKSPACE_ORIGIN"],
+        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
@@ -495,3 +517,24 @@ def load_settings(
         local_role=values["LOCAL_ROLE"],
         policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
     )
+
+
+def _check_workspace_origin(mode: str, domain: str | None, frontend_origin: str) -> None:
+    """Subdomain mode needs a domain that is a name (not an address) and does not hold
+    the Host App's own host (which would then be served as a workspace)."""
+    if mode != "subdomain":
+        return
+    if not domain:
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "required when WORKSPACE_ORIGIN=subdomain (e.g. ws.localhost)",
+        )
+    if _is_ip(domain) or domain.replace(".", "").isdigit():
+        raise ConfigError("WORKSPACE_ORIGIN_DOMAIN", f"{domain!r} is an address, not a DNS name")
+    host = (urlsplit(frontend_origin).hostname or "").rstrip(".")
+    if host.endswith("." + domain):
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            f"the Host App's own host {host!r} (FRONTEND_ORIGIN) is under {domain!r}: it "
+            "would be served as a workspace origin",
+        )

@@ -62,7 +62,8 @@ export interface ServerSummary {
   phase: Phase;
   ready: boolean;
   readyReplicas: number;
-  url: string;
+  /** The workspace's URL: a path on this origin, or (subdomain mode) its own origin; null when it has none. */
+  url: string | null;
   created: string | null;
   message: string;
   managed: boolean;
@@ -130,7 +131,7 @@ export interface ServerDetail extends ServerSummary {
   status: Record<string, unknown>;
   conditions: Condition[];
   ports: PortSpec[];
-  proxyUrl: string;
+  proxyUrl: string | null;
   serviceDNS: string | null;
   hasPassword: boolean;
   pods: PodView[];
