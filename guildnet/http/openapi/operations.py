@@ -69,6 +69,33 @@ _UI = Resp(
     {HTML: {"type": "string"}, "*/*": {"type": "string", "format": "binary"}},
 )
 
+
+def _lifecycle(summary: str) -> Op:
+    """stop, start and restart: idempotent, JSON or (from the proxy's page) a form post."""
+    return Op(
+        summary,
+        "workspaces",
+        {
+            200: json_resp(ref("ServerSummary"), "Done (or already so)."),
+            303: Resp(
+                "A form post (the proxy's stopped page): back to the workspace.",
+                headers={"Location": "The workspace's URL."},
+            ),
+        },
+        "Idempotent. No body, an empty JSON body, or an HTML form post (which must come from "
+        "this origin; other sites' requests are refused with 403).",
+        body=Body(
+            {
+                JSON: {"type": "object", "maxProperties": 0},
+                "application/x-www-form-urlencoded": {"type": "object"},
+            },
+            "Nothing needed.",
+            required=False,
+        ),
+        errors=(*_BODY_ERRORS, 403, *_WS_WRITE_ERRORS),
+    )
+
+
 _NOT_MODIFIED = Resp("The ETag in If-None-Match still matches.")
 _NOT_BUILT = Resp(
     "The UI is not built (`make ui`): an HTML page saying so.", {HTML: {"type": "string"}}
@@ -193,8 +220,33 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
     ("DELETE", "/api/servers/{server_id}"): Op(
         "Delete a workspace",
         "workspaces",
-        {200: json_resp(ref("Deleted"), "Deleted (its pods terminate asynchronously).")},
+        {200: json_resp(ref("ServerDeletedResult"), "Deleted (pods terminate asynchronously).")},
+        query=(
+            Param(
+                "keep_volume",
+                "true: keep the home volume (a new workspace of the same name adopts it).",
+                {"type": "string", "enum": ["true", "false"]},
+            ),
+        ),
         errors=_WS_WRITE_ERRORS,
+    ),
+    ("PATCH", "/api/servers/{server_id}"): Op(
+        "Change a workspace's image, env, args, command, resources, ports, labels or proxy",
+        "workspaces",
+        {200: json_resp(ref("ServerSummary"), "Changed; the operator rolls the pod.")},
+        "409 when the workspace changed meanwhile (read it again). A request from another "
+        "site (an Origin that is neither this origin nor FRONTEND_ORIGIN) is refused (403).",
+        body=json_body(ref("ServerChange")),
+        errors=(*_BODY_ERRORS, 403, 409, *_WS_WRITE_ERRORS),
+    ),
+    ("POST", "/api/servers/{server_id}/stop"): _lifecycle(
+        "Stop a workspace: scale to zero, keep volume, Secret and Service (phase Stopped)"
+    ),
+    ("POST", "/api/servers/{server_id}/start"): _lifecycle(
+        "Start a stopped workspace again (same volume and password)"
+    ),
+    ("POST", "/api/servers/{server_id}/restart"): _lifecycle(
+        "Restart a workspace: a new pod, same volume and password (like rollout restart)"
     ),
     ("GET", "/api/servers/{server_id}/password"): Op(
         "A workspace's generated password",

@@ -99,6 +99,31 @@ def workspace_spec() -> Schema:
     return out
 
 
+@cache
+def workspace_phases() -> tuple[str, ...]:
+    """The CRD's ``status.phase`` values (what the operator may write)."""
+    from guildnet.workspaces.crd import crd_manifest
+
+    version = crd_manifest()["spec"]["versions"][0]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return tuple(status["properties"]["phase"]["enum"])
+
+
+def _server_change() -> Schema:
+    """``PATCH /api/servers/{id}``: the changeable spec fields; null removes one."""
+    from guildnet.workspaces.lifecycle import CHANGEABLE
+
+    props = workspace_spec()["properties"]
+    return {
+        "type": "object",
+        "description": "Each member given replaces that spec field (null removes it); the "
+        "operator rolls the pod, the home volume kept. storage, stopped and name cannot "
+        "change here (400 naming the field).",
+        "properties": {k: {"anyOf": [props[k], {"type": "null"}]} for k in sorted(CHANGEABLE)},
+        "additionalProperties": False,
+    }
+
+
 def _job_request() -> Schema:
     spec = workspace_spec()
     return {
@@ -176,10 +201,7 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "id": STR,
     "name": STR,
     "image": nullable(STR),
-    "phase": {
-        "type": "string",
-        "enum": ["Pending", "Starting", "Running", "Failed", "Terminating"],
-    },
+    "phase": {"type": "string", "enum": list(workspace_phases())},
     "ready": BOOL,
     "readyReplicas": INT,
     "url": {**STR, "description": "The workspace's canonical proxy URL (a path)."},
@@ -444,6 +466,16 @@ def components() -> dict[str, Schema]:
             description="Everything a server page shows; never the password.",
         ),
         "Password": obj({"password": STR}),
+        "ServerChange": _server_change(),
+        "ServerDeletedResult": obj(
+            {
+                "deleted": STR,
+                "keptVolume": nullable(
+                    {**STR, "description": "The kept home volume's claim (keep_volume=true)."}
+                ),
+            },
+            ["deleted"],
+        ),
         "StopAll": obj(
             {"deleted": arr(STR), "failed": arr(obj({"id": STR, "error": STR}))}, ["deleted"]
         ),
@@ -476,6 +508,7 @@ def components() -> dict[str, Schema]:
                 "command": arr(STR),
                 "passwordEnv": nullable(STR),
                 "pathMode": {"type": "string", "enum": ["strip", "preserve"]},
+                "homePath": {**STR, "description": "The home volume's default mount path."},
             }
         ),
         # -- RethinkDB ----------------------------------------------------------------------
