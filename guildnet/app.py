@@ -24,6 +24,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
+from guildnet.auth.policy_watch import PolicyWatcher
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
@@ -36,6 +37,7 @@ from guildnet.metrics.exposition import Exposition
 from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
@@ -93,6 +95,9 @@ class HostApp(MultiService):
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
         self.proxy.owner = routes.owner
+        self.proxy.gate = ProxyAccess(self.api.access, routes)
+        if settings.policy.source is not None:
+            PolicyWatcher(self.api.access, settings.policy.source, reactor).setServiceParent(self)
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),

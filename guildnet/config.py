@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from guildnet.auth.identity import Role
+from guildnet.auth.roles import EMPTY_POLICY, Policy, load_policy, parse_role
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -268,6 +271,11 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_policy_file(value: str) -> Policy:
+    """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
+    return load_policy(parse_file(value))
+
+
 @attrs.frozen
 class Knob:
     """One configuration knob: its variable, twistd option, parser and help."""
@@ -350,6 +358,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("LOCAL_ROLE", "local-role",
+         "Role of every caller on the loopback listener: admin, user or none.", parse_role,
+         "admin"),
+    Knob("GUILDNET_POLICY", "policy",
+         "YAML/JSON file mapping tailnet logins and tags to roles (when grants give none).",
+         parse_policy_file, None),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -395,6 +409,8 @@ class Settings:
     #: Default spec.resources per image kind ({} when the knob says none).
     workspace_ide_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    local_role: Role = Role.ADMIN
+    policy: Policy = EMPTY_POLICY
 
     @property
     def certs_dir(self) -> Path:
@@ -476,4 +492,6 @@ def load_settings(
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
         workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
+        local_role=values["LOCAL_ROLE"],
+        policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
     )

@@ -96,6 +96,7 @@ class ProxyFailure(Exception):
         message: str,
         field: str | None = None,
         html: bytes | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -104,6 +105,7 @@ class ProxyFailure(Exception):
         self.field = field
         #: A page for browsers (``pages``), sent instead of the JSON when Accept asks HTML.
         self.html = html
+        self.extra = extra  # more members of the error body (authorization's reason)
 
 
 @attrs.frozen
@@ -170,6 +172,16 @@ class ProxyConfig:
         )
 
 
+class ProxyGate(Protocol):
+    """Authorization of proxied requests (``proxy.access``), asked before any dial."""
+
+    def check(self, request: Any, path: ProxyPath) -> Deferred[None] | None:
+        """Raise ProxyFailure to refuse; None to go on, or a Deferred to wait for."""
+
+    def user_header(self, request: Any) -> bytes | None:
+        """The ``X-GuildNet-User`` value for the upstream request, if any."""
+
+
 class ProxyEngine:
     """Owns the upstream pool, live exchanges and splices, and the sweeper."""
 
@@ -190,6 +202,8 @@ class ProxyEngine:
         #: The default-cluster workspace whose HTTP port a ``host:port`` is, if any:
         #: ``/proxy/{host:port}/`` to it redirects to the workspace's canonical URL.
         self.owner = owner or (lambda host, port: None)
+        #: Who may use which proxy path; None only in tests of the engine itself.
+        self.gate: ProxyGate | None = None
         self.pool = pool or UpstreamPool(reactor, idle_timeout=config.pool_idle_timeout)
         self.exchanges: set[ProxyExchange] = set()
         self.splices: set[Splice] = set()
@@ -475,6 +489,29 @@ class ProxyExchange:
     def begin(self) -> None:
         path = self.path
         assert path is not None
+        gate = self.engine.gate
+        if gate is not None:
+            try:
+                waiting = gate.check(self.request, path)
+            except ProxyFailure as e:
+                self.local_error(e)
+                return
+            except Exception:
+                log.failure("proxy authorization failed")
+                self.local_error(ProxyFailure(500, "internal_error", "authorization failed"))
+                return
+            if waiting is not None:
+                self._waiting = waiting
+                waiting.addCallbacks(self._allowed, self._resolve_failed)
+                return
+        self._allowed(None)
+
+    def _allowed(self, _: object) -> None:
+        self._waiting = None
+        if self.client_gone:
+            return
+        path = self.path
+        assert path is not None
         if path.redirect_to is not None:
             self.local_redirect(path.redirect_to)
             return
@@ -619,6 +656,7 @@ class ProxyExchange:
             host=host,
             prefix=path.prefix,
             upgrade=self.upgrade,
+            user=self.engine.gate.user_header(request) if self.engine.gate is not None else None,
         )
         if self.length is None:
             forwarded.append((b"Transfer-Encoding", b"chunked"))
@@ -925,7 +963,9 @@ class ProxyExchange:
             request.setHeader(b"x-guildnet-error", failure.code.encode())
             self._local_body(failure.html)
             return
-        body = error_body(request, failure.status, failure.code, failure.message, failure.field)
+        body = error_body(
+            request, failure.status, failure.code, failure.message, failure.field, failure.extra
+        )
         if self.target is not None:
             request.setHeader(b"x-guildnet-route", self.target.route.encode())
         self._local_body(body)

@@ -423,6 +423,19 @@ class ClusterRoutes:
             return f"/api/servers/{quoted}/start"
         return f"/api/cluster/{quote(self.cluster_id, safe='')}/servers/{quoted}/start"
 
+    def workspace_now(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(caches synced, the Workspace or None) without waiting."""
+        informer = self.workspaces.informers.get("Workspace")
+        if informer is None or not getattr(informer, "synced", False):
+            return False, None
+        return True, self.workspaces.workspace(name)
+
+    async def workspace(self, name: str) -> dict[str, Any] | None:
+        """The Workspace from complete caches (waits for the first sync, bounded)."""
+        await self._synced()
+        ws: dict[str, Any] | None = self.workspaces.workspace(name)
+        return ws
+
     async def _synced(self) -> None:
         ws = self.workspaces
         if "Pod" not in ws.informers and ws.crd_ready is not None:

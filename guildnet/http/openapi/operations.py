@@ -151,6 +151,11 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
         ),
         errors=(503,),
     ),
+    ("GET", "/api/whoami"): Op(
+        "Who the Host App thinks the caller is, and their role",
+        "access",
+        {200: json_resp(ref("WhoAmI"), "The caller (role none: identified, no access).")},
+    ),
     ("GET", "/api/ui-config"): Op(
         "What the UI needs to start",
         "ui",

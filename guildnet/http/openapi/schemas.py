@@ -157,7 +157,13 @@ ERROR: Final = obj(
             "description": "The request field at fault (body member, query "
             "parameter or path part), when one is.",
         },
-        "reason": {**STR, "description": "A classified cause (RethinkDB errors)."},
+        "reason": {
+            **STR,
+            "description": "A classified cause: RethinkDB errors; for 403 forbidden "
+            "unidentified, role, owner or cross_origin.",
+        },
+        "role": {**STR, "description": "403 forbidden: the caller's role."},
+        "required": {**STR, "description": "403 forbidden: the role the route needs."},
     },
     ["error", "message", "request_id"],
     closed=False,
@@ -208,6 +214,7 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
+    "owner": nullable({**STR, "description": "The login that created it (None: unrecorded)."}),
 }
 
 CONDITION: Final = obj(
@@ -373,6 +380,16 @@ def components() -> dict[str, Schema]:
     return {
         "Error": ERROR,
         "Healthz": obj({"status": {"const": "ok"}, "version": STR}),
+        "WhoAmI": obj(
+            {
+                "login": STR,
+                "displayName": STR,
+                "node": STR,
+                "tags": arr(STR),
+                "source": {"type": "string", "enum": ["local", "tailnet"]},
+                "role": {"type": "string", "enum": ["none", "user", "admin"]},
+            }
+        ),
         "Ready": obj(
             {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -509,6 +526,19 @@ def components() -> dict[str, Schema]:
                 "passwordEnv": nullable(STR),
                 "pathMode": {"type": "string", "enum": ["strip", "preserve"]},
                 "homePath": {**STR, "description": "The home volume's default mount path."},
+                "resources": {
+                    **workspace_spec()["properties"]["resources"],
+                    "description": "WORKSPACE_IDE_RESOURCES (code-server, Jupyter) or "
+                    "WORKSPACE_APP_RESOURCES.",
+                },
+                "storage": obj(
+                    {
+                        "size": nullable(STR),
+                        "storageClassName": nullable(STR),
+                        "mountPath": STR,
+                    },
+                    description="The home volume a launch gets by default.",
+                ),
             }
         ),
         # -- RethinkDB ----------------------------------------------------------------------
