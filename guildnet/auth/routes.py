@@ -71,6 +71,10 @@ REQUIRED: Final[dict[tuple[str, str], Level]] = {
     **_both("GET", "servers/{server_id}/password", OWN),
     **_both("GET", "servers/{server_id}/logs", OWN),
     **_both("GET", "logs", OWN, head="sse"),
+    **_both("PATCH", "servers/{server_id}", OWN),
+    **_both("POST", "servers/{server_id}/stop", OWN),
+    **_both("POST", "servers/{server_id}/start", OWN),
+    **_both("POST", "servers/{server_id}/restart", OWN),
     **_both("POST", "admin/stop-all", ADM),
     # the cluster's RethinkDB: a shared team database; schema drops are the admin's
     **_both("GET", "db", U),
