@@ -151,6 +151,11 @@ class GateTests(ServingTestCase):
             self.assertIn(r.code, (200, 503), path)
         r = await self.as_(STRANGER, "GET", "/metrics")
         self.assert_forbidden(r, "role", "user")
+        # /readyz: the status for anyone, the details for people with a role.
+        for who, detailed in ((None, False), (STRANGER, False), (ALICE, True), (ADMIN, True)):
+            r = await self.as_(who, "GET", "/readyz")
+            self.assertEqual(r.json()["status"], "unavailable")  # no cluster here
+            self.assertEqual("checks" in r.json(), detailed, who)
 
     async def test_role_none_is_denied_everything_but_whoami(self) -> None:
         for method, path, required in [
