@@ -132,6 +132,8 @@ def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
         "created": created_of(ws),
         "message": status.get("message") or "",
         "managed": is_managed(ws),
+        # The wish (spec), ahead of the phase while the operator catches up.
+        "stopped": _spec(ws).get("stopped") is True,
     }
 
 

@@ -138,6 +138,7 @@ def test_summary_and_list_order() -> None:
         "created": "2026-01-01T00:00:00Z",
         "message": "ok",
         "managed": True,
+        "stopped": False,
     }
     deleting = ws("c", status={"phase": "Running"})
     deleting["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z"
