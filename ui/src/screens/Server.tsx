@@ -232,8 +232,9 @@ function Overview({
   const steps = progressSteps(conditions, phase);
   const failed = steps.find((s) => s.state === "failed");
   const message = live?.message || detail?.message || "";
-  const origin = window.location.origin;
   const stopped = phase === "Stopped" ? stoppedInfo(conditions) : null;
+  // In subdomain mode (WORKSPACE_ORIGIN=subdomain) the URL is already absolute: the workspace's own origin.
+  const fullUrl = /^https?:\/\//.test(ideUrl) ? ideUrl : window.location.origin + ideUrl;
   return (
     <>
       {phase === "Stopped" ? (
@@ -298,7 +299,7 @@ function Overview({
             <dd>{live?.readyReplicas ?? detail?.readyReplicas ?? 0}</dd>
             <dt>Proxy URL</dt>
             <dd className="mono small">
-              <span className="break">{origin + ideUrl}</span> <CopyButton text={origin + ideUrl} />
+              <span className="break">{fullUrl}</span> <CopyButton text={fullUrl} />
             </dd>
             {detail?.serviceDNS ? (
               <>

@@ -119,7 +119,7 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                       <td className="actions">
                         <LifecycleButtons cluster={cluster} id={s.id} phase={s.phase} stopped={s.stopped} small withRestart={false} />{" "}
                         {s.ready ? (
-                          <a className="btn btn-small" href={s.url} target="_blank" rel="noopener">
+                          <a className="btn btn-small" href={s.url ?? undefined} target="_blank" rel="noopener">
                             Open ↗
                           </a>
                         ) : (
