@@ -29,6 +29,7 @@ from guildnet.cluster.registry import (
 from guildnet.config import Settings
 from guildnet.http.access import AccessRoutes
 from guildnet.http.db import DBFeedRoutes, DBRoutes
+from guildnet.http.docs_routes import DocsRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.health import gather
 from guildnet.http.jsonio import read_json_object, string_field
@@ -41,7 +42,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes):
+class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, DocsRoutes):
     app = router
 
     def __init__(
