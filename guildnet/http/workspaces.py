@@ -177,6 +177,12 @@ def _server_id(value: str, field: str = "id") -> str:
         raise bad_field(field, e.message) from None
 
 
+def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
+    """The cluster's idle culler's view of a workspace (``idle`` in its JSON), if any."""
+    culler = getattr(svc, "culler", None)
+    return None if culler is None else culler.view  # type: ignore[no-any-return]
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
 
@@ -307,7 +313,9 @@ class WorkspaceRoutes:
     @cluster_route("/api/servers", ["GET"])
     async def list_servers(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         _, svc = await self._workspaces(cluster_id)
-        return write_json(request, 200, views.server_list(svc.workspaces(), cluster_id))
+        return write_json(
+            request, 200, views.server_list(svc.workspaces(), cluster_id, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
     async def get_server(
@@ -323,7 +331,9 @@ class WorkspaceRoutes:
         events = views.events_of(events_inf.items(), server_id, pod_map, names)
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
-        detail = views.server_detail(ws, cluster_id, svc.namespace, pods, events, has_password)
+        detail = views.server_detail(
+            ws, cluster_id, svc.namespace, pods, events, has_password, _idle_of(svc)
+        )
         return write_json(request, 200, detail)
 
     @cluster_route("/api/servers/<server_id>/password", ["GET"])
@@ -467,10 +477,11 @@ class WorkspaceRoutes:
         ws_inf = svc.informers["Workspace"]
         pod_inf = svc.informers["Pod"]
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
+        idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id)
-            old_state = None if old is None else views.server_state(old, cluster_id)
+            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id, idle)
+            old_state = None if old is None else views.server_state(old, cluster_id, idle)
             change = views.server_change(type_, new_state, old_state)
             if change == "deleted":
                 stream.send_json({"id": views.name_of(obj)}, event="deleted")
@@ -495,7 +506,10 @@ class WorkspaceRoutes:
 
         stream.start()
         stream.send_json(
-            {"cluster": cluster_id, "servers": views.server_list(svc.workspaces(), cluster_id)},
+            {
+                "cluster": cluster_id,
+                "servers": views.server_list(svc.workspaces(), cluster_id, idle),
+            },
             event="snapshot",
         )
         stream.on_close(ws_inf.subscribe(on_workspace))

@@ -70,10 +70,14 @@ RESERVED_LABEL_KEYS: Final = (LABEL_MANAGED_BY, LABEL_NAME)
 EXPOSURE_TYPES: Final = ("ClusterIP", "LoadBalancer", "Ingress")
 PATH_MODES: Final = ("strip", "preserve")
 HOST_MAX_LEN: Final = 253
+IDLE_TIMEOUT_MAX: Final = 30 * 86400  # seconds; ``workspaces.idle.MAX_IDLE_TIMEOUT``
 
 _SPEC_KEYS: Final = frozenset(
     {"image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy"}
 )
+
+#: Idle culling (``workspaces.idle``): ``idleTimeoutSeconds`` overrides WORKSPACE_IDLE_TIMEOUT.
+_IDLE_KEYS: Final = frozenset({"idleTimeoutSeconds"})
 
 
 class SpecError(ValueError):
@@ -190,6 +194,8 @@ class WorkspaceSpec:
     labels: tuple[tuple[str, str], ...] = ()
     exposure: Exposure | None = None
     proxy: ProxySettings | None = None
+    #: Seconds without use before the idle culler stops it (0: never; None: the knob).
+    idle_timeout_seconds: int | None = None
 
     @property
     def labels_dict(self) -> dict[str, str]:
@@ -221,6 +227,8 @@ class WorkspaceSpec:
             out["exposure"] = self.exposure.to_dict()
         if self.proxy is not None:
             out["proxy"] = self.proxy.to_dict()
+        if self.idle_timeout_seconds is not None:
+            out["idleTimeoutSeconds"] = self.idle_timeout_seconds
         return out
 
 
@@ -499,7 +507,7 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
     Raises SpecError naming the first bad field. Unknown fields are errors: the API server
     would prune them silently, and a setting that vanishes is worse than a 400.
     """
-    spec = _obj(data, "", _SPEC_KEYS)
+    spec = _obj(data, "", _SPEC_KEYS | _IDLE_KEYS)
     if "image" not in spec:
         raise SpecError("image", "is required")
     image = _str(spec["image"], "image", max_len=IMAGE_MAX_LEN, min_len=1)
@@ -515,6 +523,11 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
         labels=_parse_labels(spec["labels"]) if "labels" in spec else (),
         exposure=_parse_exposure(spec["exposure"]) if "exposure" in spec else None,
         proxy=_parse_proxy(spec["proxy"]) if "proxy" in spec else None,
+        idle_timeout_seconds=(
+            _int(spec["idleTimeoutSeconds"], "idleTimeoutSeconds", 0, IDLE_TIMEOUT_MAX)
+            if "idleTimeoutSeconds" in spec
+            else None
+        ),
     )
 
 

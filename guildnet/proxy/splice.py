@@ -20,6 +20,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from guildnet.proxy.activity import CONTROL_MAX, Activity, is_keepalive, monotonic
 from guildnet.proxy.netutil import set_keepalive, set_nodelay, write_through
 from guildnet.proxy.tlsdirect import take_over
 from guildnet.proxy.upstream import UpstreamConnection
@@ -63,6 +64,9 @@ class Splice:
 
     #: ``(cluster, route kind)`` of guildnet_proxy_websockets_open (set by the engine).
     metric_labels: tuple[str, str] = ("", "direct")
+    #: The workspace's activity record (set by the engine): each chunk either way that
+    #: is not a lone WebSocket ping/pong writes its time.
+    activity: Activity | None = None
 
     def __init__(
         self,
@@ -128,6 +132,9 @@ class Splice:
             return
         self.last_active = self.now()
         self.bytes_up += len(data)
+        activity = self.activity
+        if activity is not None and (len(data) > CONTROL_MAX or not is_keepalive(data)):
+            activity.mono = monotonic()
         self.upstream.write_body(data)
 
     def client_lost(self, reason: Failure) -> None:
@@ -153,6 +160,9 @@ class Splice:
             return
         self.last_active = self.now()
         self.bytes_down += len(data)
+        activity = self.activity
+        if activity is not None and (len(data) > CONTROL_MAX or not is_keepalive(data)):
+            activity.mono = monotonic()
         self._write_client(data)
 
     def raw_lost(self, reason: Failure) -> None:

@@ -8,7 +8,7 @@ own endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from guildnet.operator import constants as C
@@ -22,6 +22,8 @@ from guildnet.operator.spec import (
 )
 
 Obj = Mapping[str, Any]
+#: ``idle`` of a workspace's JSON (``culler.IdleCuller.view``): timeout, idle since, stops at.
+IdleOf = Callable[[Obj], dict[str, Any] | None]
 
 MAX_EVENTS: Final = 50
 JOB_EXTRA_KEYS: Final = frozenset({"name"})
@@ -117,8 +119,8 @@ def is_ready(ws: Obj) -> bool:
 # --- servers ------------------------------------------------------------------------------
 
 
-def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
-    """One ``GET /api/servers`` item."""
+def server_summary(ws: Obj, cluster_id: str, idle: IdleOf | None = None) -> dict[str, Any]:
+    """One ``GET /api/servers`` item; ``idle`` is null unless the workspace is running."""
     name = name_of(ws)
     status = _status(ws)
     return {
@@ -132,18 +134,21 @@ def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
         "created": created_of(ws),
         "message": status.get("message") or "",
         "managed": is_managed(ws),
+        "idle": idle(ws) if idle is not None else None,
     }
 
 
-def server_list(workspaces: Iterable[Obj], cluster_id: str) -> list[dict[str, Any]]:
+def server_list(
+    workspaces: Iterable[Obj], cluster_id: str, idle: IdleOf | None = None
+) -> list[dict[str, Any]]:
     """Oldest first, then by name: a stable order for UIs and tests."""
     items = sorted(workspaces, key=lambda w: (created_of(w) or "", name_of(w)))
-    return [server_summary(w, cluster_id) for w in items]
+    return [server_summary(w, cluster_id, idle) for w in items]
 
 
-def server_state(ws: Obj, cluster_id: str) -> dict[str, Any]:
+def server_state(ws: Obj, cluster_id: str, idle: IdleOf | None = None) -> dict[str, Any]:
     """What ``/sse/servers`` sends for a workspace: the summary plus its conditions."""
-    return {**server_summary(ws, cluster_id), "conditions": conditions_of(ws)}
+    return {**server_summary(ws, cluster_id, idle), "conditions": conditions_of(ws)}
 
 
 def workspace_ports(ws: Obj) -> list[dict[str, Any]]:
@@ -162,11 +167,12 @@ def server_detail(
     pods: Sequence[Obj],
     events: Sequence[Obj],
     has_password: bool,
+    idle: IdleOf | None = None,
 ) -> dict[str, Any]:
     """``GET /api/servers/{id}``: everything a server page shows, never the password."""
     status = _status(ws)
     return {
-        **server_summary(ws, cluster_id),
+        **server_summary(ws, cluster_id, idle),
         "namespace": _meta(ws).get("namespace") or namespace,
         "cluster": cluster_id,
         "labels": dict(_labels(ws)),
