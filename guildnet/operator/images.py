@@ -122,6 +122,9 @@ def image_defaults(image: str) -> ImageDefaults:
         port = LINUXSERVER_CODE_SERVER_PORT if _is_linuxserver(image) else CODE_SERVER_PORT
         ports: tuple[Port, ...] = (Port(port, "http"),)
         password_env: str | None = "PASSWORD"
+        # /healthz answers without a login and, unlike every other path, does not count
+        # as use (code-server's heartbeat): probes on / would keep it busy forever.
+        probe_path = "/healthz"
     elif kind == "jupyter":
         ports = (Port(JUPYTER_PORT, "http"),)
         password_env = "JUPYTER_TOKEN"

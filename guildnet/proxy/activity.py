@@ -3,44 +3,44 @@
 The idle culler needs "when did anyone last use this workspace through GuildNet". The
 proxy knows: every proxied request and every chunk of a WebSocket (or other upgraded
 connection) in either direction passes through it. Recording that must cost nothing on
-the IDE's hot path, so the record is an :class:`Activity` object (``__slots__``, one
-float) that the route resolver hands to the exchange with its target: a request or a
-chunk does ``activity.mono = monotonic()`` (an attribute store of a float; no dict
-lookup, no allocation, no timer). Readers (the culler, the API) convert it to wall time.
+the IDE's hot path, so the record is an :class:`Activity` object (``__slots__``) that the
+route resolver hands to the exchange with its target, and a request or a chunk does
+``activity.at = t``: an attribute store of the reactor time ``t`` the exchange or splice
+already read for its own idle timeout. No dict lookup, no allocation, no timer, no
+extra clock read (``time.monotonic()`` costs ~0.3 us on this machine's VM clock).
+
+The reactor clock is the wall clock, so the record is wall time, which is what the
+annotation and the API show. A wall-clock step would distort it; the culler detects one
+(its ticks compare wall and monotonic clocks) and then treats every workspace as active
+at that moment, so a step can delay a cull but never bring one forward.
 
 What counts: a request's head, each request-body and response-body piece, each
 WebSocket chunk. What does not: a chunk that is exactly one WebSocket ping or pong frame
-(protocol keepalives of an open but silent socket), checked only for chunks of at most
-131 bytes. Application-level keepalives are data: code-server's IDE sends a 13-byte
-"KeepAlive" message every 5 s while its tab is open, so an open code-server tab counts as
-in use, as an open JupyterLab tab does in JupyterHub (its polling).
+(protocol keepalives of an open but silent socket; only chunks whose first byte is a
+ping/pong opcode are looked at). Application-level keepalives are data: code-server's
+IDE sends a 13-byte "KeepAlive" message every 5 s while its tab is open, so an open
+code-server tab counts as in use, as an open JupyterLab tab does in JupyterHub.
 
-Cost (``python -m bench.activity`` on the 2-core development machine, CPython 3.11): a
-chunk's record is about 0.05 us for a large chunk and 0.15 us for a small one, against
-about 5-10 us that the splice spends per chunk on TLS and socket writes.
+Cost (``python -m bench.activity``, the real ``Splice`` hot path with no-op transports,
+2-core VM under load): see the figures in ``bench/activity.py``'s docstring.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Final
 
-#: The clock activity is recorded on: monotonic, so a wall-clock step never makes a
-#: workspace look idle (or busy) for longer than it was.
-monotonic = time.monotonic
-
-#: A single control frame is at most 2 + 4 (mask) + 125 bytes.
-CONTROL_MAX: Final = 131
-_PING_PONG: Final = (0x89, 0x8A)  # FIN + opcode 9 (ping) / 10 (pong)
+#: First bytes of a final ping (opcode 9) or pong (opcode 10) frame: only chunks that
+#: start with one of these are checked further.
+PING_PONG: Final = (0x89, 0x8A)
 
 
 def is_keepalive(data: bytes) -> bool:
     """Whether ``data`` is exactly one WebSocket ping or pong frame (either direction).
 
-    Callers check ``len(data) <= CONTROL_MAX`` first, so large chunks never get here.
+    Callers check ``data[0] in PING_PONG`` first, so data chunks rarely get here.
     """
-    if len(data) < 2 or data[0] not in _PING_PONG:
+    if len(data) < 2 or len(data) > 131 or data[0] not in PING_PONG:
         return False
     second = data[1]
     length = second & 0x7F
@@ -50,27 +50,18 @@ def is_keepalive(data: bytes) -> bool:
 
 
 class Activity:
-    """The last activity of one workspace, on the ``monotonic`` clock (0.0: none yet)."""
+    """The last activity of one workspace: reactor (wall) time, 0.0 before any."""
 
-    __slots__ = ("cluster", "mono", "name", "namespace")
+    __slots__ = ("at", "cluster", "name", "namespace")
 
     def __init__(self, cluster: str, namespace: str, name: str) -> None:
         self.cluster = cluster
         self.namespace = namespace
         self.name = name
-        self.mono = 0.0
-
-    def touch(self) -> None:
-        self.mono = monotonic()
-
-    def wall(self, now_wall: float, now_mono: float) -> float | None:
-        """The last activity as a wall-clock time (seconds since the epoch), or None."""
-        if not self.mono:
-            return None
-        return now_wall - (now_mono - self.mono)
+        self.at = 0.0
 
     def __repr__(self) -> str:
-        return f"Activity({self.cluster}/{self.namespace}/{self.name}, mono={self.mono:.1f})"
+        return f"Activity({self.cluster}/{self.namespace}/{self.name}, at={self.at:.1f})"
 
 
 class ActivityBook:
@@ -96,9 +87,9 @@ class ActivityBook:
     def last_wall(self, cluster: str, namespace: str, name: str) -> float | None:
         """The workspace's last proxied activity as a wall-clock time, or None."""
         found = self._entries.get((cluster, namespace, name))
-        if found is None:
+        if found is None or not found.at:
             return None
-        return found.wall(time.time(), monotonic())
+        return found.at
 
     def forget(self, cluster: str, namespace: str, name: str) -> None:
         self._entries.pop((cluster, namespace, name), None)

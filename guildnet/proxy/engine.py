@@ -46,7 +46,7 @@ from guildnet.http.site import accept_request_id, new_request_id
 from guildnet.metrics import http as http_metrics
 from guildnet.metrics import proxy as proxy_metrics
 from guildnet.proxy import headers as H
-from guildnet.proxy.activity import Activity, monotonic
+from guildnet.proxy.activity import Activity
 from guildnet.proxy.netutil import (
     flush_tls,
     is_ip,
@@ -499,7 +499,7 @@ class ProxyExchange:
         self.target = resolved.target
         activity = self.activity = resolved.target.activity
         if activity is not None:
-            activity.mono = monotonic()
+            activity.at = self.engine.now()
         if self.client_gone:
             if resolved.connection is not None:
                 self.engine.pool._release(resolved.connection)
@@ -647,9 +647,9 @@ class ProxyExchange:
         self.bytes_in += len(data)
         if self.done or self.client_gone:
             return
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
         if self.activity is not None:
-            self.activity.mono = monotonic()
+            self.activity.at = t
         if self.length is None:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         conn = self.conn
@@ -785,9 +785,9 @@ class ProxyExchange:
         self.channel.write(b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
         if self.activity is not None:
-            self.activity.mono = monotonic()
+            self.activity.at = t
         if not self.client_gone:
             self.request.write(data)
 

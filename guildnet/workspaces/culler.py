@@ -25,6 +25,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Final
 
 from twisted.application.service import Service
@@ -36,13 +37,14 @@ from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, object_path
 from guildnet.operator import constants as C
 from guildnet.operator.desired import path_mode, secret_password
 from guildnet.operator.images import image_kind
-from guildnet.proxy.activity import ActivityBook, monotonic
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.paths import workspace_prefix
 from guildnet.workspaces import idle
 
 log = Logger(namespace="guildnet.culler")
 
 SERVICE_NAME: Final = "idle-culler"
+CLOCK_STEP: Final = 5.0  # wall minus monotonic moving more than this is a clock step
 HEARTBEAT_EVERY: Final = 60.0  # seconds between heartbeat reads of one idle-looking workspace
 STOP_IDLE: Final = "Idle"  # the stop reason (constants.STOP_IDLE in the lifecycle contract)
 EVENT_SOURCE: Final = "guildnet-idle-culler"
@@ -77,6 +79,7 @@ class IdleCuller(Service):
         self.heartbeats: dict[str, float] = {}  # workspace -> app's last activity (wall)
         self._heartbeat_read: dict[str, float] = {}  # workspace -> monotonic time of the read
         self._recorded_at: dict[str, float] = {}  # workspace -> monotonic time of our write
+        self._offset: float | None = None  # wall minus monotonic at the last check
         self._loop: LoopingCall | None = None
         self._tick: Deferred[None] | None = None
         self.culled: list[str] = []  # names this culler stopped (for tests and logs)
@@ -158,7 +161,19 @@ class IdleCuller(Service):
         d.addBoth(done)
         return d
 
+    def _clock_stepped(self) -> bool:
+        """Whether the wall clock stepped since the last check (activity is wall time)."""
+        wall = self.clock()
+        offset = wall - monotonic()
+        stepped = self._offset is not None and abs(offset - self._offset) > CLOCK_STEP
+        self._offset = offset
+        if stepped:
+            log.warn("the wall clock stepped: idle times restart from now")
+            self.watching_since = wall
+        return stepped
+
     async def _check(self) -> None:
+        self._clock_stepped()
         informer = self.workspaces.informers.get("Workspace")
         if informer is None or not informer.synced:
             return
