@@ -3,6 +3,7 @@ import { api, ApiError, proxyPath } from "../api/client";
 import type { EventView, ServerDetail, ServerSummary } from "../api/types";
 import { ConfirmDialog, CopyButton, Empty, ErrorNotice, PhaseBadge, Spinner } from "../components/common";
 import { age, when } from "../lib/format";
+import { idleText } from "../lib/idle";
 import { useFetch, useNow, useThrottled } from "../lib/hooks";
 import { href, to, type ServerTab } from "../lib/route";
 import { progressSteps } from "../lib/status";
@@ -209,6 +210,7 @@ function Overview({
   const steps = progressSteps(conditions, phase);
   const failed = steps.find((s) => s.state === "failed");
   const message = live?.message || detail?.message || "";
+  const idle = idleText(live?.idle ?? detail?.idle, now);
   const origin = window.location.origin;
   return (
     <>
@@ -264,6 +266,14 @@ function Overview({
             <dd title={when(detail?.created ?? live?.created)}>{age(detail?.created ?? live?.created, now)} ago</dd>
             <dt>Ready replicas</dt>
             <dd>{live?.readyReplicas ?? detail?.readyReplicas ?? 0}</dd>
+            {phase === "Running" && idle ? (
+              <>
+                <dt>Activity</dt>
+                <dd className={idle.soon ? "text-bad" : undefined} title={idle.title} data-idle>
+                  {idle.text}
+                </dd>
+              </>
+            ) : null}
             <dt>Proxy URL</dt>
             <dd className="mono small">
               <span className="break">{origin + ideUrl}</span> <CopyButton text={origin + ideUrl} />
