@@ -175,6 +175,38 @@ def parse_path(value: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
+def parse_storage_size(value: str) -> str | None:
+    """A volume size such as 10Gi, or none (no home volume by default)."""
+    text = value.strip()
+    if text.lower() in ("none", "0"):
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*([KMGTPE]i|[kMGTPE])?", text):
+        raise ValueError(f"{value!r} is not a size such as 10Gi or 500Mi (or none)")
+    return text
+
+
+def parse_resources(value: str) -> dict[str, Any]:
+    """``requests.cpu=250m,limits.memory=2Gi,...`` as a spec ``resources`` object; none: {}."""
+    from guildnet.operator.spec import SpecError, parse_spec
+
+    text = value.strip()
+    if text.lower() == "none":
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        key, sep, amount = item.partition("=")
+        section, dot, resource = key.strip().partition(".")
+        if not sep or not dot or section not in ("requests", "limits"):
+            raise ValueError(f"{item!r} is not requests.<resource>=<amount> or limits.<...>")
+        out.setdefault(section, {})[resource] = amount.strip()
+    try:
+        spec = parse_spec({"image": "x", "resources": out})
+    except SpecError as e:
+        raise ValueError(f"{e.field}: {e.message}") from None
+    return spec.resources.to_dict() if spec.resources is not None else {}
+
+
 def parse_allowlist(value: str) -> tuple[str, ...]:
     """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
     entries: list[str] = []
@@ -295,6 +327,19 @@ KNOBS: tuple[Knob, ...] = (
     Knob("WORKSPACE_DOMAIN", "workspace-domain",
          "Create an Ingress <name>.<domain> per workspace (when LB is off).", parse_dns_name,
          None),
+    Knob("WORKSPACE_STORAGE_SIZE", "workspace-storage-size",
+         "Home volume size of a new workspace (e.g. 10Gi); none: ephemeral unless its spec "
+         "asks for a volume.", parse_storage_size, "10Gi"),
+    Knob("WORKSPACE_STORAGE_CLASS", "workspace-storage-class",
+         "StorageClass of home volumes (unset: the cluster's default class).",
+         parse_dns_name, None),
+    Knob("WORKSPACE_IDE_RESOURCES", "workspace-ide-resources",
+         "Default resources of code-server and Jupyter workspaces: requests.cpu=..,"
+         "requests.memory=..,limits.cpu=..,limits.memory=.. (none: BestEffort).",
+         parse_resources, "requests.cpu=250m,requests.memory=512Mi,limits.cpu=2,limits.memory=2Gi"),
+    Knob("WORKSPACE_APP_RESOURCES", "workspace-app-resources",
+         "Default resources of other workspaces, as WORKSPACE_IDE_RESOURCES.",
+         parse_resources, "requests.cpu=50m,requests.memory=64Mi,limits.cpu=1,limits.memory=512Mi"),
     Knob("INGRESS_CLASS_NAME", "ingress-class-name", "IngressClass for workspace Ingresses.",
          parse_text, None),
     Knob("CERT_MANAGER_ISSUER", "cert-manager-issuer",
@@ -376,6 +421,11 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    workspace_storage_size: str | None = "10Gi"
+    workspace_storage_class: str | None = None
+    #: Default spec.resources per image kind ({} when the knob says none).
+    workspace_ide_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     workspace_idle_timeout: float = 0.0
     workspace_idle_check_interval: float = 30.0
 
@@ -455,6 +505,10 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
+        workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
+        workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
+        workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
         workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
         workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )

@@ -54,6 +54,7 @@ from guildnet.proxy.netutil import (
     set_nodelay,
     write_through,
 )
+from guildnet.proxy.pages import PAGE_CSP, wants_html
 from guildnet.proxy.paths import (
     DEFAULT_CLUSTER,
     ProxyPath,
@@ -89,12 +90,21 @@ _NO_TARGETS: frozenset[tuple[str, int]] = frozenset()
 class ProxyFailure(Exception):
     """A proxied request cannot be served; becomes a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        html: bytes | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        #: A page for browsers (``pages``), sent instead of the JSON when Accept asks HTML.
+        self.html = html
 
 
 @attrs.frozen
@@ -919,6 +929,15 @@ class ProxyExchange:
         self.engine.stats["errors"] += 1
         request = self.request
         request.responseHeaders = Headers()
+        if failure.html is not None and wants_html(request.getHeader(b"accept")):
+            request.setResponseCode(failure.status)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"content-security-policy", PAGE_CSP.encode())
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            request.setHeader(b"x-guildnet-error", failure.code.encode())
+            self._local_body(failure.html)
+            return
         body = error_body(request, failure.status, failure.code, failure.message, failure.field)
         if self.target is not None:
             request.setHeader(b"x-guildnet-route", self.target.route.encode())

@@ -11,7 +11,8 @@ and on the Host App that holds the cluster's operator Lease only:
 
 * reads the app heartbeat (``proxy.heartbeat``) of code-server and Jupyter workspaces
   that look idle to the proxy, at most once a minute each, and right before a cull;
-* decides with ``idle.decide`` and culls: ``set_stopped(name, True, "Idle", message)``
+* decides with ``idle.decide`` and culls: ``WorkspaceService.set_stopped(name, True,
+  "Idle", message)`` (the lifecycle's stop: ``spec.stopped``, phase ``Stopped``)
   conditional on the resourceVersion it decided on (a workspace changed meanwhile, for
   example by another Host App recording activity, is left for the next check), then an
   Event ``Idle`` on the Workspace. Culling stops; it never deletes.
@@ -46,7 +47,6 @@ log = Logger(namespace="guildnet.culler")
 SERVICE_NAME: Final = "idle-culler"
 CLOCK_STEP: Final = 5.0  # wall minus monotonic moving more than this is a clock step
 HEARTBEAT_EVERY: Final = 60.0  # seconds between heartbeat reads of one idle-looking workspace
-STOP_IDLE: Final = "Idle"  # the stop reason (constants.STOP_IDLE in the lifecycle contract)
 EVENT_SOURCE: Final = "guildnet-idle-culler"
 
 
@@ -242,8 +242,12 @@ class IdleCuller(Service):
         name = str(meta["name"])
         message = idle.stop_message(decision)
         try:
-            await self.workspaces.instance.call(
-                _stop, self.workspaces, name, message, str(meta.get("resourceVersion") or "")
+            await self.workspaces.set_stopped(
+                name,
+                True,
+                C.STOP_IDLE,
+                message,
+                resource_version=str(meta.get("resourceVersion") or "") or None,
             )
         except KubeApiError as e:
             if e.conflict or e.not_found:
@@ -301,16 +305,6 @@ class IdleCuller(Service):
                 self.book.forget(entry.cluster, entry.namespace, entry.name)
 
 
-def _stop(workspaces: Any, name: str, message: str, resource_version: str) -> Any:
-    """Stop through the lifecycle's ``set_stopped`` (blocking form, on the API pool)."""
-    path = object_path(C.API_VERSION, C.PLURAL, name, workspaces.namespace)
-    meta: dict[str, Any] = {"annotations": {"guildnet.io/stop-reason": f"{STOP_IDLE}: {message}"}}
-    if resource_version:
-        meta["resourceVersion"] = resource_version
-    body = {"metadata": meta, "spec": {"stopped": True}}
-    return workspaces.rest.request("PATCH", path, body=body, content_type=MERGE_PATCH)
-
-
 def _event(workspaces: Any, ws: dict[str, Any], message: str) -> Any:
     """A core/v1 Event ``Idle`` about the Workspace (kubectl describe shows it)."""
     meta = ws["metadata"]
@@ -328,7 +322,7 @@ def _event(workspaces: Any, ws: dict[str, Any], message: str) -> Any:
             "uid": meta.get("uid"),
             "resourceVersion": meta.get("resourceVersion"),
         },
-        "reason": STOP_IDLE,
+        "reason": C.STOP_IDLE,
         "message": f"Stopped: {message}",
         "type": "Normal",
         "source": {"component": EVENT_SOURCE},

@@ -18,6 +18,8 @@ The API shows ``idle`` (timeout, idle since, stops at) for running workspaces.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 import ssl
@@ -118,10 +120,8 @@ class WebSocket:
     def send(self, payload: bytes, opcode: int = wsframes.OP_TEXT) -> None:
         self.sock.sendall(wsframes.encode_frame(payload, opcode))
         self.sock.settimeout(5)
-        try:  # drain the echo (or pong) so nothing backs up
-            self.sock.recv(65536)
-        except (TimeoutError, ssl.SSLError):
-            pass
+        with contextlib.suppress(TimeoutError, ssl.SSLError):
+            self.sock.recv(65536)  # drain the echo (or pong) so nothing backs up
 
     def close(self) -> None:
         self.sock.close()
@@ -164,7 +164,7 @@ def test_idle_workspaces_are_stopped_busy_ones_are_not(
     launch(app, "quiet", TIMEOUT)
     launch(app, "never", None)
     for name in ("busy", "quiet", "never"):
-        wait_for(f"{name} Running", lambda name=name: running(app, name), timeout=90)
+        wait_for(f"{name} Running", functools.partial(running, app, name), timeout=90)
 
     # The busy workspace's IDE: a WebSocket with a frame every second.
     sock = WebSocket(app, "/proxy/server/busy/ws")
