@@ -4,8 +4,8 @@ Every ``WORKSPACE_IDLE_CHECK_INTERVAL`` seconds, on every Host App:
 
 * records activity: a workspace this Host App proxied to (or whose app heartbeat it
   read) since the recorded ``guildnet.io/last-activity`` gets that annotation updated,
-  at most once a minute per workspace and never when nothing changed
-  (``idle.should_record``), so other Host Apps and later leaders see it;
+  at most once a minute per workspace (a quarter of a shorter timeout) and never when
+  nothing changed (``idle.should_record``), so other Host Apps and later leaders see it;
 
 and on the Host App that holds the cluster's operator Lease only:
 
@@ -272,7 +272,8 @@ class IdleCuller(Service):
     async def _record(self, ws: dict[str, Any]) -> None:
         """Persist what this Host App saw (only where culling is on: no use otherwise)."""
         name = str(ws["metadata"]["name"])
-        if idle.timeout_of(ws, self.default_timeout) <= 0 or not idle.cullable(ws):
+        timeout = idle.timeout_of(ws, self.default_timeout)
+        if timeout <= 0 or not idle.cullable(ws):
             return
         proxy = self.book.last_wall(self.cluster_id, self.namespace, name)
         app = self.heartbeats.get(name)
@@ -280,7 +281,10 @@ class IdleCuller(Service):
         if seen is not None:
             seen = min(seen, self.clock())
         now = monotonic()
-        if not idle.should_record(seen, idle.recorded_of(ws), self._recorded_at.get(name), now):
+        every = idle.record_every(timeout)
+        if not idle.should_record(
+            seen, idle.recorded_of(ws), self._recorded_at.get(name), now, every
+        ):
             return
         assert seen is not None
         self._recorded_at[name] = now

@@ -115,10 +115,18 @@ def format_time(when: float) -> str:
 
 
 def timeout_of(ws: Obj, default: float) -> float:
-    """The workspace's idle timeout: ``spec.idleTimeoutSeconds`` if set, else ``default``."""
-    value = (ws.get("spec") or {}).get("idleTimeoutSeconds")
+    """The workspace's idle timeout: ``spec.idleTimeoutSeconds`` if set, else ``default``.
+
+    The default never applies to an ephemeral workspace (``spec.storage.ephemeral``): a
+    stop loses its files, so only its own ``idleTimeoutSeconds`` can ask for that.
+    """
+    spec = ws.get("spec") or {}
+    value = spec.get("idleTimeoutSeconds")
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_IDLE_TIMEOUT:
         return float(value)
+    storage = spec.get("storage")
+    if isinstance(storage, Mapping) and storage.get("ephemeral") is True:
+        return 0.0
     return default
 
 
@@ -150,20 +158,30 @@ def record_patch(when: float) -> dict[str, Any]:
     return {"metadata": {"annotations": {ANNOTATION_LAST_ACTIVITY: format_time(when)}}}
 
 
+def record_every(timeout: float) -> float:
+    """How often a Host App may write a workspace's annotation: once a minute, or a
+    quarter of a shorter timeout (so another Host App's leader never lags by more)."""
+    return max(1.0, min(RECORD_INTERVAL, timeout / 4))
+
+
 def should_record(
-    seen: float | None, recorded: float | None, last_write: float | None, now: float
+    seen: float | None,
+    recorded: float | None,
+    last_write: float | None,
+    now: float,
+    every: float = RECORD_INTERVAL,
 ) -> bool:
     """Whether a Host App that saw activity at ``seen`` writes the annotation now.
 
     Only when it saw something newer than what is recorded (by a second or more: the
     annotation has whole seconds) and its own last write for this workspace is at least
-    ``RECORD_INTERVAL`` old (``last_write`` and ``now`` on one clock).
+    ``every`` seconds old (``last_write`` and ``now`` on one clock).
     """
     if seen is None:
         return False
     if recorded is not None and seen < recorded + 1:
         return False
-    return last_write is None or now - last_write >= RECORD_INTERVAL
+    return last_write is None or now - last_write >= every
 
 
 def stop_message(decision: Decision) -> str:

@@ -184,7 +184,8 @@ def test_idle_workspaces_are_stopped_busy_ones_are_not(
     assert not stopped(custom, ns, "busy"), "a workspace with WebSocket traffic was culled"
     busy = workspace(custom, ns, "busy")
     recorded = parse_time(busy["metadata"]["annotations"][ANNOTATION_LAST_ACTIVITY])
-    assert recorded is not None and time.time() - recorded < TIMEOUT
+    # Written at most every quarter of the timeout (2 s) while the socket was busy.
+    assert recorded is not None and time.time() - recorded < TIMEOUT / 2 + 2, recorded
 
     quiet = workspace(custom, ns, "quiet")
     reason = quiet["metadata"]["annotations"]["guildnet.io/stop-reason"]

@@ -131,6 +131,9 @@ def test_reading_a_workspace() -> None:
     assert idle.timeout_of(ws(spec={"idleTimeoutSeconds": 0}), 900) == 0
     assert idle.timeout_of(ws(spec={"idleTimeoutSeconds": 60}), 0) == 60
     assert idle.timeout_of(ws(spec={"idleTimeoutSeconds": True}), 5) == 5
+    ephemeral = {"storage": {"ephemeral": True}}
+    assert idle.timeout_of(ws(spec=ephemeral), 900) == 0  # a stop would lose its files
+    assert idle.timeout_of(ws(spec={**ephemeral, "idleTimeoutSeconds": 60}), 900) == 60
     assert not idle.cullable(ws(spec={"stopped": True}))
     assert not idle.cullable(ws(status={"phase": "Starting"}))
     assert not idle.cullable(ws(metadata={"deletionTimestamp": "2026-01-01T00:00:00Z"}))
@@ -150,6 +153,8 @@ def test_should_record_at_most_once_a_minute_and_only_news() -> None:
     assert idle.should_record(T0 + 5, T0, None, 0)
     assert not idle.should_record(T0 + 5, T0, 100.0, 159.0)  # wrote 59 s ago
     assert idle.should_record(T0 + 5, T0, 100.0, 160.0)
+    assert idle.record_every(1800) == 60 and idle.record_every(8) == 2 and idle.record_every(1) == 1
+    assert idle.should_record(T0 + 5, T0, 100.0, 102.0, every=idle.record_every(8))
 
 
 def test_heartbeats() -> None:
