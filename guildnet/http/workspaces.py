@@ -461,7 +461,7 @@ class WorkspaceRoutes:
                     409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
                 ) from None
             raise _kube_error(e) from None
-        return write_json(request, 200, views.server_summary(patched, cluster_id))
+        return write_json(request, 200, views.server_summary(patched, cluster_id, _idle_of(svc)))
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -521,7 +521,7 @@ class WorkspaceRoutes:
             request.setHeader(b"location", views.server_url(cluster_id, server_id).encode())
             request.setHeader(b"cache-control", b"no-store")
             return b""
-        return write_json(request, 200, views.server_summary(ws, cluster_id))
+        return write_json(request, 200, views.server_summary(ws, cluster_id, _idle_of(svc)))
 
     @cluster_route("/api/servers/<server_id>/stop", ["POST"])
     async def stop_server(

@@ -161,8 +161,10 @@ def test_code_server_is_culled_when_idle_not_while_busy(
     sock = WebSocket(idle_app, f"/proxy/server/{name}/healthz")
     started = time.monotonic()
     answers = 0
+    last_message = started
     while time.monotonic() - started < 2.5 * TIMEOUT:
         answer = sock.ask("ping?")
+        last_message = time.monotonic()
         assert answer["event"] == "health", answer
         answers += 1
         assert not spec_of(custom, idle_ns, name)["spec"].get("stopped"), "culled while busy"
@@ -176,15 +178,15 @@ def test_code_server_is_culled_when_idle_not_while_busy(
 
     # Idle: nothing crosses the proxy any more.
     sock.close()
-    quiet_from = time.monotonic()
     wait_for(
         "the idle workspace to be stopped",
         lambda: spec_of(custom, idle_ns, name)["spec"].get("stopped"),
         TIMEOUT + HEARTBEAT_LAG + 30,
         every=1,
     )
-    took = time.monotonic() - quiet_from
-    assert took >= TIMEOUT - 2, f"stopped {took:.0f}s after the last message (timeout {TIMEOUT})"
+    took = time.monotonic() - last_message
+    assert took >= TIMEOUT - 1, f"stopped {took:.0f}s after the last message (timeout {TIMEOUT})"
+    assert answers >= 20
     ws = spec_of(custom, idle_ns, name)
     assert ws["metadata"]["annotations"]["guildnet.io/stop-reason"].startswith("Idle: ")
     wait_for("its pod to go", lambda: not workspace_pods(core, idle_ns, name), 90)
