@@ -187,6 +187,9 @@ def test_code_server_is_culled_when_idle_not_while_busy(
     took = time.monotonic() - last_message
     assert took >= TIMEOUT - 1, f"stopped {took:.0f}s after the last message (timeout {TIMEOUT})"
     assert answers >= 20
+    print(
+        f"culled {took:.1f}s after the last message (timeout {TIMEOUT}s, busy for {answers} x 3s)"
+    )
     ws = spec_of(custom, idle_ns, name)
     assert ws["metadata"]["annotations"]["guildnet.io/stop-reason"].startswith("Idle: ")
     wait_for("its pod to go", lambda: not workspace_pods(core, idle_ns, name), 90)
