@@ -24,6 +24,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
+from guildnet.auth.policy_watch import PolicyWatcher
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
@@ -36,11 +37,12 @@ from guildnet.metrics.exposition import Exposition
 from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
-from guildnet.tls import find_certificate, server_context_factory
+from guildnet.tls import find_certificate, server_context_factory, wildcard_names
 from guildnet.workspaces import culler
 from guildnet.workspaces.service import attach
 
@@ -108,14 +110,22 @@ class HostApp(MultiService):
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
         self.proxy.owner = routes.owner
+        self.proxy.gate = ProxyAccess(self.api.access, routes)
+        if settings.policy.source is not None:
+            PolicyWatcher(self.api.access, settings.policy.source, reactor).setServiceParent(self)
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),
-            HttpPolicy(settings.frontend_origin),
+            HttpPolicy.from_settings(settings),
             interceptor=self.proxy,
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cert = find_certificate(cwd or Path(os.getcwd()), settings.certs_dir)
+        wildcard = wildcard_names(
+            settings.workspace_origin_domain if settings.workspace_origin == "subdomain" else None
+        )
+        self.cert = find_certificate(
+            cwd or Path(os.getcwd()), settings.certs_dir, extra_names=wildcard
+        )
         # TCP plus the lean TLS wrapper: what SSL4ServerEndpoint does, with cheaper
         # record handling (see guildnet.http.tlstransport).
         endpoint = TCP4ServerEndpoint(reactor, settings.listen.port, interface=settings.listen.host)

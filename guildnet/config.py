@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from guildnet.auth.identity import Role
+from guildnet.auth.roles import EMPTY_POLICY, Policy, load_policy, parse_role
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -294,6 +297,18 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_workspace_origin(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ("single", "subdomain"):
+        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
+    return word
+
+
+def parse_policy_file(value: str) -> Policy:
+    """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
+    return load_policy(parse_file(value))
+
+
 @attrs.frozen
 class Knob:
     """One configuration knob: its variable, twistd option, parser and help."""
@@ -365,6 +380,14 @@ KNOBS: tuple[Knob, ...] = (
          "3"),
     Knob("RETHINKDB_PING_INTERVAL", "rethinkdb-ping-interval",
          "Seconds between RethinkDB health pings.", parse_seconds, "5"),
+    Knob("WORKSPACE_ORIGIN", "workspace-origin",
+         "single: workspaces under the Host App's origin (/proxy/server/<id>/); subdomain: "
+         "each at the root of its own origin https://<id>--<cluster>.<WORKSPACE_ORIGIN_DOMAIN>.",
+         parse_workspace_origin, "single"),
+    Knob("WORKSPACE_ORIGIN_DOMAIN", "workspace-origin-domain",
+         "The domain under which subdomain mode serves workspace origins (e.g. ws.localhost, "
+         "ws.example.com: needs wildcard DNS and a wildcard certificate).", parse_dns_name,
+         None),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
@@ -381,6 +404,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("LOCAL_ROLE", "local-role",
+         "Role of every caller on the loopback listener: admin, user or none.", parse_role,
+         "admin"),
+    Knob("GUILDNET_POLICY", "policy",
+         "YAML/JSON file mapping tailnet logins and tags to roles (when grants give none).",
+         parse_policy_file, None),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -421,11 +450,15 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    workspace_origin: str = "single"
+    workspace_origin_domain: str | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
     workspace_ide_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    local_role: Role = Role.ADMIN
+    policy: Policy = EMPTY_POLICY
     workspace_idle_timeout: float = 0.0
     workspace_idle_check_interval: float = 30.0
 
@@ -474,6 +507,9 @@ def load_settings(
             raise ConfigError(knob.env, str(e)) from None
     if values["FRONTEND_ORIGIN"] is None:
         values["FRONTEND_ORIGIN"] = origin_of(values["LISTEN_LOCAL"])
+    _check_workspace_origin(
+        values["WORKSPACE_ORIGIN"], values["WORKSPACE_ORIGIN_DOMAIN"], values["FRONTEND_ORIGIN"]
+    )
     return Settings(
         listen=values["LISTEN_LOCAL"],
         frontend_origin=values["FRONTEND_ORIGIN"],
@@ -505,10 +541,35 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        workspace_origin=values["WORKSPACE_ORIGIN"],
+        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
         workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
+        local_role=values["LOCAL_ROLE"],
+        policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
         workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
         workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )
+
+
+def _check_workspace_origin(mode: str, domain: str | None, frontend_origin: str) -> None:
+    """Subdomain mode needs a domain that is a name (not an address) and does not hold
+    the Host App's own host (which would then be served as a workspace)."""
+    if mode != "subdomain":
+        return
+    if not domain:
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "required when WORKSPACE_ORIGIN=subdomain (e.g. ws.localhost)",
+        )
+    if _is_ip(domain) or domain.replace(".", "").isdigit():
+        raise ConfigError("WORKSPACE_ORIGIN_DOMAIN", f"{domain!r} is an address, not a DNS name")
+    host = (urlsplit(frontend_origin).hostname or "").rstrip(".")
+    if host.endswith("." + domain):
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            f"the Host App's own host {host!r} (FRONTEND_ORIGIN) is under {domain!r}: it "
+            "would be served as a workspace origin",
+        )

@@ -15,6 +15,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from guildnet import __version__
+from guildnet.auth.access import Access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Reachability
 from guildnet.cluster.kubeclient import KubeconfigError
@@ -26,7 +27,9 @@ from guildnet.cluster.registry import (
     UnknownCluster,
 )
 from guildnet.config import Settings
+from guildnet.http.access import AccessRoutes
 from guildnet.http.db import DBFeedRoutes, DBRoutes
+from guildnet.http.docs_routes import DocsRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.health import gather
 from guildnet.http.jsonio import read_json_object, string_field
@@ -39,7 +42,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
+class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, DocsRoutes):
     app = router
 
     def __init__(
@@ -53,6 +56,7 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         self.registry = registry
         self.monitor = monitor
         self.exposition = exposition or Exposition()
+        self.access = Access.from_settings(settings)
 
     # errors ---------------------------------------------------------------
 

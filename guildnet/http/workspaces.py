@@ -24,6 +24,8 @@ from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from guildnet.auth.access import Caller, caller_of, owner_refusal
+from guildnet.auth.ownership import may_access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Instance, describe_error
 from guildnet.cluster.kubeclient import KubeconfigError
@@ -38,6 +40,7 @@ from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig, secret_password
 from guildnet.operator.images import defaults_json, image_kind, preset_json
 from guildnet.operator.spec import SpecError, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins, label_refusal
 from guildnet.workspaces import logs as L
 from guildnet.workspaces import views
 from guildnet.workspaces.lifecycle import (
@@ -214,6 +217,12 @@ def _same_origin(request: IRequest, frontend_origin: str, *, required: bool) -> 
         raise ApiError(403, "cross_origin", "requests from other sites are refused")
 
 
+def _visible_to(caller: Caller) -> Callable[[dict[str, Any] | None], bool]:
+    """Whether a workspace shows in the caller's lists and streams (their own; all for
+    admins)."""
+    return lambda ws: ws is not None and may_access(caller.role, caller.login, ws)
+
+
 class _SSELogSink:
     """Log follower output as SSE: lines as ``message`` events with a resume id."""
 
@@ -239,6 +248,12 @@ class WorkspaceRoutes:
     registry: Registry
 
     # plumbing -----------------------------------------------------------------------------
+
+    @property
+    def _origins(self) -> WorkspaceOrigins | None:
+        """Subdomain mode's addressing (URLs are absolute there); None: single origin."""
+        origins = WorkspaceOrigins.from_settings(self.settings)
+        return origins if origins.subdomain else None
 
     def _cluster_record(self, cluster_id: str) -> None:
         try:
@@ -286,6 +301,28 @@ class WorkspaceRoutes:
                 await _within(informer.wait_synced(), f"the {kind} cache")
         return instance, svc
 
+    async def workspace_owner_check(
+        self, request: IRequest, caller: Caller, kwargs: dict[str, Any]
+    ) -> None:
+        """For ``owner`` routes (``http.access.gate``): the named workspace must exist in
+        the caches and be the caller's. Unknown ones are 404 here, before the handler:
+        a user never acts on a workspace the caches have not shown to be theirs."""
+        cluster_id = kwargs.get("cluster_id", DEFAULT_CLUSTER_ID)
+        name = kwargs.get("server_id")
+        field = "id"
+        if name is None:
+            name, field = _arg(request, "server"), "server"
+            if not name:
+                raise bad_field("server", "is required")
+        _server_id(name, field)
+        _, svc = await self._workspaces(cluster_id)
+        ws = svc.workspace(name)
+        if ws is None:
+            raise _not_found(name)
+        refusal = owner_refusal(caller, name, ws)
+        if refusal is not None:
+            raise ApiError(403, "forbidden", refusal.message, extra=refusal.body(caller))
+
     def _cached_workspace(self, svc: WorkspaceService, name: str) -> dict[str, Any]:
         ws = svc.workspace(name)
         if ws is None:
@@ -305,12 +342,22 @@ class WorkspaceRoutes:
             name, spec = views.parse_job(body)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
+        origins = self._origins
+        if origins is not None and name is not None:
+            refusal = label_refusal(cluster_id, name)
+            if refusal is not None:  # it could not be opened: it would have no origin
+                field = "clusterId" if refusal.startswith("cluster") else "name"
+                raise bad_field(field, f"WORKSPACE_ORIGIN=subdomain: {refusal}")
+        owner = caller_of(request).login
         instance, svc = await self._workspaces(cluster_id, synced=False)
         collection = object_path(C.API_VERSION, C.PLURAL, namespace=svc.namespace)
         attempts = NAME_ATTEMPTS if name is None else 1
         for attempt in range(attempts):
             ws_name = name or views.new_name(spec)
-            manifest = views.workspace_manifest(ws_name, svc.namespace, spec)
+            refusal = None if origins is None else label_refusal(cluster_id, ws_name)
+            if refusal is not None:
+                raise bad_field("clusterId", f"WORKSPACE_ORIGIN=subdomain: {refusal}")
+            manifest = views.workspace_manifest(ws_name, svc.namespace, spec, owner)
             try:
                 await _kube(instance.call(svc.rest.request, "POST", collection, body=manifest))
                 break
@@ -335,7 +382,7 @@ class WorkspaceRoutes:
         prefix = "" if cluster_id == DEFAULT_CLUSTER_ID else f"/cluster/{cluster_id}"
         request.setHeader(b"location", f"/api{prefix}/servers/{ws_name}".encode())
         return write_json(
-            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name)}
+            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name, origins)}
         )
 
     # read ---------------------------------------------------------------------------------
@@ -343,8 +390,10 @@ class WorkspaceRoutes:
     @cluster_route("/api/servers", ["GET"])
     async def list_servers(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         _, svc = await self._workspaces(cluster_id)
+        visible = _visible_to(caller_of(request))
+        shown = [w for w in svc.workspaces() if visible(w)]
         return write_json(
-            request, 200, views.server_list(svc.workspaces(), cluster_id, _idle_of(svc))
+            request, 200, views.server_list(shown, cluster_id, self._origins, _idle_of(svc))
         )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
@@ -362,7 +411,7 @@ class WorkspaceRoutes:
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
         detail = views.server_detail(
-            ws, cluster_id, svc.namespace, pods, events, has_password, _idle_of(svc)
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins, _idle_of(svc)
         )
         return write_json(request, 200, detail)
 
@@ -461,7 +510,9 @@ class WorkspaceRoutes:
                     409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
                 ) from None
             raise _kube_error(e) from None
-        return write_json(request, 200, views.server_summary(patched, cluster_id, _idle_of(svc)))
+        return write_json(
+            request, 200, views.server_summary(patched, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -518,10 +569,13 @@ class WorkspaceRoutes:
             raise _kube_error(e) from None
         if form:
             request.setResponseCode(303)
-            request.setHeader(b"location", views.server_url(cluster_id, server_id).encode())
+            url = views.server_url(cluster_id, server_id, self._origins) or "/"
+            request.setHeader(b"location", url.encode())
             request.setHeader(b"cache-control", b"no-store")
             return b""
-        return write_json(request, 200, views.server_summary(ws, cluster_id, _idle_of(svc)))
+        return write_json(
+            request, 200, views.server_summary(ws, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>/stop", ["POST"])
     async def stop_server(
@@ -633,15 +687,24 @@ class WorkspaceRoutes:
         ws_inf = svc.informers["Workspace"]
         pod_inf = svc.informers["Pod"]
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
+        visible = _visible_to(caller_of(request))
+        origins = self._origins
         idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id, idle)
-            old_state = None if old is None else views.server_state(old, cluster_id, idle)
+            # Another's workspace is not there at all; one whose owner changed appears
+            # or disappears as if created or deleted.
+            shown_before = old is not None and visible(old)
+            if type_ == "DELETED" or not visible(obj):
+                if visible(obj) or shown_before:
+                    stream.send_json({"id": views.name_of(obj)}, event="deleted")
+                return
+            new_state = views.server_state(obj, cluster_id, origins, idle)
+            old_state = (
+                views.server_state(old, cluster_id, origins, idle) if shown_before and old else None
+            )
             change = views.server_change(type_, new_state, old_state)
-            if change == "deleted":
-                stream.send_json({"id": views.name_of(obj)}, event="deleted")
-            elif change is not None:
+            if change is not None:
                 stream.send_json(new_state, event=change)
 
         def on_event(type_: str, ev: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -657,14 +720,16 @@ class WorkspaceRoutes:
             candidate = pod_name.rsplit("-", 2)[0]
             known = [candidate] if ws_inf.get(ns, candidate) is not None else []
             server = views.workspace_of_pod(pod_name, {pod_name: pod} if pod else {}, known)
-            if server is not None:
+            if server is not None and visible(ws_inf.get(ns, server)):
                 stream.send_json({"server": server, **view}, event="event")
 
         stream.start()
         stream.send_json(
             {
                 "cluster": cluster_id,
-                "servers": views.server_list(svc.workspaces(), cluster_id, idle),
+                "servers": views.server_list(
+                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins, idle
+                ),
             },
             event="snapshot",
         )

@@ -35,7 +35,8 @@ from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
 from guildnet.proxy.kubeapi import ApiServer, api_server
 from guildnet.proxy.netutil import is_ip
-from guildnet.proxy.pages import starting_page, stopped_page
+from guildnet.proxy.origins import WorkspaceOrigins
+from guildnet.proxy.pages import starting_page, stopped_elsewhere_page, stopped_page
 from guildnet.proxy.paths import DEFAULT_CLUSTER, ProxyPath
 from guildnet.proxy.policy import Allowlist, check_target
 from guildnet.proxy.resolve import (
@@ -68,6 +69,8 @@ class RouteOptions:
     dial_timeout: float = 3.0
     #: Upgrades with a query string go through a port-forward, not the pod proxy.
     podproxy_upgrade_fallback: bool = True
+    #: Subdomain mode: the stopped page sends users to the UI instead of a start form.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RouteOptions:
@@ -76,6 +79,7 @@ class RouteOptions:
             use_port_forward=settings.use_port_forward,
             in_cluster=settings.in_cluster,
             port_forward_idle_timeout=settings.port_forward_idle_timeout,
+            origins=WorkspaceOrigins.from_settings(settings),
         )
 
 
@@ -362,7 +366,7 @@ class ClusterRoutes:
                 "workspace_stopped",
                 f"workspace {name!r} is stopped; POST {self._start_url(name)} to start it",
                 "server",
-                html=stopped_page(name, self._start_url(name), message),
+                html=self._stopped_page(name, message),
             )
         starting = starting_page(
             name, str(status.get("phase") or "Pending"), str(status.get("message") or "")
@@ -428,11 +432,32 @@ class ClusterRoutes:
             html=starting if status.get("phase") in ("Pending", "Starting") else None,
         )
 
+    def _stopped_page(self, name: str, message: str) -> bytes:
+        origins = self.parent.options.origins
+        if not origins.subdomain:
+            return stopped_page(name, self._start_url(name), message)
+        cluster = quote(self.cluster_id or DEFAULT_CLUSTER, safe="")
+        ui = f"{origins.host_origin}/#/c/{cluster}/servers/{quote(name, safe='')}"
+        return stopped_elsewhere_page(name, ui, message)
+
     def _start_url(self, name: str) -> str:
         quoted = quote(name, safe="")
         if self.cluster_id in ("", DEFAULT_CLUSTER):
             return f"/api/servers/{quoted}/start"
         return f"/api/cluster/{quote(self.cluster_id, safe='')}/servers/{quoted}/start"
+
+    def workspace_now(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(caches synced, the Workspace or None) without waiting."""
+        informer = self.workspaces.informers.get("Workspace")
+        if informer is None or not getattr(informer, "synced", False):
+            return False, None
+        return True, self.workspaces.workspace(name)
+
+    async def workspace(self, name: str) -> dict[str, Any] | None:
+        """The Workspace from complete caches (waits for the first sync, bounded)."""
+        await self._synced()
+        ws: dict[str, Any] | None = self.workspaces.workspace(name)
+        return ws
 
     async def _synced(self) -> None:
         ws = self.workspaces

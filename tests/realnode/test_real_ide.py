@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
@@ -72,10 +73,16 @@ def run_flow(
     tmp: Path,
     handlers: dict[str, Handler],
     diagnose: Callable[[], str] | None = None,
+    ws_url: str | None = None,
+    shots: str | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Run one browser flow, answering its checkpoints with ``handlers``; returns its report.
 
-    ``diagnose`` adds what the workspace itself said (its log) to a failure's message."""
+    ``diagnose`` adds what the workspace itself said (its log) to a failure's message.
+    ``ws_url`` is the workspace's public URL when it is not ``/proxy/server/<id>/`` on the
+    Host App's origin (subdomain mode); ``shots`` the screenshots' name prefix;
+    ``base_url`` the URL the UI is opened at (default ``app.url``)."""
     node = shutil.which("node")
     _need(node is not None, "node is not installed (the machine's Node.js 20 is needed)")
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -84,14 +91,15 @@ def run_flow(
         "ui/node_modules is missing: run `make ui` (cd ui && npm ci)",
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob(f"real-{flow}-*.png"):
+    shots = shots or f"real-{flow}"
+    for old in SCREENSHOTS.glob(f"{shots}-*.png"):
         old.unlink()
     handshake = tmp / f"handshake-{flow}"
     handshake.mkdir()
     result = tmp / f"result-{flow}.json"
     env = {
         **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-        "GUILDNET_URL": app.url,
+        "GUILDNET_URL": base_url or app.url,
         "GUILDNET_FLOW": flow,
         "GUILDNET_WORKSPACE": workspace,
         "GUILDNET_CHROMIUM": str(CHROMIUM),
@@ -100,6 +108,8 @@ def run_flow(
         "GUILDNET_PROFILE_DIR": str(tmp / f"profile-{flow}"),
         "GUILDNET_HANDSHAKE": str(handshake),
         "GUILDNET_SPKI": app.spki(),
+        "GUILDNET_WS_URL": ws_url or f"{app.url}/proxy/server/{workspace}/",
+        "GUILDNET_SHOT_PREFIX": shots,
     }
     proc = subprocess.Popen(
         [str(node), str(SCRIPT)],
@@ -234,12 +244,49 @@ CODE_SERVER_SETTINGS = {
 }
 
 
-def test_code_server_through_the_ui(
-    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
-) -> None:
+@attrs.frozen
+class Ide:
+    """A Host App, its namespace and how it addresses workspaces (``WORKSPACE_ORIGIN``)."""
+
+    mode: str
+    app: HostApp
+    namespace: str
+
+    def name(self, base: str) -> str:
+        return base if self.mode == "single" else f"{base}-sub"
+
+    def url(self, name: str) -> str | None:
+        """The workspace's URL in subdomain mode (None: the default path URL)."""
+        if self.mode == "single":
+            return None
+        return f"https://{name}--default.ws.localhost:{self.app.port}/"
+
+    @property
+    def base_url(self) -> str:
+        """Where the UI is opened: in subdomain mode the domain itself (same site)."""
+        return self.app.url if self.mode == "single" else f"https://ws.localhost:{self.app.port}"
+
+    def shots(self, flow: str) -> str:
+        return f"real-{flow}" if self.mode == "single" else f"real-{flow}-subdomain"
+
+
+@pytest.fixture(params=["single", "subdomain"])
+def ide(request: pytest.FixtureRequest) -> Ide:
+    """Each flow in both isolation modes: under ``/proxy/server/<id>/`` of the Host App's
+    origin, and at the root of the workspace's own origin (``<id>--default.ws.localhost``)."""
+    if request.param == "single":
+        app = request.getfixturevalue("ide_app")
+        namespace = request.getfixturevalue("ide_namespace")
+    else:
+        app, namespace = request.getfixturevalue("ide_subdomain")
+    return Ide(request.param, app, namespace)
+
+
+def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path) -> None:
     core: Any = k8s_client.CoreV1Api(real_kube_api)
     apps: Any = k8s_client.AppsV1Api(real_kube_api)
-    name = "real-code"
+    ide_app, ide_namespace = ide.app, ide.namespace
+    name = ide.name("real-code")
     home = "/home/coder"
     path = f"{home}/hello-from-guildnet.txt"
     content = "hello from the pod"
@@ -284,15 +331,17 @@ def test_code_server_through_the_ui(
         ide_app,
         tmp_path,
         {"running": running, "saved": saved, "deleted": deleted},
+        ws_url=ide.url(name),
+        shots=ide.shots("code-server"),
+        base_url=ide.base_url,
     )
     print(json.dumps(report["steps"], indent=1))
 
 
-def test_jupyterlab_through_the_ui(
-    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
-) -> None:
+def test_jupyterlab_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path) -> None:
     core: Any = k8s_client.CoreV1Api(real_kube_api)
-    name = "real-lab"
+    ide_app, ide_namespace = ide.app, ide.namespace
+    name = ide.name("real-lab")
 
     def running(_: dict[str, Any]) -> dict[str, Any]:
         pod = running_pod(core, ide_namespace, name)
@@ -302,7 +351,15 @@ def test_jupyterlab_through_the_ui(
 
     try:
         report = run_flow(
-            "jupyter", name, ide_app, tmp_path, {"running": running}, lambda: _pod_logs(core, name)
+            "jupyter",
+            name,
+            ide_app,
+            tmp_path,
+            {"running": running},
+            lambda: _pod_logs(core, name),
+            ws_url=ide.url(name),
+            shots=ide.shots("jupyter"),
+            base_url=ide.base_url,
         )
         print(json.dumps(report["steps"], indent=1))
     finally:

@@ -457,6 +457,58 @@ def test_proxy_preserve_path_takes_host_ports() -> None:
     assert "HOSTAPP_PROXY_PRESERVE_PATH" in str(info.value)
 
 
+# --- workspace origins -----------------------------------------------------------------------
+
+
+def test_workspace_origin_defaults_to_single() -> None:
+    settings = load_settings({})
+    assert settings.workspace_origin == "single"
+    assert settings.workspace_origin_domain is None
+
+
+def test_subdomain_mode() -> None:
+    settings = load_settings(
+        {"WORKSPACE_ORIGIN": "Subdomain", "WORKSPACE_ORIGIN_DOMAIN": "WS.Example.COM."}
+    )
+    assert settings.workspace_origin == "subdomain"
+    assert settings.workspace_origin_domain == "ws.example.com"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "words"),
+    [
+        ({"WORKSPACE_ORIGIN": "per-workspace"}, "WORKSPACE_ORIGIN", "neither"),
+        ({"WORKSPACE_ORIGIN": "subdomain"}, "WORKSPACE_ORIGIN_DOMAIN", "required"),
+        (
+            {"WORKSPACE_ORIGIN": "subdomain", "WORKSPACE_ORIGIN_DOMAIN": "127.0.0.1"},
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "address",
+        ),
+        (
+            {"WORKSPACE_ORIGIN": "subdomain", "WORKSPACE_ORIGIN_DOMAIN": "a_b"},
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "not a DNS name",
+        ),
+        (
+            {
+                "WORKSPACE_ORIGIN": "subdomain",
+                "WORKSPACE_ORIGIN_DOMAIN": "example.com",
+                "FRONTEND_ORIGIN": "https://guildnet.example.com",
+            },
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "own host",
+        ),
+    ],
+)
+def test_bad_workspace_origin_settings_name_the_variable(
+    env: dict[str, str], variable: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert info.value.variable == variable
+    assert words in str(info.value)
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("0", 0), ("1800", 1800), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800),

@@ -9,6 +9,16 @@ export interface UiConfig {
   features: Record<string, unknown>;
 }
 
+/** `GET /api/whoami`: who the Host App thinks the caller is (from the connection). */
+export interface WhoAmI {
+  login: string;
+  displayName: string;
+  node: string;
+  tags: string[];
+  source: "local" | "tailnet";
+  role: "admin" | "user" | "none";
+}
+
 export interface Cluster {
   id: string;
   name: string | null;
@@ -61,10 +71,13 @@ export interface ServerSummary {
   phase: Phase;
   ready: boolean;
   readyReplicas: number;
-  url: string;
+  /** The workspace's URL: a path on this origin, or (subdomain mode) its own origin; null when it has none. */
+  url: string | null;
   created: string | null;
   message: string;
   managed: boolean;
+  /** Login of the person who launched it (null: unrecorded; only admins see those). */
+  owner?: string | null;
   idle?: IdleInfo | null;
   conditions?: Condition[];
 }
@@ -128,7 +141,7 @@ export interface ServerDetail extends ServerSummary {
   status: Record<string, unknown>;
   conditions: Condition[];
   ports: PortSpec[];
-  proxyUrl: string;
+  proxyUrl: string | null;
   serviceDNS: string | null;
   hasPassword: boolean;
   pods: PodView[];

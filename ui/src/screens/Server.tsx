@@ -210,8 +210,9 @@ function Overview({
   const steps = progressSteps(conditions, phase);
   const failed = steps.find((s) => s.state === "failed");
   const message = live?.message || detail?.message || "";
+  // In subdomain mode (WORKSPACE_ORIGIN=subdomain) the URL is already absolute: the workspace's own origin.
+  const fullUrl = /^https?:\/\//.test(ideUrl) ? ideUrl : window.location.origin + ideUrl;
   const idle = idleText(live?.idle ?? detail?.idle, now);
-  const origin = window.location.origin;
   return (
     <>
       {failed ? (
@@ -276,7 +277,7 @@ function Overview({
             ) : null}
             <dt>Proxy URL</dt>
             <dd className="mono small">
-              <span className="break">{origin + ideUrl}</span> <CopyButton text={origin + ideUrl} />
+              <span className="break">{fullUrl}</span> <CopyButton text={fullUrl} />
             </dd>
             {detail?.serviceDNS ? (
               <>

@@ -123,7 +123,7 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                       <td title={when(s.created)}>{age(s.created, now)}</td>
                       <td className="actions">
                         {s.ready ? (
-                          <a className="btn btn-small" href={s.url} target="_blank" rel="noopener">
+                          <a className="btn btn-small" href={s.url ?? undefined} target="_blank" rel="noopener">
                             Open ↗
                           </a>
                         ) : (
