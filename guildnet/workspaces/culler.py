@@ -35,6 +35,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, object_path
+from guildnet.metrics import operator as M
 from guildnet.operator import constants as C
 from guildnet.operator.desired import path_mode, secret_password
 from guildnet.operator.images import image_kind
@@ -258,6 +259,7 @@ class IdleCuller(Service):
             log.warn("idle culler: stopping {name} failed: {e}", name=name, e=str(e)[:300])
             return
         self.culled.append(name)
+        M.IDLE_CULLS.labels(self.cluster_id).inc()
         log.info(
             "stopped idle workspace {cluster}/{name}: {message}",
             cluster=self.cluster_id,
@@ -299,6 +301,8 @@ class IdleCuller(Service):
             )
         except Exception as e:
             log.debug("recording activity of {name}: {error}", name=name, error=str(e)[:200])
+            return
+        M.ACTIVITY_RECORDS.labels(self.cluster_id).inc()
 
     def _prune(self, present: set[str]) -> None:
         for table in (self.heartbeats, self._heartbeat_read, self._recorded_at):
