@@ -81,6 +81,7 @@ class IdleCuller(Service):
         self._heartbeat_read: dict[str, float] = {}  # workspace -> monotonic time of the read
         self._recorded_at: dict[str, float] = {}  # workspace -> monotonic time of our write
         self._offset: float | None = None  # wall minus monotonic at the last check
+        self._led = False  # whether this Host App led at the last check
         self._loop: LoopingCall | None = None
         self._tick: Deferred[None] | None = None
         self.culled: list[str] = []  # names this culler stopped (for tests and logs)
@@ -180,6 +181,10 @@ class IdleCuller(Service):
             return
         present: set[str] = set()
         leading = self.leading
+        if leading and not self._led:
+            # A new leader knows only what was recorded; the rest counts as "active now".
+            self.watching_since = self.clock()
+        self._led = leading
         for ws in list(self.workspaces.workspaces()):
             name = str(ws["metadata"]["name"])
             present.add(name)
