@@ -6,6 +6,12 @@ Drives the real ``Splice.from_client`` and ``Splice.raw_data`` (the proxy's per-
 path) with and without an Activity record, against no-op transports (so only the splice's
 own Python runs), for a keystroke-sized chunk (24 bytes), a lone ping frame and a 16 KiB
 chunk. Prints nanoseconds per chunk and the difference the record makes. Not a test.
+
+On the shared 2-core development VM (CPython 3.11, load average 9, min of 30 interleaved
+runs; noisy, so indicative): the splice's own per-chunk Python costs 170-200 ns; the
+record adds about 60 ns to a keystroke-sized data chunk, 30 ns to a 16 KiB chunk and 170 ns
+to a lone ping frame (the one case that looks at the frame). A proxied chunk costs several
+microseconds in TLS and socket calls besides, so the record is ~1% of it or less.
 """
 
 from __future__ import annotations
