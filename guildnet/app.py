@@ -38,10 +38,12 @@ from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.access import ProxyAccess
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
 from guildnet.tls import find_certificate, server_context_factory, wildcard_names
+from guildnet.workspaces import culler
 from guildnet.workspaces.service import attach
 
 log = Logger()
@@ -84,6 +86,7 @@ class HostApp(MultiService):
         # The proxy sees each request head before Klein does (see GuildNetRequest).
         proxy_cfg = ProxyConfig.from_settings(settings)
         self.proxy = ProxyEngine(reactor, proxy_cfg)
+        self.activity = ActivityBook()
         routes = ServerRoutes(
             self.registry,
             lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor),
@@ -91,6 +94,18 @@ class HostApp(MultiService):
             reactor,
             RouteOptions.from_settings(settings),
             proxy_cfg.allowlist,
+            activity=self.activity,
+        )
+        # Idle culling: the proxy records activity per workspace; a culler per cluster.
+        self.registry.instance_hooks.append(
+            lambda instance: culler.attach(
+                attach(instance, operator_cfg, settings.embed_operator, reactor),
+                self.activity,
+                reactor,
+                default_timeout=settings.workspace_idle_timeout,
+                interval=settings.workspace_idle_check_interval,
+                routes=routes,
+            )
         )
         self.proxy.servers = routes
         self.proxy.managed = routes.managed

@@ -253,6 +253,32 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: str) -> float:
+    """Seconds (``1800``) or a duration (``30m``, ``1h30m``, ``2d``), 0 to 30 days; 0 is off."""
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(
+                f"{value!r} is not seconds or a duration such as 30m, 1h30m or 2d"
+            ) from None
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"{value!r} out of range (0 to 30 days)")
+    return seconds
+
+
 def parse_file(value: str) -> Path:
     path = parse_path(value)
     if not path.is_file():
@@ -370,6 +396,11 @@ KNOBS: tuple[Knob, ...] = (
          "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
+    Knob("WORKSPACE_IDLE_TIMEOUT", "workspace-idle-timeout",
+         "Stop a running workspace nobody used for this long: seconds or 30m, 1h30m, 2d "
+         "(0: never; spec.idleTimeoutSeconds overrides).", parse_duration, "0"),
+    Knob("WORKSPACE_IDLE_CHECK_INTERVAL", "workspace-idle-check-interval",
+         "Seconds between idle-culling checks.", parse_seconds, "30"),
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
@@ -428,6 +459,8 @@ class Settings:
     workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     local_role: Role = Role.ADMIN
     policy: Policy = EMPTY_POLICY
+    workspace_idle_timeout: float = 0.0
+    workspace_idle_check_interval: float = 30.0
 
     @property
     def certs_dir(self) -> Path:
@@ -516,6 +549,8 @@ def load_settings(
         workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
         local_role=values["LOCAL_ROLE"],
         policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
+        workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
+        workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )
 
 

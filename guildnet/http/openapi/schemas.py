@@ -214,7 +214,24 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
-    "owner": nullable({**STR, "description": "The login that created it (None: unrecorded)."}),
+    "owner": {
+        **nullable(STR),
+        "description": "Login of the person who launched it (null: unrecorded).",
+    },
+    "idle": {
+        **nullable(
+            obj(
+                {
+                    "timeoutSeconds": {**INT, "description": "0: idle culling is off for it."},
+                    "lastActivity": TIME,
+                    "idleSince": TIME,
+                    "stopsAt": nullable(TIME),
+                }
+            )
+        ),
+        "description": "Idle culling of a running workspace (null otherwise): when it was "
+        "last used and when the culler stops it (null: never).",
+    },
 }
 
 CONDITION: Final = obj(
