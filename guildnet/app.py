@@ -5,6 +5,8 @@
     ├── Registry (MultiService) -> Instance per cluster
     ├── ProxyService (the /proxy engine: pooled upstreams, WebSocket splices)
     ├── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
+    ├── tailnet HTTPS listener (only with TAILNET_LISTEN: a second Site on the same
+    │   resource, each connection attributed by tailscaled's WhoIs)
     └── plain-HTTP /metrics listener (only with METRICS_LISTEN)
 
 Children stop in reverse order, so the listener closes before the Registry
@@ -39,6 +41,8 @@ from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
+from guildnet.tailnet.gate import TailnetAttribution
+from guildnet.tailnet.listener import TailnetListener
 from guildnet.tls import find_certificate, server_context_factory
 from guildnet.workspaces.service import attach
 
@@ -108,6 +112,19 @@ class HostApp(MultiService):
         self.listener = StreamServerEndpointService(endpoint, tls)
         self.listener._raiseSynchronously = True
         self.listener.setServiceParent(self)
+        self.tailnet: TailnetListener | None = None
+        if settings.tailnet_listen is not None:
+            tailnet_site = GuildNetSite(
+                self.api.app.resource(),
+                HttpPolicy(settings.frontend_origin),
+                interceptor=self.proxy,
+                attribution=TailnetAttribution(),
+            )
+            self.tailnet = TailnetListener(
+                settings, tailnet_site, server_context_factory(self.cert), reactor
+            )
+            self.tailnet.setServiceParent(self)
+            self.api.tailnet = self.tailnet
         self.metrics_listener: StreamServerEndpointService | None = None
         if settings.metrics_listen is not None:
             where = settings.metrics_listen
@@ -140,6 +157,12 @@ class HostApp(MultiService):
             listen=str(self.settings.listen),
             cert=str(self.cert.cert),
         )
+        if self.settings.tailnet_listen is not None:
+            log.info(
+                "tailnet listener: {mode} (tailscaled at {socket})",
+                mode=str(self.settings.tailnet_listen),
+                socket=str(self.settings.tailscale_socket),
+            )
         if self.settings.metrics_listen is not None:
             log.info("metrics on http://{listen}/metrics", listen=str(self.settings.metrics_listen))
         super().startService()

@@ -236,6 +236,26 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_tailnet_listen(value: str) -> ListenAddress | str | None:
+    """``off`` (None), ``auto`` (this node's Tailscale addresses, port 443) or host:port."""
+    word = value.strip().lower()
+    if word in ("off", "false", "no", "0"):
+        return None
+    if word == "auto":
+        return "auto"
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise ValueError(f"use off, auto or host:port ({e})") from None
+
+
+def parse_whois_ttl(value: str) -> float:
+    seconds = parse_seconds(value)
+    if not 1 <= seconds <= 600:
+        raise ValueError(f"{seconds} out of range (1-600 seconds)")
+    return seconds
+
+
 @attrs.frozen
 class Knob:
     """One configuration knob: its variable, twistd option, parser and help."""
@@ -305,6 +325,15 @@ KNOBS: tuple[Knob, ...] = (
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("TAILNET_LISTEN", "tailnet-listen",
+         "Serve HTTPS to the tailnet: off, auto (this node's Tailscale addresses, port 443) or "
+         "host:port (e.g. where a userspace-networking tailscaled forwards).",
+         parse_tailnet_listen, "off"),
+    Knob("TAILSCALE_SOCKET", "tailscale-socket", "tailscaled's LocalAPI unix socket.",
+         parse_path, "/var/run/tailscale/tailscaled.sock"),
+    Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
+         "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
+         parse_whois_ttl, "15"),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -345,6 +374,10 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    #: None (off), "auto", or an explicit address.
+    tailnet_listen: ListenAddress | str | None = None
+    tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
+    tailnet_whois_ttl: float = 15.0
 
     @property
     def certs_dir(self) -> Path:
@@ -422,4 +455,7 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        tailnet_listen=values["TAILNET_LISTEN"],
+        tailscale_socket=values["TAILSCALE_SOCKET"],
+        tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
     )

@@ -53,6 +53,8 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         self.registry = registry
         self.monitor = monitor
         self.exposition = exposition or Exposition()
+        #: The tailnet listener (TAILNET_LISTEN), reported by /readyz.
+        self.tailnet: Any = None
 
     # errors ---------------------------------------------------------------
 
@@ -110,6 +112,8 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         else:
             reach = yield self._reachability(DEFAULT_CLUSTER_ID)
             checks["cluster"] = _reach_json(reach)
+        if self.tailnet is not None:
+            checks["tailnet"] = self.tailnet.report()
         ok = all(c["ok"] for c in checks.values())
         # Non-fatal: the Host App serves workspaces without RethinkDB.
         checks["rethinkdb"] = self._rdb_check()

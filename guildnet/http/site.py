@@ -16,6 +16,8 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource
 
+from guildnet.auth.attribution import Attribution, LocalAttribution, Refusal, strip_identity_headers
+from guildnet.auth.identity import set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
 
@@ -119,6 +121,9 @@ class GuildNetRequest(server.Request):
     metered = False
     #: An SSE stream or upgraded connection: no latency sample for its whole life.
     streaming = False
+    #: Set at the head when the listener would not attribute the request: answered
+    #: with this error before any routing (and never handed to the proxy).
+    refusal: Refusal | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The API speaks JSON: Twisted's form parsing would only buffer large
@@ -128,7 +133,18 @@ class GuildNetRequest(server.Request):
         self.started_at = time.monotonic()
 
     def gotLength(self, length: int | None) -> None:
-        interceptor = getattr(self.channel.site, "interceptor", None)  # type: ignore[union-attr,attr-defined]
+        site = self.channel.site  # type: ignore[union-attr,attr-defined]
+        # Who is asking: decided once, at the head, before the proxy or the router
+        # see the request; identity headers a client sent are dropped first.
+        strip_identity_headers(self.requestHeaders)
+        attribution = getattr(site, "attribution", None)
+        who = (attribution or _LOCAL).attribute(self)
+        if isinstance(who, Refusal):
+            self.refusal = who
+            super().gotLength(length)
+            return
+        set_identity(self, who)
+        interceptor = getattr(site, "interceptor", None)
         if interceptor is not None:
             self._intercepted = interceptor.intercept(self, length)
             if self._intercepted is not None:
@@ -165,10 +181,18 @@ class GuildNetRequest(server.Request):
         origin = self.getHeader(b"origin")
         for name, value in cors_headers(policy, origin):
             self.setHeader(name, value)
+        if self.refusal is not None:
+            self._refuse(self.refusal)
+            return
         if self.method == b"OPTIONS" and self.getHeader(b"access-control-request-method"):
             self._preflight(origin is not None and bool(cors_headers(policy, origin)))
             return
         super().process()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.route_template = "refused"
+        self.write(error_body(self, refusal.status, refusal.code, refusal.message))
+        self.finish()
 
     def _preflight(self, allowed: bool) -> None:
         self.route_template = "cors_preflight"
@@ -227,11 +251,14 @@ class GuildNetSite(server.Site):
         resource: IResource,
         policy: HttpPolicy,
         interceptor: RequestInterceptor | None = None,
+        attribution: Attribution | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
         self.policy = policy
         self.interceptor = interceptor
+        #: Who each request is from (default: the local user, the loopback listener).
+        self.attribution: Attribution = attribution or _LOCAL
         self.noisy = False
 
     def log(self, request: Any) -> None:
@@ -283,6 +310,9 @@ class GuildNetSite(server.Site):
                 "outcome": outcome,
             }
         )
+
+
+_LOCAL = LocalAttribution()
 
 
 def _meter(request: GuildNetRequest, seconds: float) -> None:
