@@ -17,7 +17,7 @@ from twisted.web import server
 from twisted.web.resource import IResource
 
 from guildnet.auth.attribution import Attribution, LocalAttribution, Refusal, strip_identity_headers
-from guildnet.auth.identity import set_identity
+from guildnet.auth.identity import identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
 
@@ -274,6 +274,7 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
+        user = _user(request)
         outcome = getattr(request, "outcome", None) or (
             "client_closed" if getattr(request, "client_closed", False) else "complete"
         )
@@ -284,7 +285,7 @@ class GuildNetSite(server.Site):
             f"access request_id={request_id} method={method} path={path} status={status} "
             f"duration_ms={duration_ms} bytes={sent} "
             + ("" if received is None else f"bytes_in={received} ")
-            + f"client={client} outcome={outcome}"
+            + f"client={client} user={user} outcome={outcome}"
         )
         # The text is built here, once, and handed over as a format without fields:
         # twisted.logger's formatter is pure Python and costs a good part of a proxied
@@ -307,6 +308,7 @@ class GuildNetSite(server.Site):
                 "bytes": sent,
                 "bytes_in": received,
                 "client": client,
+                "user": user,
                 "outcome": outcome,
             }
         )
@@ -325,6 +327,14 @@ def _meter(request: GuildNetRequest, seconds: float) -> None:
     exchange: Any = request._intercepted
     if exchange is not None:
         exchange.record_metrics(code)
+
+
+def _user(request: Any) -> str:
+    """The caller's login for the access log (``-`` when refused), one token."""
+    ident = identity_of(request)
+    if ident is None:
+        return "-"
+    return "".join(c if c.isprintable() and not c.isspace() else "_" for c in ident.login)[:128]
 
 
 def _client(request: Any) -> str:

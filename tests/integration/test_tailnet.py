@@ -1,0 +1,262 @@
+"""The tailnet listener over a real tailnet: headscale and tailscaled on loopback.
+
+Nodes (tests/harness/tailnet.py): ``host`` (the Host App's node, user hostuser),
+``node-a`` (user-a), ``node-b`` (user-b), ``node-admin`` (admin) and ``node-stranger``
+(a user no grant names). The Host App runs as ``twistd guildnet`` with
+``TAILNET_LISTEN=127.0.0.1:<port>``: the host node's userspace tailscaled forwards the
+tailnet's connections to ``100.64.x.y:<port>`` there, and the listener asks the host
+node's LocalAPI WhoIs who each one is from. Every client request below is made *by a
+node*, through that node's SOCKS5 proxy, to the host node's tailnet address.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.tailnet import Node, Tailnet, login_of, running_tailnet
+from tests.integration.hostproc import HostProc, free_port, wait_for
+
+NODES = {
+    "host": "hostuser",
+    "node-a": "user-a",
+    "node-b": "user-b",
+    "node-admin": "admin",
+    "node-stranger": "stranger",
+}
+GRANTS = {"user-a": "user", "user-b": "user", "admin": "admin"}
+WHOIS_TTL = 2.0
+
+
+@pytest.fixture(scope="module")
+def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
+    with running_tailnet(NODES, GRANTS, tmp_path_factory.mktemp("tailnet")) as net:
+        print(f"\n[tailnet] {len(net.nodes)} nodes up in {net.startup_seconds:.1f}s")  # type: ignore[attr-defined]
+        yield net
+
+
+@pytest.fixture(scope="module")
+def hostapp(tailnet: Tailnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProc]:
+    port = free_port()
+    app = HostProc(
+        tmp_path_factory.mktemp("hostapp"),
+        {
+            "TAILNET_LISTEN": f"127.0.0.1:{port}",
+            "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket),
+            "TAILNET_WHOIS_TTL": str(WHOIS_TTL),
+        },
+    )
+    app.tailnet_port = port  # type: ignore[attr-defined]
+    try:
+        wait_for("the tailnet listener", lambda: _tailnet_check(app).get("ok"), timeout=30)
+        yield app
+    finally:
+        app.stop()
+
+
+def _tailnet_check(app: HostProc) -> dict[str, Any]:
+    _, body, _ = app.request("GET", "/readyz")
+    check: dict[str, Any] = body["checks"].get("tailnet", {})
+    return check
+
+
+def _as(
+    node: Node, tailnet: Tailnet, app: HostProc, method: str, path: str, **kw: Any
+) -> tuple[int, Any, dict[str, str]]:
+    """One request made by ``node`` to the Host App's tailnet address."""
+    host = tailnet.nodes["host"].ipv4
+    conn = node.https(host, app.tailnet_port)  # type: ignore[attr-defined]
+    try:
+        headers = dict(kw.get("headers") or {})
+        body = kw.get("body")
+        data = json.dumps(body).encode() if body is not None else None
+        if data is not None:
+            headers.setdefault("content-type", "application/json")
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    ctype = resp.getheader("content-type") or ""
+    parsed: Any = json.loads(raw) if ctype.startswith("application/json") else raw
+    return resp.status, parsed, {k.lower(): v for k, v in resp.getheaders()}
+
+
+def _access_line(app: HostProc, request_id: str) -> str:
+    def find() -> str | None:
+        for line in app.log_path.read_text(errors="replace").splitlines():
+            if f"request_id={request_id} " in line and "access " in line:
+                return line
+        return None
+
+    return wait_for(f"the access log line of {request_id}", find, timeout=10)
+
+
+def _user_in_log(app: HostProc, request_id: str) -> str:
+    m = re.search(r" user=(\S+) ", _access_line(app, request_id))
+    assert m is not None
+    return m.group(1)
+
+
+def test_each_node_is_attributed_by_whois_and_forged_headers_are_ignored(
+    tailnet: Tailnet, hostapp: HostProc
+) -> None:
+    for name in ("node-a", "node-b", "node-admin", "node-stranger"):
+        node = tailnet.nodes[name]
+        rid = f"tn-{name}-{uuid.uuid4().hex[:8]}"
+        status, body, _ = _as(
+            node,
+            tailnet,
+            hostapp,
+            "GET",
+            "/healthz",
+            headers={
+                "x-request-id": rid,
+                # A client claiming to be someone else: stripped, never believed.
+                "tailscale-user-login": login_of("admin"),
+                "x-guildnet-user": login_of("admin"),
+            },
+        )
+        assert status == 200, body
+        assert _user_in_log(hostapp, rid) == node.login, name
+
+
+def test_a_connection_tailscaled_does_not_know_gets_403(hostapp: HostProc) -> None:
+    """A local process dialling the tailnet listener directly (not through tailscaled):
+    WhoIs answers 404, so every request is refused before routing, proxy paths included."""
+    import http.client
+    import ssl
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    for path in (
+        "/healthz",
+        "/api/clusters",
+        "/proxy/server/x/",
+        "/api/cluster/default/workspaces",
+    ):
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", hostapp.tailnet_port, context=ctx, timeout=10
+        )  # type: ignore[attr-defined]
+        try:
+            conn.request("GET", path, headers={"tailscale-user-login": login_of("admin")})
+            resp = conn.getresponse()
+            body = json.loads(resp.read())
+        finally:
+            conn.close()
+        assert resp.status == 403, (path, body)
+        assert body["error"] == "not_a_tailnet_peer", body
+    # The loopback listener is unaffected: its callers are the local user.
+    assert hostapp.request("GET", "/healthz")[0] == 200
+
+
+def test_identity_change_ends_a_kept_alive_connection_and_new_ones_see_it(
+    tailnet: Tailnet, hostapp: HostProc
+) -> None:
+    """WhoIs is asked again once its answer is older than TAILNET_WHOIS_TTL; a connection
+    whose peer's capabilities changed is closed, and the next is attributed afresh."""
+    node = tailnet.nodes["node-b"]
+    conn = node.https(tailnet.nodes["host"].ipv4, hostapp.tailnet_port)  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", "/healthz")
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
+        tailnet.set_grants({k: v for k, v in GRANTS.items() if k != "user-b"})
+        time.sleep(WHOIS_TTL + 1.5)  # headscale pushes the new netmap within ~1 s
+        with pytest.raises((ConnectionError, OSError, Exception)):
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            resp.read()
+    finally:
+        conn.close()
+        tailnet.set_grants(GRANTS)
+    time.sleep(1.5)
+    status, _, _ = _as(node, tailnet, hostapp, "GET", "/healthz")
+    assert status == 200
+
+
+def test_tailscaled_restart_does_not_break_the_listener(
+    tailnet: Tailnet, hostapp: HostProc
+) -> None:
+    node = tailnet.nodes["node-a"]
+    tailnet.restart_node("host")
+    started = time.monotonic()
+
+    def served() -> bool:
+        try:
+            status, _, _ = _as(
+                node, tailnet, hostapp, "GET", "/healthz", headers={"x-request-id": rid}
+            )
+        except OSError:
+            return False
+        return status == 200
+
+    rid = f"tn-restart-{uuid.uuid4().hex[:8]}"
+    wait_for("a request through the restarted host node", served, timeout=60)
+    print(f"\n[tailnet] served again {time.monotonic() - started:.1f}s after the restart")
+    assert _user_in_log(hostapp, rid) == node.login
+    check = _tailnet_check(hostapp)
+    assert check["ok"] and check["tailscaled"] == "Running", check
+
+
+def test_auto_mode_binds_the_nodes_addresses_when_they_appear(
+    tailnet: Tailnet, tmp_path: Path
+) -> None:
+    """TAILNET_LISTEN=auto reads the node's addresses from LocalAPI status and keeps
+    re-reading: a userspace node's 100.x address is not local, so the bind fails (and
+    /readyz says so) until the address is assigned here, then it binds within a poll."""
+    host = tailnet.nodes["host"]
+    app = HostProc(
+        tmp_path,
+        {"TAILNET_LISTEN": "auto", "TAILSCALE_SOCKET": str(host.socket), "TAILNET_WHOIS_TTL": "2"},
+    )
+    added = False
+    try:
+        check = wait_for(
+            "a failed bind reported",
+            lambda: (c := _tailnet_check(app)).get("errors") and c,
+            timeout=20,
+        )
+        assert not check["ok"] and host.ipv4 in check["addresses"], check
+        assert any(f"{host.ipv4}:443" in e for e in check["errors"]), check
+        subprocess.run(["ip", "addr", "add", f"{host.ipv4}/32", "dev", "lo"], check=True)
+        added = True
+        check = wait_for(
+            "the listener on the node's address",
+            lambda: (c := _tailnet_check(app)).get("ok") and c,
+            timeout=20,
+        )
+        assert f"{host.ipv4}:443" in check["listening"], check
+        # Dialled from this machine to its own node address: WhoIs names the node itself.
+        import http.client
+        import ssl
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host.ipv4, 443, context=ctx, timeout=10)
+        rid = f"tn-auto-{uuid.uuid4().hex[:8]}"
+        try:
+            conn.request("GET", "/healthz", headers={"x-request-id": rid})
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        print(f"\n[tailnet] auto mode: {check}")
+        assert resp.status in (200, 403)
+        user = _user_in_log(app, rid)
+        assert (resp.status, user) in ((200, host.login), (403, "-")), (resp.status, user)
+    finally:
+        if added:
+            subprocess.run(["ip", "addr", "del", f"{host.ipv4}/32", "dev", "lo"], check=False)
+        app.stop()
