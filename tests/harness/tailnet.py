@@ -88,7 +88,8 @@ class Node:
     ipv6: str = ""
 
     @property
-    def socket(self) -> Path:
+    def socket_path(self) -> Path:
+        """The node's LocalAPI socket."""
         return self.dir / "tailscaled.sock"
 
     @property
@@ -97,7 +98,7 @@ class Node:
 
     def cli(self, *args: str, timeout: float = 30.0) -> str:
         out = subprocess.run(
-            [str(self.tailnet.bins["tailscale"]), f"--socket={self.socket}", *args],
+            [str(self.tailnet.bins["tailscale"]), f"--socket={self.socket_path}", *args],
             capture_output=True,
             timeout=timeout,
             env=self.tailnet.env,
@@ -340,7 +341,7 @@ class Tailnet:
                 str(self.bins["tailscaled"]),
                 "--tun=userspace-networking",
                 f"--statedir={node.dir}",
-                f"--socket={node.socket}",
+                f"--socket={node.socket_path}",
                 "--port=0",
                 "--no-logs-no-support",
                 f"--socks5-server=127.0.0.1:{node.socks_port}",
@@ -348,7 +349,7 @@ class Tailnet:
             env={**NODE_ENV, "TS_LOGS_DIR": str(node.dir)},
         )
         deadline = time.monotonic() + 30
-        self.procs.wait(deadline, f"tailscaled {node.name} socket", node.socket.exists)
+        self.procs.wait(deadline, f"tailscaled {node.name} socket", node.socket_path.exists)
 
     def _wait_running(self, node: Node, timeout: float = 60.0) -> None:
         def running() -> bool:
@@ -365,7 +366,7 @@ class Tailnet:
         node = self.nodes[name]
         self.procs.stop([f"tailscaled-{node.name}"], timeout=5.0)
         with contextlib.suppress(FileNotFoundError):
-            node.socket.unlink()
+            node.socket_path.unlink()
         self._spawn_node(node)
         self._wait_running(node)
 

@@ -36,6 +36,12 @@ GRANTS = {"user-a": "user", "user-b": "user", "admin": "admin"}
 WHOIS_TTL = 2.0
 
 
+class TailnetHostProc(HostProc):
+    """The Host App child, with the loopback port its tailnet listener binds."""
+
+    tailnet_port = 0
+
+
 @pytest.fixture(scope="module")
 def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
     with running_tailnet(NODES, GRANTS, tmp_path_factory.mktemp("tailnet")) as net:
@@ -44,17 +50,19 @@ def tailnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tailnet]:
 
 
 @pytest.fixture(scope="module")
-def hostapp(tailnet: Tailnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProc]:
+def hostapp(
+    tailnet: Tailnet, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TailnetHostProc]:
     port = free_port()
-    app = HostProc(
+    app = TailnetHostProc(
         tmp_path_factory.mktemp("hostapp"),
         {
             "TAILNET_LISTEN": f"127.0.0.1:{port}",
-            "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket),
+            "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket_path),
             "TAILNET_WHOIS_TTL": str(WHOIS_TTL),
         },
     )
-    app.tailnet_port = port  # type: ignore[attr-defined]
+    app.tailnet_port = port
     try:
         wait_for("the tailnet listener", lambda: _tailnet_check(app).get("ok"), timeout=30)
         yield app
@@ -69,11 +77,11 @@ def _tailnet_check(app: HostProc) -> dict[str, Any]:
 
 
 def _as(
-    node: Node, tailnet: Tailnet, app: HostProc, method: str, path: str, **kw: Any
+    node: Node, tailnet: Tailnet, app: TailnetHostProc, method: str, path: str, **kw: Any
 ) -> tuple[int, Any, dict[str, str]]:
     """One request made by ``node`` to the Host App's tailnet address."""
     host = tailnet.nodes["host"].ipv4
-    conn = node.https(host, app.tailnet_port)  # type: ignore[attr-defined]
+    conn = node.https(host, app.tailnet_port)
     try:
         headers = dict(kw.get("headers") or {})
         body = kw.get("body")
@@ -107,7 +115,7 @@ def _user_in_log(app: HostProc, request_id: str) -> str:
 
 
 def test_each_node_is_attributed_by_whois_and_forged_headers_are_ignored(
-    tailnet: Tailnet, hostapp: HostProc
+    tailnet: Tailnet, hostapp: TailnetHostProc
 ) -> None:
     for name in ("node-a", "node-b", "node-admin", "node-stranger"):
         node = tailnet.nodes[name]
@@ -129,7 +137,7 @@ def test_each_node_is_attributed_by_whois_and_forged_headers_are_ignored(
         assert _user_in_log(hostapp, rid) == node.login, name
 
 
-def test_a_connection_tailscaled_does_not_know_gets_403(hostapp: HostProc) -> None:
+def test_a_connection_tailscaled_does_not_know_gets_403(hostapp: TailnetHostProc) -> None:
     """A local process dialling the tailnet listener directly (not through tailscaled):
     WhoIs answers 404, so every request is refused before routing, proxy paths included."""
     import http.client
@@ -160,12 +168,12 @@ def test_a_connection_tailscaled_does_not_know_gets_403(hostapp: HostProc) -> No
 
 
 def test_identity_change_ends_a_kept_alive_connection_and_new_ones_see_it(
-    tailnet: Tailnet, hostapp: HostProc
+    tailnet: Tailnet, hostapp: TailnetHostProc
 ) -> None:
     """WhoIs is asked again once its answer is older than TAILNET_WHOIS_TTL; a connection
     whose peer's capabilities changed is closed, and the next is attributed afresh."""
     node = tailnet.nodes["node-b"]
-    conn = node.https(tailnet.nodes["host"].ipv4, hostapp.tailnet_port)  # type: ignore[attr-defined]
+    conn = node.https(tailnet.nodes["host"].ipv4, hostapp.tailnet_port)
     try:
         conn.request("GET", "/healthz")
         first = conn.getresponse()
@@ -186,7 +194,7 @@ def test_identity_change_ends_a_kept_alive_connection_and_new_ones_see_it(
 
 
 def test_tailscaled_restart_does_not_break_the_listener(
-    tailnet: Tailnet, hostapp: HostProc
+    tailnet: Tailnet, hostapp: TailnetHostProc
 ) -> None:
     node = tailnet.nodes["node-a"]
     tailnet.restart_node("host")
@@ -218,7 +226,11 @@ def test_auto_mode_binds_the_nodes_addresses_when_they_appear(
     host = tailnet.nodes["host"]
     app = HostProc(
         tmp_path,
-        {"TAILNET_LISTEN": "auto", "TAILSCALE_SOCKET": str(host.socket), "TAILNET_WHOIS_TTL": "2"},
+        {
+            "TAILNET_LISTEN": "auto",
+            "TAILSCALE_SOCKET": str(host.socket_path),
+            "TAILNET_WHOIS_TTL": "2",
+        },
     )
     added = False
     try:
