@@ -26,6 +26,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
+from guildnet.auth.policy_watch import PolicyWatcher
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.kubeclient import default_source
 from guildnet.cluster.registry import Registry
@@ -38,10 +39,11 @@ from guildnet.metrics.exposition import Exposition
 from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
+from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
-from guildnet.tailnet.gate import TailnetAttribution
+from guildnet.tailnet.gate import tailnet_identity
 from guildnet.tailnet.listener import TailnetListener
 from guildnet.tls import find_certificate, server_context_factory
 from guildnet.workspaces.service import attach
@@ -97,6 +99,9 @@ class HostApp(MultiService):
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
         self.proxy.owner = routes.owner
+        self.proxy.gate = ProxyAccess(self.api.access, routes)
+        if settings.policy.source is not None:
+            PolicyWatcher(self.api.access, settings.policy.source, reactor).setServiceParent(self)
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),
@@ -118,7 +123,7 @@ class HostApp(MultiService):
                 self.api.app.resource(),
                 HttpPolicy(settings.frontend_origin),
                 interceptor=self.proxy,
-                attribution=TailnetAttribution(),
+                identify=tailnet_identity,
             )
             self.tailnet = TailnetListener(
                 settings, tailnet_site, server_context_factory(self.cert), reactor

@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from guildnet.auth.identity import Role
+from guildnet.auth.roles import EMPTY_POLICY, Policy, load_policy, parse_role
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -175,6 +178,38 @@ def parse_path(value: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
+def parse_storage_size(value: str) -> str | None:
+    """A volume size such as 10Gi, or none (no home volume by default)."""
+    text = value.strip()
+    if text.lower() in ("none", "0"):
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*([KMGTPE]i|[kMGTPE])?", text):
+        raise ValueError(f"{value!r} is not a size such as 10Gi or 500Mi (or none)")
+    return text
+
+
+def parse_resources(value: str) -> dict[str, Any]:
+    """``requests.cpu=250m,limits.memory=2Gi,...`` as a spec ``resources`` object; none: {}."""
+    from guildnet.operator.spec import SpecError, parse_spec
+
+    text = value.strip()
+    if text.lower() == "none":
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        key, sep, amount = item.partition("=")
+        section, dot, resource = key.strip().partition(".")
+        if not sep or not dot or section not in ("requests", "limits"):
+            raise ValueError(f"{item!r} is not requests.<resource>=<amount> or limits.<...>")
+        out.setdefault(section, {})[resource] = amount.strip()
+    try:
+        spec = parse_spec({"image": "x", "resources": out})
+    except SpecError as e:
+        raise ValueError(f"{e.field}: {e.message}") from None
+    return spec.resources.to_dict() if spec.resources is not None else {}
+
+
 def parse_allowlist(value: str) -> tuple[str, ...]:
     """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
     entries: list[str] = []
@@ -256,6 +291,11 @@ def parse_whois_ttl(value: str) -> float:
     return seconds
 
 
+def parse_policy_file(value: str) -> Policy:
+    """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
+    return load_policy(parse_file(value))
+
+
 @attrs.frozen
 class Knob:
     """One configuration knob: its variable, twistd option, parser and help."""
@@ -289,6 +329,19 @@ KNOBS: tuple[Knob, ...] = (
     Knob("WORKSPACE_DOMAIN", "workspace-domain",
          "Create an Ingress <name>.<domain> per workspace (when LB is off).", parse_dns_name,
          None),
+    Knob("WORKSPACE_STORAGE_SIZE", "workspace-storage-size",
+         "Home volume size of a new workspace (e.g. 10Gi); none: ephemeral unless its spec "
+         "asks for a volume.", parse_storage_size, "10Gi"),
+    Knob("WORKSPACE_STORAGE_CLASS", "workspace-storage-class",
+         "StorageClass of home volumes (unset: the cluster's default class).",
+         parse_dns_name, None),
+    Knob("WORKSPACE_IDE_RESOURCES", "workspace-ide-resources",
+         "Default resources of code-server and Jupyter workspaces: requests.cpu=..,"
+         "requests.memory=..,limits.cpu=..,limits.memory=.. (none: BestEffort).",
+         parse_resources, "requests.cpu=250m,requests.memory=512Mi,limits.cpu=2,limits.memory=2Gi"),
+    Knob("WORKSPACE_APP_RESOURCES", "workspace-app-resources",
+         "Default resources of other workspaces, as WORKSPACE_IDE_RESOURCES.",
+         parse_resources, "requests.cpu=50m,requests.memory=64Mi,limits.cpu=1,limits.memory=512Mi"),
     Knob("INGRESS_CLASS_NAME", "ingress-class-name", "IngressClass for workspace Ingresses.",
          parse_text, None),
     Knob("CERT_MANAGER_ISSUER", "cert-manager-issuer",
@@ -334,6 +387,12 @@ KNOBS: tuple[Knob, ...] = (
     Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
          "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
          parse_whois_ttl, "15"),
+    Knob("LOCAL_ROLE", "local-role",
+         "Role of every caller on the loopback listener: admin, user or none.", parse_role,
+         "admin"),
+    Knob("GUILDNET_POLICY", "policy",
+         "YAML/JSON file mapping tailnet logins and tags to roles (when grants give none).",
+         parse_policy_file, None),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -378,6 +437,13 @@ class Settings:
     tailnet_listen: ListenAddress | str | None = None
     tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
     tailnet_whois_ttl: float = 15.0
+    workspace_storage_size: str | None = "10Gi"
+    workspace_storage_class: str | None = None
+    #: Default spec.resources per image kind ({} when the knob says none).
+    workspace_ide_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    local_role: Role = Role.ADMIN
+    policy: Policy = EMPTY_POLICY
 
     @property
     def certs_dir(self) -> Path:
@@ -458,4 +524,10 @@ def load_settings(
         tailnet_listen=values["TAILNET_LISTEN"],
         tailscale_socket=values["TAILSCALE_SOCKET"],
         tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
+        workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
+        workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
+        workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
+        workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
+        local_role=values["LOCAL_ROLE"],
+        policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
     )

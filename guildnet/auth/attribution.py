@@ -1,20 +1,19 @@
-"""How a listener attributes each request to a caller, before any routing.
+"""What a listener's attribution may answer besides an identity, and the request
+headers that are never believed.
 
-A Site has one ``Attribution``: the loopback listener's names every request the local
-user; the tailnet listener's (``guildnet.tailnet.gate``) names the Tailscale peer of the
-connection, or refuses the request. Either way, identity-looking request headers sent
-by the client are removed first: identity is never taken from what a client says.
+Each Site has an ``identify`` function (``guildnet.http.site``): the loopback
+listener's names every request the local user; the tailnet listener's
+(``guildnet.tailnet.gate``) names the Tailscale peer of the connection, or refuses the
+request with a :class:`Refusal`. Either way, identity-looking request headers sent by
+the client are removed first: identity is never taken from what a client says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
 
 import attrs
 from twisted.web.http_headers import Headers
-
-from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source
 
 #: Request headers that carry identity in some deployment (Tailscale serve, auth proxies,
 #: GuildNet's own upstream header): a client must never be able to send them to us.
@@ -65,20 +64,3 @@ class Refusal:
     status: int
     code: str
     message: str
-
-
-class Attribution(Protocol):
-    """Names the caller of a request (head parsed, body not yet read)."""
-
-    def attribute(self, request: Any) -> Identity | Refusal: ...
-
-
-LOCAL_IDENTITY = Identity(source=Source.LOCAL, login=LOCAL_LOGIN, display_name="local user")
-
-
-class LocalAttribution:
-    """The loopback listener: every request is the machine's local user (authz maps the
-    role with LOCAL_ROLE)."""
-
-    def attribute(self, request: Any) -> Identity | Refusal:
-        return LOCAL_IDENTITY

@@ -15,6 +15,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from guildnet import __version__
+from guildnet.auth.access import Access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Reachability
 from guildnet.cluster.kubeclient import KubeconfigError
@@ -26,6 +27,7 @@ from guildnet.cluster.registry import (
     UnknownCluster,
 )
 from guildnet.config import Settings
+from guildnet.http.access import AccessRoutes
 from guildnet.http.db import DBFeedRoutes, DBRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.health import gather
@@ -39,7 +41,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
+class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes):
     app = router
 
     def __init__(
@@ -55,6 +57,7 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         self.exposition = exposition or Exposition()
         #: The tailnet listener (TAILNET_LISTEN), reported by /readyz.
         self.tailnet: Any = None
+        self.access = Access.from_settings(settings)
 
     # errors ---------------------------------------------------------------
 

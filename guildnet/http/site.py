@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -16,8 +17,9 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource
 
-from guildnet.auth.attribution import Attribution, LocalAttribution, Refusal, strip_identity_headers
-from guildnet.auth.identity import identity_of, set_identity
+from guildnet.auth.access import user_header_value
+from guildnet.auth.attribution import Refusal, strip_identity_headers
+from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source, identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
 
@@ -90,6 +92,14 @@ def cors_headers(policy: HttpPolicy, origin: bytes | None) -> list[tuple[bytes, 
     ]
 
 
+LOCAL_IDENTITY = Identity(Source.LOCAL, LOCAL_LOGIN, display_name="Local user")
+
+
+def local_identity(request: Any) -> Identity | None:
+    """The loopback listener's attribution: every caller is the machine's local user."""
+    return LOCAL_IDENTITY
+
+
 class Intercepted(Protocol):
     """A request taken over at its head (the proxy): it gets the body as it arrives."""
 
@@ -132,18 +142,25 @@ class GuildNetRequest(server.Request):
         super().__init__(*args, **kwargs)
         self.started_at = time.monotonic()
 
+    def _identify(self, site: Any) -> None:
+        """Attach the listener's identity for this request (never from its headers)."""
+        if identity_of(self) is None and self.refusal is None:
+            identify = getattr(site, "identify", None)
+            identity = identify(self) if identify is not None else None
+            if isinstance(identity, Refusal):
+                self.refusal = identity
+            elif identity is not None:
+                set_identity(self, identity)
+
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site  # type: ignore[union-attr,attr-defined]
         # Who is asking: decided once, at the head, before the proxy or the router
         # see the request; identity headers a client sent are dropped first.
         strip_identity_headers(self.requestHeaders)
-        attribution = getattr(site, "attribution", None)
-        who = (attribution or _LOCAL).attribute(self)
-        if isinstance(who, Refusal):
-            self.refusal = who
+        self._identify(site)
+        if self.refusal is not None:
             super().gotLength(length)
             return
-        set_identity(self, who)
         interceptor = getattr(site, "interceptor", None)
         if interceptor is not None:
             self._intercepted = interceptor.intercept(self, length)
@@ -170,6 +187,7 @@ class GuildNetRequest(server.Request):
         return site.policy
 
     def process(self) -> None:
+        self._identify(self.channel.site)  # type: ignore[union-attr,attr-defined]
         self.metered = True
         http_metrics.started()
         self.request_id = accept_request_id(self.getHeader(b"x-request-id")) or new_request_id()
@@ -251,14 +269,16 @@ class GuildNetSite(server.Site):
         resource: IResource,
         policy: HttpPolicy,
         interceptor: RequestInterceptor | None = None,
-        attribution: Attribution | None = None,
+        identify: Callable[[Any], Identity | Refusal | None] | None = local_identity,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
         self.policy = policy
         self.interceptor = interceptor
-        #: Who each request is from (default: the local user, the loopback listener).
-        self.attribution: Attribution = attribution or _LOCAL
+        #: Who each request is from (per listener: loopback = the local user); None
+        #: leaves requests unidentified, which authorization refuses; a Refusal is
+        #: answered before any routing (the tailnet listener's unknown peers).
+        self.identify = identify
         self.noisy = False
 
     def log(self, request: Any) -> None:
@@ -274,7 +294,10 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
-        user = _user(request)
+        # Who (the listener's identity, percent-encoded like X-GuildNet-User): an audit
+        # trail of every action, "-" for unidentified callers.
+        identity = identity_of(request)
+        user = user_header_value(identity.login).decode("ascii") if identity else "-"
         outcome = getattr(request, "outcome", None) or (
             "client_closed" if getattr(request, "client_closed", False) else "complete"
         )
@@ -314,9 +337,6 @@ class GuildNetSite(server.Site):
         )
 
 
-_LOCAL = LocalAttribution()
-
-
 def _meter(request: GuildNetRequest, seconds: float) -> None:
     """The request's /metrics samples (HTTP, and the proxy's when it was proxied)."""
     code = request.code
@@ -327,14 +347,6 @@ def _meter(request: GuildNetRequest, seconds: float) -> None:
     exchange: Any = request._intercepted
     if exchange is not None:
         exchange.record_metrics(code)
-
-
-def _user(request: Any) -> str:
-    """The caller's login for the access log (``-`` when refused), one token."""
-    ident = identity_of(request)
-    if ident is None:
-        return "-"
-    return "".join(c if c.isprintable() and not c.isspace() else "_" for c in ident.login)[:128]
 
 
 def _client(request: Any) -> str:

@@ -53,6 +53,7 @@ from guildnet.proxy.netutil import (
     set_nodelay,
     write_through,
 )
+from guildnet.proxy.pages import PAGE_CSP, wants_html
 from guildnet.proxy.paths import (
     DEFAULT_CLUSTER,
     ProxyPath,
@@ -88,12 +89,23 @@ _NO_TARGETS: frozenset[tuple[str, int]] = frozenset()
 class ProxyFailure(Exception):
     """A proxied request cannot be served; becomes a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        html: bytes | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        #: A page for browsers (``pages``), sent instead of the JSON when Accept asks HTML.
+        self.html = html
+        self.extra = extra  # more members of the error body (authorization's reason)
 
 
 @attrs.frozen
@@ -160,6 +172,16 @@ class ProxyConfig:
         )
 
 
+class ProxyGate(Protocol):
+    """Authorization of proxied requests (``proxy.access``), asked before any dial."""
+
+    def check(self, request: Any, path: ProxyPath) -> Deferred[None] | None:
+        """Raise ProxyFailure to refuse; None to go on, or a Deferred to wait for."""
+
+    def user_header(self, request: Any) -> bytes | None:
+        """The ``X-GuildNet-User`` value for the upstream request, if any."""
+
+
 class ProxyEngine:
     """Owns the upstream pool, live exchanges and splices, and the sweeper."""
 
@@ -180,6 +202,8 @@ class ProxyEngine:
         #: The default-cluster workspace whose HTTP port a ``host:port`` is, if any:
         #: ``/proxy/{host:port}/`` to it redirects to the workspace's canonical URL.
         self.owner = owner or (lambda host, port: None)
+        #: Who may use which proxy path; None only in tests of the engine itself.
+        self.gate: ProxyGate | None = None
         self.pool = pool or UpstreamPool(reactor, idle_timeout=config.pool_idle_timeout)
         self.exchanges: set[ProxyExchange] = set()
         self.splices: set[Splice] = set()
@@ -465,6 +489,29 @@ class ProxyExchange:
     def begin(self) -> None:
         path = self.path
         assert path is not None
+        gate = self.engine.gate
+        if gate is not None:
+            try:
+                waiting = gate.check(self.request, path)
+            except ProxyFailure as e:
+                self.local_error(e)
+                return
+            except Exception:
+                log.failure("proxy authorization failed")
+                self.local_error(ProxyFailure(500, "internal_error", "authorization failed"))
+                return
+            if waiting is not None:
+                self._waiting = waiting
+                waiting.addCallbacks(self._allowed, self._resolve_failed)
+                return
+        self._allowed(None)
+
+    def _allowed(self, _: object) -> None:
+        self._waiting = None
+        if self.client_gone:
+            return
+        path = self.path
+        assert path is not None
         if path.redirect_to is not None:
             self.local_redirect(path.redirect_to)
             return
@@ -609,6 +656,7 @@ class ProxyExchange:
             host=host,
             prefix=path.prefix,
             upgrade=self.upgrade,
+            user=self.engine.gate.user_header(request) if self.engine.gate is not None else None,
         )
         if self.length is None:
             forwarded.append((b"Transfer-Encoding", b"chunked"))
@@ -906,7 +954,18 @@ class ProxyExchange:
         self.engine.stats["errors"] += 1
         request = self.request
         request.responseHeaders = Headers()
-        body = error_body(request, failure.status, failure.code, failure.message, failure.field)
+        if failure.html is not None and wants_html(request.getHeader(b"accept")):
+            request.setResponseCode(failure.status)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"content-security-policy", PAGE_CSP.encode())
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            request.setHeader(b"x-guildnet-error", failure.code.encode())
+            self._local_body(failure.html)
+            return
+        body = error_body(
+            request, failure.status, failure.code, failure.message, failure.field, failure.extra
+        )
         if self.target is not None:
             request.setHeader(b"x-guildnet-route", self.target.route.encode())
         self._local_body(body)

@@ -17,6 +17,8 @@ Request (browser -> workspace), ``forward_request_headers``:
 * ``X-Forwarded-For`` gets the client appended; ``X-Forwarded-Proto/-Host/-Prefix`` are set
   (client values dropped), as are ``Forwarded`` and ``X-Real-IP`` (spoofable, and nothing
   here vouches for them) and every ``X-GuildNet-*`` header: client headers never steer.
+  ``X-GuildNet-User`` is then set to the caller's login (``auth.access.user_header_value``)
+  when the listener identified one: workspace apps may trust it, no client can forge it.
 * The Host App's credentials never reach a workspace: its cookies (``host_cookie_names``)
   are cut out of ``Cookie``, and ``Authorization: Basic`` (what a browser attaches to every
   request to an origin behind an auth proxy) is dropped. Other ``Authorization`` schemes
@@ -85,6 +87,7 @@ HOP_BY_HOP: Final = frozenset(
 )
 DEFAULT_HOST_COOKIES: Final = ("guildnet_session",)
 ROUTE_HEADER: Final = b"X-GuildNet-Route"
+USER_HEADER: Final = b"X-GuildNet-User"
 _OWN_PREFIX: Final = b"x-guildnet-"
 _REQUEST_DROP: Final = frozenset(
     {b"forwarded", b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"}
@@ -126,6 +129,7 @@ def forward_request_headers(
     prefix: str,
     upgrade: bool,
     host_cookie_names: Collection[str] = DEFAULT_HOST_COOKIES,
+    user: bytes | None = None,
 ) -> Headers:
     """The headers to send upstream for a client request (see the module docstring).
 
@@ -171,6 +175,8 @@ def forward_request_headers(
     out.append((b"X-Forwarded-Proto", proto.encode("ascii")))
     out.append((b"X-Forwarded-Host", host))
     out.append((b"X-Forwarded-Prefix", prefix.encode("latin-1")))
+    if user is not None:
+        out.append((USER_HEADER, user))
     return out
 
 

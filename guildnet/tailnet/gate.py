@@ -249,15 +249,13 @@ class GatedTLSFactory(LeanTLSFactory):
         self.protocol = GatedLeanTLSTransport if available() else GatedTLSTransport
 
 
-class TailnetAttribution:
-    """The tailnet Site's attribution: the identity its connection's WhoIs gave."""
-
-    def attribute(self, request: Any) -> Identity | Refusal:
-        transport = getattr(request.channel, "transport", None)
-        peer = getattr(transport, "guildnet_peer", None)
-        if isinstance(peer, (Identity, Refusal)):
-            return peer
-        return NOT_A_PEER
+def tailnet_identity(request: Any) -> Identity | Refusal:
+    """The tailnet Site's ``identify``: what its connection's WhoIs gave."""
+    transport = getattr(request.channel, "transport", None)
+    peer = getattr(transport, "guildnet_peer", None)
+    if isinstance(peer, (Identity, Refusal)):
+        return peer
+    return NOT_A_PEER
 
 
 def _peer_text(conn: Any) -> str:

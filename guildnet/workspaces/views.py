@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from guildnet.auth.ownership import owner_metadata, owner_of
 from guildnet.operator import constants as C
 from guildnet.operator.desired import effective_ports, proxy_url, service_dns
 from guildnet.operator.spec import (
@@ -47,16 +48,24 @@ def new_name(spec: WorkspaceSpec, suffix: str | None = None) -> str:
     return generate_name(spec.image, suffix=suffix)
 
 
-def workspace_manifest(name: str, namespace: str, spec: WorkspaceSpec) -> dict[str, Any]:
-    """The Workspace CR the API creates: labelled as GuildNet's, so stop-all finds it."""
+def workspace_manifest(
+    name: str, namespace: str, spec: WorkspaceSpec, owner: str | None = None
+) -> dict[str, Any]:
+    """The Workspace CR the API creates: labelled as GuildNet's, so stop-all finds it,
+    and recording its creator's login (``auth.ownership``) when there is one."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {C.LABEL_MANAGED_BY: C.MANAGED_BY},
+    }
+    if owner:
+        labels, annotations = owner_metadata(owner)
+        metadata["labels"].update(labels)
+        metadata["annotations"] = annotations
     return {
         "apiVersion": C.API_VERSION,
         "kind": C.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {C.LABEL_MANAGED_BY: C.MANAGED_BY},
-        },
+        "metadata": metadata,
         "spec": spec.to_dict(),
     }
 
@@ -132,6 +141,7 @@ def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
         "created": created_of(ws),
         "message": status.get("message") or "",
         "managed": is_managed(ws),
+        "owner": owner_of(ws),
     }
 
 

@@ -6,13 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.web.http_headers import Headers
 
-from guildnet.auth.attribution import (
-    LOCAL_IDENTITY,
-    LocalAttribution,
-    identity_headers_in,
-    strip_identity_headers,
-)
+from guildnet.auth.attribution import identity_headers_in, strip_identity_headers
 from guildnet.auth.identity import Source
+from guildnet.http.site import local_identity
 
 
 def test_strip_identity_headers() -> None:
@@ -48,5 +44,5 @@ def test_any_tailscale_or_guildnet_header_is_identity(prefix: bytes, rest: bytes
 
 
 def test_local_attribution() -> None:
-    ident = LocalAttribution().attribute(object())
-    assert ident == LOCAL_IDENTITY and ident.source is Source.LOCAL and ident.login == "local"
+    ident = local_identity(object())
+    assert ident is not None and ident.source is Source.LOCAL and ident.login == "local"

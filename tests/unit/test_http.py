@@ -519,6 +519,8 @@ class HostAPITests(ServingTestCase):
             self.assertGreaterEqual(event["duration_ms"], 0.0)
             self.assertLess(event["duration_ms"], 10_000.0)
             self.assertEqual(event["client"], "127.0.0.1")
+            self.assertEqual(event["user"], "local")  # the loopback listener's identity
+            self.assertIn(" user=local ", event["guildnet_text"])
 
 
 class AbortedRequestLogTests(ServingTestCase):

@@ -111,7 +111,7 @@ def test_every_status_field_is_declared(case: tuple[Any, ...]) -> None:
     status = compute_status(ws, dep, pods, events, datetime(2025, 1, 1, tzinfo=UTC))
     assert_declared(status, STATUS, "status")
     assert set(STATUS["properties"]["phase"]["enum"]) == {
-        "Pending", "Starting", "Running", "Failed", "Terminating"
+        "Pending", "Starting", "Running", "Stopped", "Failed", "Terminating"
     }  # fmt: skip
 
 

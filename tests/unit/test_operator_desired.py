@@ -83,7 +83,7 @@ def test_any_valid_workspace_gives_a_hardened_deployment(name, spec_dict, cfg) -
     dep = d.deployment
     assert dep["apiVersion"] == "apps/v1" and dep["kind"] == "Deployment"
     assert dep["metadata"]["name"] == name and dep["metadata"]["namespace"] == "ns1"
-    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["replicas"] == (0 if spec.stopped else 1)
     assert dep["spec"]["selector"] == {"matchLabels": {C.LABEL_WORKSPACE: name}}
     pod = dep["spec"]["template"]
     labels = pod["metadata"]["labels"]

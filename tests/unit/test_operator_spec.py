@@ -136,6 +136,7 @@ def valid_spec_dicts(draw: st.DrawFn, min_ports: int = 0) -> dict[str, Any]:
         "labels": st.dictionaries(label_keys, label_values, max_size=4),
         "exposure": exposures,
         "proxy": proxies,
+        "stopped": st.booleans(),
     }
     spec = draw(st.fixed_dictionaries({"image": images}, optional=optional))
     if min_ports and "ports" not in spec:
@@ -167,6 +168,17 @@ def test_to_dict_is_what_the_api_server_stores(data: dict[str, Any]) -> None:
     assert out.get("env", []) == data.get("env", [])
     assert out.get("args", []) == data.get("args", [])
     assert out.get("labels", {}) == data.get("labels", {})
+
+
+def test_stopped_is_a_boolean_omitted_when_false() -> None:
+    assert parse_spec({"image": "nginx", "stopped": True}).to_dict() == {
+        "image": "nginx",
+        "stopped": True,
+    }
+    assert parse_spec({"image": "nginx", "stopped": False}).to_dict() == {"image": "nginx"}
+    with pytest.raises(SpecError) as e:
+        parse_spec({"image": "nginx", "stopped": "yes"})
+    assert e.value.field == "stopped"
 
 
 def test_nulls_mean_absent() -> None:

@@ -69,6 +69,7 @@ function Shell() {
       </a>
       <Header route={route} cluster={cluster} />
       <HostBanner />
+      <AccessBanner />
       {cluster ? (
         <ServersProvider key={cluster} cluster={cluster}>
           <StreamBanner />
@@ -171,7 +172,39 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
           Clusters
         </a>
       </nav>
+      <Me />
     </header>
+  );
+}
+
+/** Who the Host App thinks you are (from the connection, never a login form). */
+function Me() {
+  const { whoami } = useAppData();
+  const me = whoami.data;
+  if (!me) return null;
+  const where = me.source === "local" ? "this machine" : me.node || "the tailnet";
+  return (
+    <span className="whoami" data-testid="whoami" title={`${me.login} on ${where}`}>
+      <span className="visually-hidden">Signed in as </span>
+      {me.displayName || me.login}
+      <span className={`role role-${me.role}`}>{me.role}</span>
+    </span>
+  );
+}
+
+/** A caller without a role sees why everything else is refused. */
+function AccessBanner() {
+  const { whoami } = useAppData();
+  const me = whoami.data;
+  if (!me || me.role !== "none") return null;
+  return (
+    <div className="banner">
+      <div className="notice notice-warn" role="alert">
+        <strong>No access.</strong> GuildNet knows you as <code>{me.login}</code>
+        {me.node ? <> on <code>{me.node}</code></> : null}, with no role. Ask a GuildNet admin
+        to grant you the <code>user</code> role (a Tailscale grant or the policy file).
+      </div>
+    </div>
   );
 }
 

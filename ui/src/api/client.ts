@@ -11,6 +11,7 @@ import type {
   ServerSummary,
   StopAllResult,
   UiConfig,
+  WhoAmI,
 } from "./types";
 
 export const DEFAULT_CLUSTER = "default";
@@ -175,6 +176,7 @@ export async function clusterHealth(cluster: string, signal?: AbortSignal): Prom
 
 export const api = {
   uiConfig: (signal?: AbortSignal) => request<UiConfig>("/api/ui-config", { signal }),
+  whoami: (signal?: AbortSignal) => request<WhoAmI>("/api/whoami", { signal }),
   health: (signal?: AbortSignal) =>
     request<{ status: string; version: string }>("/healthz", { signal, timeoutMs: 5000 }),
 

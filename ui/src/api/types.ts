@@ -9,6 +9,16 @@ export interface UiConfig {
   features: Record<string, unknown>;
 }
 
+/** `GET /api/whoami`: who the Host App thinks the caller is (from the connection). */
+export interface WhoAmI {
+  login: string;
+  displayName: string;
+  node: string;
+  tags: string[];
+  source: "local" | "tailnet";
+  role: "admin" | "user" | "none";
+}
+
 export interface Cluster {
   id: string;
   name: string | null;
@@ -56,6 +66,8 @@ export interface ServerSummary {
   created: string | null;
   message: string;
   managed: boolean;
+  /** Login of the person who launched it (null: unrecorded; only admins see those). */
+  owner?: string | null;
   conditions?: Condition[];
 }
 
