@@ -190,12 +190,21 @@ def test_identity_change_ends_a_kept_alive_connection_and_new_ones_see_it(
             raise AssertionError(f"the connection served on: {resp.status}")
         print(f"\n[tailnet] kept-alive connection after the grant change: {ended!r}")
         assert "ended: its identity changed" in hostapp.log_path.read_text()
+        # A new connection is attributed afresh: no grant, no role.
+        status, me, _ = _as(node, tailnet, hostapp, "GET", "/api/whoami")
+        assert status == 200 and me["role"] == "none", me
+        assert _as(node, tailnet, hostapp, "GET", "/api/servers")[0] == 403
     finally:
         conn.close()
         tailnet.set_grants(GRANTS)
-    time.sleep(1.5)
-    status, _, _ = _as(node, tailnet, hostapp, "GET", "/healthz")
-    assert status == 200
+
+    def role() -> str | None:
+        status, me, _ = _as(node, tailnet, hostapp, "GET", "/api/whoami")
+        return me["role"] if status == 200 and me["role"] == "user" else None
+
+    started = time.monotonic()
+    wait_for("the grant restored", role, timeout=WHOIS_TTL + 10)
+    print(f"[tailnet] grant restored, seen after {time.monotonic() - started:.1f}s")
 
 
 def test_tailscaled_restart_does_not_break_the_listener(
@@ -272,4 +281,208 @@ def test_auto_mode_binds_the_nodes_addresses_when_they_appear(
     finally:
         if added:
             subprocess.run(["ip", "addr", "del", f"{host.ipv4}/32", "dev", "lo"], check=False)
+        app.stop()
+
+
+# --- the access matrix over real tailnet connections (kwok tier) ----------------------
+
+
+class _Upstream:
+    """The workspace's app: answers every request with the X-GuildNet-User it was sent.
+
+    kwok runs no containers, so the workspace names this server (on a namespace-local
+    198.18.x address) as its AGENT_HOST, one of the proxy's routes to a workspace.
+    """
+
+    def __init__(self, host: str) -> None:
+        import http.server
+        import threading
+
+        seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                who = self.headers.get("x-guildnet-user", "")
+                seen.append(who)
+                body = json.dumps({"app": "workspace", "user": who}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.seen = seen
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _direct(app_port: int, method: str, path: str) -> tuple[int, Any]:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", app_port, context=ctx, timeout=20)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        raw = resp.read()
+    finally:
+        conn.close()
+    ctype = resp.getheader("content-type") or ""
+    return resp.status, json.loads(raw) if ctype.startswith("application/json") else raw
+
+
+def test_access_matrix_over_the_tailnet(
+    tailnet: Tailnet, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    """User A creates a workspace and opens it; user B, the stranger (no grant) and a
+    connection tailscaled does not know are refused; the admin sees all and stops all.
+    Every request is a real tailnet connection from that person's node."""
+    from tests.integration.test_workspace_api import HostApp
+
+    port = free_port()
+    app = HostApp(
+        kubeconfig,
+        namespace,
+        tmp_path,
+        {
+            "TAILNET_LISTEN": f"127.0.0.1:{port}",
+            "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket_path),
+            "TAILNET_WHOIS_TTL": str(WHOIS_TTL),
+        },
+    )
+    upstream = _Upstream("198.18.0.77")
+    host_ip = tailnet.nodes["host"].ipv4
+    try:
+        app.wait_ready()
+
+        def call(who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            if who == "direct":
+                return _direct(port, method, path)
+            conn = tailnet.nodes[who].https(host_ip, port)
+            try:
+                data = json.dumps(body).encode() if body is not None else None
+                headers = {"content-type": "application/json"} if data is not None else {}
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            finally:
+                conn.close()
+            ctype = resp.getheader("content-type") or ""
+            return resp.status, json.loads(raw) if ctype.startswith("application/json") else raw
+
+        wait_for("the tailnet listener", lambda: call("node-a", "GET", "/healthz")[0] == 200)
+
+        # Who each one is, as the Host App sees them.
+        roles = {}
+        for who in ("node-a", "node-b", "node-admin", "node-stranger"):
+            status, me = call(who, "GET", "/api/whoami")
+            assert status == 200, me
+            assert me["login"] == tailnet.nodes[who].login and me["source"] == "tailnet", me
+            assert me["node"].split(".")[0] == who, me
+            roles[who] = me["role"]
+        assert roles == {
+            "node-a": "user",
+            "node-b": "user",
+            "node-admin": "admin",
+            "node-stranger": "none",
+        }
+
+        # User A creates a workspace whose app is the upstream above.
+        status, created = call(
+            "node-a",
+            "POST",
+            "/api/jobs",
+            {
+                "image": "codercom/code-server:4.139.1",
+                "name": "a-ws",
+                "env": [{"name": "AGENT_HOST", "value": f"198.18.0.77:{upstream.port}"}],
+            },
+        )
+        assert status == 202, created
+        wait_for(
+            "a-ws Running",
+            lambda: call("node-a", "GET", "/api/servers/a-ws")[1].get("phase") == "Running",
+            timeout=90,
+        )
+        wait_for(
+            "a-ws's password", lambda: call("node-a", "GET", "/api/servers/a-ws/password")[0] == 200
+        )
+
+        actions = [
+            ("list", "GET", "/api/servers"),
+            ("detail", "GET", "/api/servers/a-ws"),
+            ("password", "GET", "/api/servers/a-ws/password"),
+            ("logs", "GET", "/api/servers/a-ws/logs"),
+            ("open", "GET", "/proxy/server/a-ws/"),
+        ]
+        callers = ["node-a", "node-b", "node-admin", "node-stranger", "direct"]
+        matrix: dict[str, dict[str, str]] = {}
+        for who in callers:
+            row = matrix[who] = {}
+            for label, method, path in actions:
+                status, body = call(who, method, path)
+                cell = str(status)
+                if label == "list" and status == 200:
+                    cell += (
+                        " sees a-ws" if any(s["id"] == "a-ws" for s in body) else " (a-ws hidden)"
+                    )
+                elif label == "open" and status == 200:
+                    cell += f" as {body['user']}"
+                elif status >= 400 and isinstance(body, dict):
+                    cell += f" {body.get('reason') or body.get('error')}"
+                row[label] = cell
+        # stop-all last: everyone but the admin is refused, then the admin stops all.
+        for who in ("node-a", "node-b", "node-stranger", "direct", "node-admin"):
+            status, body = call(who, "POST", "/api/admin/stop-all", {})
+            cell = str(status)
+            if status == 200:
+                cell += f" stopped {len(body.get('deleted', []))}"
+            elif isinstance(body, dict):
+                cell += f" {body.get('reason') or body.get('error')}"
+            matrix[who]["stop-all"] = cell
+
+        labels = [a[0] for a in actions] + ["stop-all"]
+        width = {
+            label: max(len(label), *(len(matrix[w][label]) for w in callers)) for label in labels
+        }
+        lines = ["caller          " + "  ".join(label.ljust(width[label]) for label in labels)]
+        for who in callers:
+            name = {"direct": "not-a-peer"}.get(who, who)
+            lines.append(
+                f"{name:<16}" + "  ".join(matrix[who][lab].ljust(width[lab]) for lab in labels)
+            )
+        print("\n[access matrix over the tailnet]\n" + "\n".join(lines))
+
+        a, b, adm, stranger, direct = (matrix[w] for w in callers)
+        assert a == {
+            "list": "200 sees a-ws",
+            "detail": "200",
+            "password": "200",
+            "logs": "200",
+            "open": f"200 as {login_of('user-a')}",
+            "stop-all": "403 role",
+        }, a
+        assert b["list"] == "200 (a-ws hidden)", b
+        for label in ("detail", "password", "logs", "open"):
+            assert b[label] == "403 owner", b
+            assert stranger[label] == "403 role", stranger
+            assert direct[label] == "403 not_a_tailnet_peer", direct
+        assert b["stop-all"] == "403 role" and stranger["stop-all"] == "403 role", matrix
+        assert direct["stop-all"] == "403 not_a_tailnet_peer", direct
+        assert stranger["list"] == "403 role" and direct["list"] == "403 not_a_tailnet_peer"
+        assert adm["list"] == "200 sees a-ws" and adm["open"] == f"200 as {login_of('admin')}", adm
+        assert all(adm[k] == "200" for k in ("detail", "password", "logs")), adm
+        assert adm["stop-all"].startswith("200 stopped"), adm
+        assert upstream.seen and set(upstream.seen) == {login_of("user-a"), login_of("admin")}
+    finally:
+        upstream.close()
         app.stop()
