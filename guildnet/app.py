@@ -7,6 +7,7 @@
     ├── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
     ├── tailnet HTTPS listener (only with TAILNET_LISTEN: a second Site on the same
     │   resource, each connection attributed by tailscaled's WhoIs)
+    ├── tailscale serve's unix socket (only with TAILNET_SERVE_SOCKET)
     └── plain-HTTP /metrics listener (only with METRICS_LISTEN)
 
 Children stop in reverse order, so the listener closes before the Registry
@@ -44,7 +45,8 @@ from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
 from guildnet.tailnet.gate import tailnet_identity
-from guildnet.tailnet.listener import TailnetListener
+from guildnet.tailnet.listener import ServeSocketService, TailnetListener
+from guildnet.tailnet.serve import serve_identity
 from guildnet.tls import find_certificate, server_context_factory
 from guildnet.workspaces.service import attach
 
@@ -130,6 +132,18 @@ class HostApp(MultiService):
             )
             self.tailnet.setServiceParent(self)
             self.api.tailnet = self.tailnet
+        self.serve_listener: ServeSocketService | None = None
+        if settings.tailnet_serve_socket is not None:
+            serve_site = GuildNetSite(
+                self.api.app.resource(),
+                HttpPolicy(settings.frontend_origin),
+                interceptor=self.proxy,
+                identify=serve_identity,
+            )
+            self.serve_listener = ServeSocketService(
+                settings.tailnet_serve_socket, serve_site, reactor
+            )
+            self.serve_listener.setServiceParent(self)
         self.metrics_listener: StreamServerEndpointService | None = None
         if settings.metrics_listen is not None:
             where = settings.metrics_listen

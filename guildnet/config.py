@@ -384,6 +384,9 @@ KNOBS: tuple[Knob, ...] = (
          parse_tailnet_listen, "off"),
     Knob("TAILSCALE_SOCKET", "tailscale-socket", "tailscaled's LocalAPI unix socket.",
          parse_path, "/var/run/tailscale/tailscaled.sock"),
+    Knob("TAILNET_SERVE_SOCKET", "tailnet-serve-socket",
+         "Also listen (plain HTTP, mode 0600) on this unix socket for `tailscale serve`, "
+         "trusting the identity headers it sets there.", parse_path, None),
     Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
          "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
          parse_whois_ttl, "15"),
@@ -437,6 +440,7 @@ class Settings:
     tailnet_listen: ListenAddress | str | None = None
     tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
     tailnet_whois_ttl: float = 15.0
+    tailnet_serve_socket: Path | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -524,6 +528,7 @@ def load_settings(
         tailnet_listen=values["TAILNET_LISTEN"],
         tailscale_socket=values["TAILSCALE_SOCKET"],
         tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
+        tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],

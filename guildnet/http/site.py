@@ -154,10 +154,12 @@ class GuildNetRequest(server.Request):
 
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site  # type: ignore[union-attr,attr-defined]
-        # Who is asking: decided once, at the head, before the proxy or the router
-        # see the request; identity headers a client sent are dropped first.
-        strip_identity_headers(self.requestHeaders)
+        # Who is asking: decided once, at the head, before the proxy or the router see
+        # the request, from the connection (only the serve socket's attribution reads
+        # the headers tailscaled set); then identity headers are dropped, so no handler
+        # or upstream ever sees a client's.
         self._identify(site)
+        strip_identity_headers(self.requestHeaders)
         if self.refusal is not None:
             super().gotLength(length)
             return

@@ -17,7 +17,9 @@ left; tailscaled renews it itself), else the Host App's own.
 from __future__ import annotations
 
 import datetime
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -246,3 +248,36 @@ def _not_after(chain_pem: bytes) -> float:
     cert = x509.load_pem_x509_certificate(chain_pem)
     at = cert.not_valid_after_utc
     return at.replace(tzinfo=datetime.UTC).timestamp()
+
+
+class ServeSocketService(Service):
+    """The unix socket ``tailscale serve`` forwards to (``TAILNET_SERVE_SOCKET``).
+
+    Mode 0600: only the Host App's user and root (tailscaled) can connect, which is
+    what makes the identity headers on it trustworthy (see ``tailnet.serve``).
+    A stale socket file from an earlier run is replaced; nothing else is.
+    """
+
+    name = "tailnet-serve-socket"
+
+    def __init__(self, path: Path, site: GuildNetSite, reactor: Any) -> None:
+        self.path = path
+        self.site = site
+        self.reactor = reactor
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.path.is_socket():
+            self.path.unlink()
+        self.port = self.reactor.listenUNIX(str(self.path), self.site, mode=0o600)
+        os.chmod(self.path, 0o600)
+        super().startService()
+        log.info("tailscale serve socket at {path}", path=str(self.path))
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        return maybeDeferred(port.stopListening)

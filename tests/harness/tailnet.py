@@ -117,6 +117,9 @@ class Node:
     def https(self, host: str, port: int, timeout: float = 20.0) -> TailnetHTTPS:
         return TailnetHTTPS(self, host, port, timeout)
 
+    def http(self, host: str, port: int, timeout: float = 20.0) -> TailnetHTTP:
+        return TailnetHTTP(self, host, port, timeout)
+
 
 def socks5_connect(proxy: tuple[str, int], host: str, port: int, timeout: float) -> socket.socket:
     """RFC 1928 CONNECT, no authentication (what tailscaled's --socks5-server offers)."""
@@ -172,6 +175,17 @@ class TailnetHTTPS(http.client.HTTPSConnection):
     def connect(self) -> None:
         raw = self._node.connect(self.host, self.port, timeout=self.timeout or 20.0)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class TailnetHTTP(http.client.HTTPConnection):
+    """Plain ``http.client`` over a connection a tailnet node made (``tailscale serve --http``)."""
+
+    def __init__(self, node: Node, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._node = node
+
+    def connect(self) -> None:
+        self.sock = self._node.connect(self.host, self.port, timeout=self.timeout or 20.0)
 
 
 @dataclass
@@ -429,6 +443,7 @@ __all__ = [
     "CAP",
     "Node",
     "Tailnet",
+    "TailnetHTTP",
     "TailnetHTTPS",
     "binaries",
     "login_of",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import ssl
 import subprocess
 import time
@@ -485,4 +486,74 @@ def test_access_matrix_over_the_tailnet(
         assert upstream.seen and set(upstream.seen) == {login_of("user-a"), login_of("admin")}
     finally:
         upstream.close()
+        app.stop()
+
+
+def test_behind_tailscale_serve(tailnet: Tailnet, tmp_path: Path) -> None:
+    """TAILNET_SERVE_SOCKET: the host node's ``tailscale serve --http`` forwards to the Host
+    App's unix socket; the caller comes from the headers tailscaled sets, never from the
+    client's copies, which tailscaled replaces."""
+    host = tailnet.nodes["host"]
+    sock = tmp_path / "run" / "serve.sock"
+    app = HostProc(tmp_path, {"TAILNET_SERVE_SOCKET": str(sock)})
+    serve_port = free_port()
+    try:
+        wait_for("the serve socket", sock.is_socket, timeout=20)
+        assert sock.stat().st_mode & 0o777 == 0o600
+        host.cli(
+            "serve",
+            "--bg",
+            f"--http={serve_port}",
+            "--accept-app-caps=guildnet.io/cap/hostapp",
+            f"unix:{sock}",
+        )
+        forged = {
+            "tailscale-user-login": login_of("admin"),
+            "tailscale-user-name": "Admin",
+            "tailscale-app-capabilities": json.dumps(
+                {"guildnet.io/cap/hostapp": [{"role": "admin"}]}
+            ),
+        }
+        # serve matches requests by the node's DNS name (Host), as browsers send it.
+        dns_name = json.loads(host.cli("status", "--json"))["Self"]["DNSName"].rstrip(".")
+        forged["host"] = f"{dns_name}:{serve_port}"
+        seen = {}
+        for name in ("node-a", "node-admin", "node-stranger"):
+
+            def whoami(node: Node = tailnet.nodes[name]) -> Any:
+                conn = node.http(host.ipv4, serve_port)
+                try:
+                    conn.request("GET", "/api/whoami", headers=forged)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                finally:
+                    conn.close()
+                return json.loads(raw) if resp.status == 200 else None
+
+            me = wait_for(f"whoami through serve as {name}", whoami, timeout=30)
+            seen[name] = (me["login"], me["role"])
+        print(f"\n[tailnet] through tailscale serve: {seen}")
+        assert seen == {
+            "node-a": (login_of("user-a"), "user"),
+            "node-admin": (login_of("admin"), "admin"),
+            "node-stranger": (login_of("stranger"), "none"),
+        }
+        # Straight to the socket (what only root or the Host App's user can do) without
+        # serve's headers: no identity.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as direct:
+            direct.settimeout(20)
+            direct.connect(str(sock))
+            direct.sendall(b"GET /api/servers HTTP/1.0\r\nHost: serve\r\n\r\n")
+            reply = b""
+            while chunk := direct.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"403", reply[:300]
+        assert json.loads(body)["error"] == "no_tailnet_identity", body
+    finally:
+        subprocess.run(
+            [str(tailnet.bins["tailscale"]), f"--socket={host.socket_path}", "serve", "reset"],
+            check=False,
+            timeout=30,
+        )
         app.stop()
