@@ -57,6 +57,8 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
         self.registry = registry
         self.monitor = monitor
         self.exposition = exposition or Exposition()
+        #: The tailnet listener (TAILNET_LISTEN), reported by /readyz.
+        self.tailnet: Any = None
         self.access = Access.from_settings(settings)
 
     # errors ---------------------------------------------------------------
@@ -115,6 +117,8 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
         else:
             reach = yield self._reachability(DEFAULT_CLUSTER_ID)
             checks["cluster"] = _reach_json(reach)
+        if self.tailnet is not None:
+            checks["tailnet"] = self.tailnet.report()
         ok = all(c["ok"] for c in checks.values())
         # Non-fatal: the Host App serves workspaces without RethinkDB.
         checks["rethinkdb"] = self._rdb_check()
