@@ -21,7 +21,7 @@ from typing import Any
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 try:  # OpenSSL itself, through the cffi binding pyOpenSSL is built on
@@ -148,6 +148,19 @@ class LeanTLSTransport(BufferingTLSTransport):
             return None
         raw = self._raw = RawTLS(conn)
         return raw
+
+    def write_now(self, data: bytes) -> None:
+        """Encrypt ``data`` now, behind what the small-write aggregator holds.
+
+        For a writer that already gathers a whole reactor turn's output into one write
+        (a changefeed fanned out to many streams): the aggregator would only add a timer
+        per connection and a turn of delay.
+        """
+        aggregator = self._aggregator
+        if getattr(aggregator, "_buffer", None) is None:
+            return  # the connection is gone (Twisted swapped in its null aggregator)
+        aggregator.flush()
+        TLSMemoryBIOProtocol.write(self, data)
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:
