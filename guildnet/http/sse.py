@@ -34,7 +34,7 @@ from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
 from guildnet.metrics import http as http_metrics
-from guildnet.proxy.netutil import set_nodelay, write_through
+from guildnet.proxy.netutil import send_at_once, set_nodelay, write_through
 
 log = Logger()
 
@@ -295,12 +295,12 @@ def _direct_writer(request: Any) -> Callable[[bytes], object] | None:
     transport that can encrypt a write at once (``LeanTLSTransport.write_now``): a
     changefeed writes the same event to hundreds of streams in one reactor turn, and per
     stream ``Request.write`` re-frames the chunk while Twisted's TLS layer holds each write
-    for a timer of its own. The socket under it sends at the end of the turn
-    (``write_through``) with Nagle off, so the events leave at once; a full socket buffer
-    still queues in Twisted and pauses the stream (back-pressure is unchanged).
+    for a timer of its own. The ciphertext is sent at once (``send_at_once``, behind
+    anything written before) with Nagle off; a full socket buffer still queues in
+    Twisted and pauses the stream (back-pressure is unchanged).
     """
     channel = getattr(request, "channel", None)
-    transport = getattr(channel, "transport", None)
+    transport: Any = getattr(channel, "transport", None)
     write_now = getattr(transport, "write_now", None)
     if (
         write_now is None
@@ -312,5 +312,8 @@ def _direct_writer(request: Any) -> Callable[[bytes], object] | None:
         return None
     set_nodelay(transport)
     write_through(transport)
+    # The encrypted event leaves at once, not at the end of the turn: with hundreds of
+    # streams written in one turn, the first would otherwise wait for the last.
+    transport._send_at_once = send_at_once(transport)
     result: Callable[[bytes], object] = write_now
     return result
