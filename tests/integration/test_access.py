@@ -145,7 +145,9 @@ def test_create_records_the_owner(user: Client, custom: Any, ns: str) -> None:
     obj = custom.get_namespaced_custom_object(C.GROUP, C.VERSION, ns, C.PLURAL, "mine")
     assert obj["metadata"]["annotations"][OWNER] == "local"
     assert obj["metadata"]["labels"][OWNER] == "local"
-    (item,) = [s for s in user.call("GET", "/api/servers")[1] if s["id"] == "mine"]
+    status, listing = user.call("GET", "/api/servers")
+    assert status == 200, listing
+    (item,) = [s for s in listing if s["id"] == "mine"]
     assert item["owner"] == "local"
 
 
