@@ -214,7 +214,24 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
-    "owner": nullable({**STR, "description": "The login that created it (None: unrecorded)."}),
+    "owner": {
+        **nullable(STR),
+        "description": "Login of the person who launched it (null: unrecorded).",
+    },
+    "idle": {
+        **nullable(
+            obj(
+                {
+                    "timeoutSeconds": {**INT, "description": "0: idle culling is off for it."},
+                    "lastActivity": TIME,
+                    "idleSince": TIME,
+                    "stopsAt": nullable(TIME),
+                }
+            )
+        ),
+        "description": "Idle culling of a running workspace (null otherwise): when it was "
+        "last used and when the culler stops it (null: never).",
+    },
 }
 
 CONDITION: Final = obj(
@@ -407,10 +424,29 @@ def components() -> dict[str, Schema]:
                             {"ok": BOOL, "fatal": {"const": False}, **RDB_HEALTH_MEMBERS},
                             ["ok", "fatal", "state"],
                         ),
-                    }
+                        "tailnet": obj(
+                            {
+                                "ok": BOOL,
+                                "mode": {"type": "string", "enum": ["auto", "explicit"]},
+                                "listening": arr(STR),
+                                "tailscaled": nullable(STR),
+                                "addresses": arr(STR),
+                                "certificate": nullable(STR),
+                                "connections": INT,
+                                "dnsName": STR,
+                                "errors": arr(STR),
+                                "error": STR,
+                            },
+                            ["ok", "mode", "listening"],
+                        ),
+                    },
+                    ["reactor", "registry", "cluster", "rethinkdb"],
                 ),
             },
-            description="The default cluster only: other clusters' health never changes it.",
+            ["status"],
+            description="The default cluster only: other clusters' health never changes it. "
+            "``checks`` only for callers with a role (a probe sees the status); ``tailnet`` "
+            "only with TAILNET_LISTEN.",
         ),
         "HealthPart": HEALTH_PART,
         "ClusterHealth": obj(
