@@ -186,6 +186,11 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
+    "owner": {**nullable(STR), "description": "Login of who launched it (null: unrecorded)."},
+    "stopped": {
+        **BOOL,
+        "description": "spec.stopped: asked to stop (phase Stopped once its pod is gone).",
+    },
 }
 
 CONDITION: Final = obj(
@@ -496,6 +501,21 @@ def components() -> dict[str, Schema]:
                 "command": arr(STR),
                 "passwordEnv": nullable(STR),
                 "pathMode": {"type": "string", "enum": ["strip", "preserve"]},
+                "homePath": {**STR, "description": "Where the home volume is mounted."},
+                "resources": {
+                    **OPEN,
+                    "description": "The resources a launch without any gets "
+                    "(WORKSPACE_IDE_RESOURCES / WORKSPACE_APP_RESOURCES); {} means BestEffort.",
+                },
+                "storage": obj(
+                    {
+                        "size": nullable(STR),
+                        "storageClassName": nullable(STR),
+                        "mountPath": STR,
+                    },
+                    description="The home volume a launch without storage gets (size null: "
+                    "ephemeral).",
+                ),
             }
         ),
         # -- RethinkDB ----------------------------------------------------------------------
