@@ -177,6 +177,8 @@ export interface JobRequest {
   command?: string[];
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   labels?: Record<string, string>;
+  /** Seconds without use before the idle culler stops it (0: never; absent: the Host App's default). */
+  idleTimeoutSeconds?: number;
 }
 
 export interface JobCreated {

@@ -45,7 +45,12 @@ export interface LaunchForm {
   cpuLimit: string;
   memoryRequest: string;
   memoryLimit: string;
+  /** Minutes without use before the idle culler stops it: blank = the Host App's default, 0 = never. */
+  idleMinutes: string;
 }
+
+/** 30 days, the CRD's maximum idleTimeoutSeconds. */
+export const IDLE_MAX_MINUTES = 43200;
 
 export const emptyForm = (): LaunchForm => ({
   image: "",
@@ -58,6 +63,7 @@ export const emptyForm = (): LaunchForm => ({
   cpuLimit: "",
   memoryRequest: "",
   memoryLimit: "",
+  idleMinutes: "",
 });
 
 export type FieldErrors = Record<string, string>;
@@ -253,6 +259,15 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
     }
   }
 
+  // idle culling: whole minutes, at most 30 days (the CRD's idleTimeoutSeconds limit)
+  const idleRaw = form.idleMinutes.trim();
+  let idleSeconds: number | null = null;
+  if (idleRaw) {
+    if (!/^[0-9]+$/.test(idleRaw)) errors.idleTimeoutSeconds = "must be a whole number of minutes";
+    else if (Number(idleRaw) > IDLE_MAX_MINUTES) errors.idleTimeoutSeconds = `must be at most ${IDLE_MAX_MINUTES} minutes (30 days)`;
+    else idleSeconds = Number(idleRaw) * 60;
+  }
+
   if (Object.keys(errors).length) return { errors, job: null };
 
   const body: JobRequest = { image };
@@ -268,6 +283,7 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
     if (Object.keys(requests).length) body.resources.requests = requests;
     if (Object.keys(limits).length) body.resources.limits = limits;
   }
+  if (idleSeconds !== null) body.idleTimeoutSeconds = idleSeconds;
   return {
     errors,
     job: { body, rows: { ports: sendPorts ? portRows : [], env: sendEnv ? envRows : [] } },
