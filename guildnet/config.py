@@ -304,6 +304,26 @@ def parse_workspace_origin(value: str) -> str:
     return word
 
 
+def parse_tailnet_listen(value: str) -> ListenAddress | str | None:
+    """``off`` (None), ``auto`` (this node's Tailscale addresses, port 443) or host:port."""
+    word = value.strip().lower()
+    if word in ("off", "false", "no", "0"):
+        return None
+    if word == "auto":
+        return "auto"
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise ValueError(f"use off, auto or host:port ({e})") from None
+
+
+def parse_whois_ttl(value: str) -> float:
+    seconds = parse_seconds(value)
+    if not 1 <= seconds <= 600:
+        raise ValueError(f"{seconds} out of range (1-600 seconds)")
+    return seconds
+
+
 def parse_policy_file(value: str) -> Policy:
     """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
     return load_policy(parse_file(value))
@@ -404,6 +424,18 @@ KNOBS: tuple[Knob, ...] = (
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("TAILNET_LISTEN", "tailnet-listen",
+         "Serve HTTPS to the tailnet: off, auto (this node's Tailscale addresses, port 443) or "
+         "host:port (e.g. where a userspace-networking tailscaled forwards).",
+         parse_tailnet_listen, "off"),
+    Knob("TAILSCALE_SOCKET", "tailscale-socket", "tailscaled's LocalAPI unix socket.",
+         parse_path, "/var/run/tailscale/tailscaled.sock"),
+    Knob("TAILNET_SERVE_SOCKET", "tailnet-serve-socket",
+         "Also listen (plain HTTP, mode 0600) on this unix socket for `tailscale serve`, "
+         "trusting the identity headers it sets there.", parse_path, None),
+    Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
+         "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
+         parse_whois_ttl, "15"),
     Knob("LOCAL_ROLE", "local-role",
          "Role of every caller on the loopback listener: admin, user or none.", parse_role,
          "admin"),
@@ -452,6 +484,11 @@ class Settings:
     metrics_listen: ListenAddress | None = None
     workspace_origin: str = "single"
     workspace_origin_domain: str | None = None
+    #: None (off), "auto", or an explicit address.
+    tailnet_listen: ListenAddress | str | None = None
+    tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
+    tailnet_whois_ttl: float = 15.0
+    tailnet_serve_socket: Path | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -543,6 +580,10 @@ def load_settings(
         metrics_listen=values["METRICS_LISTEN"],
         workspace_origin=values["WORKSPACE_ORIGIN"],
         workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
+        tailnet_listen=values["TAILNET_LISTEN"],
+        tailscale_socket=values["TAILSCALE_SOCKET"],
+        tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
+        tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],

@@ -482,8 +482,9 @@ class WorkspaceRoutes:
     ) -> Any:
         """Change image, env, args, command, resources, ports, labels or proxy settings.
 
-        Each key given replaces that field (null removes it); the operator rolls the pod
-        with the home volume kept. 409 if the workspace changed meanwhile.
+        Each key given replaces that field (null removes it; ``resources: null`` means the
+        image kind's defaults again); the operator rolls the pod with the home volume kept.
+        409 if the workspace changed meanwhile.
         """
         _server_id(server_id)
         _same_origin(request, self.settings.frontend_origin, required=False)
@@ -492,6 +493,10 @@ class WorkspaceRoutes:
         ws = self._cached_workspace(svc, server_id)
         try:
             new = changed_spec(ws.get("spec") or {}, change)
+            if "resources" in change and change["resources"] is None:
+                # null: back to the image kind's defaults ({} asks for BestEffort).
+                image = new.get("image")
+                new["resources"] = self._default_resources(image if isinstance(image, str) else "")
             spec = parse_spec(new)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None

@@ -153,6 +153,8 @@ def server_summary(
         "created": created_of(ws),
         "message": status.get("message") or "",
         "managed": is_managed(ws),
+        # The wish (spec), ahead of the phase while the operator catches up.
+        "stopped": _spec(ws).get("stopped") is True,
         "owner": owner_of(ws),
         "idle": idle(ws) if idle is not None else None,
     }

@@ -186,3 +186,12 @@ def test_patterns_are_anchored_and_compile() -> None:
         if "pattern" in schema:
             assert schema["pattern"].startswith("^") and schema["pattern"].endswith("$"), path
             re.compile(schema["pattern"])
+
+
+def test_storage_rules_match_parse_spec() -> None:
+    storage = SPEC["properties"]["storage"]["properties"]
+    assert storage["size"]["pattern"] == S.SIZE_PATTERN
+    assert storage["mountPath"]["pattern"] == S.MOUNT_PATH_PATTERN
+    assert storage["mountPath"]["maxLength"] == S.MOUNT_PATH_MAX_LEN
+    assert storage["storageClassName"]["pattern"] == S.DNS_SUBDOMAIN_PATTERN
+    assert SPEC["properties"]["stopped"]["type"] == "boolean"

@@ -148,6 +148,7 @@ def test_summary_and_list_order() -> None:
         "created": "2026-01-01T00:00:00Z",
         "message": "ok",
         "managed": True,
+        "stopped": False,
         "owner": None,
         "idle": None,
     }

@@ -45,9 +45,18 @@ export interface LaunchForm {
   cpuLimit: string;
   memoryRequest: string;
   memoryLimit: string;
+  /** No requests or limits at all (BestEffort): only when the user asks. */
+  bestEffort?: boolean;
+  /** Home volume size; blank: the Host App's default (WORKSPACE_STORAGE_SIZE). */
+  storageSize?: string;
+  /** No home volume: files live as long as the container. */
+  ephemeral?: boolean;
   /** Minutes without use before the idle culler stops it: blank = the Host App's default, 0 = never. */
-  idleMinutes: string;
+  idleMinutes?: string;
 }
+
+/** A volume size: whole, more than zero (guildnet/operator/spec.py SIZE_PATTERN). */
+export const SIZE_RE = /^[1-9][0-9]*([KMGTPE]i|[kMGTPE])?$/;
 
 /** 30 days, the CRD's maximum idleTimeoutSeconds. */
 export const IDLE_MAX_MINUTES = 43200;
@@ -259,8 +268,13 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
     }
   }
 
+  const storageSize = (form.storageSize ?? "").trim();
+  if (!form.ephemeral && storageSize && !SIZE_RE.test(storageSize)) {
+    errors["storage.size"] = "must be a size such as '10Gi' or '500Mi'";
+  }
+
   // idle culling: whole minutes, at most 30 days (the CRD's idleTimeoutSeconds limit)
-  const idleRaw = form.idleMinutes.trim();
+  const idleRaw = (form.idleMinutes ?? "").trim();
   let idleSeconds: number | null = null;
   if (idleRaw) {
     if (!/^[0-9]+$/.test(idleRaw)) errors.idleTimeoutSeconds = "must be a whole number of minutes";
@@ -278,11 +292,15 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
   if (sendEnv) body.env = env;
   if (args.length && !(defaults && args.join("\n") === defaults.args.join("\n"))) body.args = args;
   if (command.length) body.command = command;
-  if (Object.keys(requests).length || Object.keys(limits).length) {
+  if (form.bestEffort) {
+    body.resources = {}; // explicit: the Host App adds its defaults only when "resources" is absent
+  } else if (Object.keys(requests).length || Object.keys(limits).length) {
     body.resources = {};
     if (Object.keys(requests).length) body.resources.requests = requests;
     if (Object.keys(limits).length) body.resources.limits = limits;
   }
+  if (form.ephemeral) body.storage = "none";
+  else if (storageSize && storageSize !== (defaults?.storage?.size ?? "")) body.storage = { size: storageSize };
   if (idleSeconds !== null) body.idleTimeoutSeconds = idleSeconds;
   return {
     errors,
