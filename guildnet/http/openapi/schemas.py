@@ -214,6 +214,11 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
+    "stopped": {
+        **BOOL,
+        "description": "spec.stopped: asked to stop (ahead of the phase while the operator "
+        "catches up).",
+    },
     "owner": {
         **nullable(STR),
         "description": "Login of the person who launched it (null: unrecorded).",
