@@ -188,6 +188,12 @@ def _server_id(value: str, field: str = "id") -> str:
         raise bad_field(field, e.message) from None
 
 
+def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
+    """The cluster's idle culler's view of a workspace (``idle`` in its JSON), if any."""
+    culler = getattr(svc, "culler", None)
+    return None if culler is None else culler.view  # type: ignore[no-any-return]
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
 
@@ -386,7 +392,9 @@ class WorkspaceRoutes:
         _, svc = await self._workspaces(cluster_id)
         visible = _visible_to(caller_of(request))
         shown = [w for w in svc.workspaces() if visible(w)]
-        return write_json(request, 200, views.server_list(shown, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_list(shown, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
     async def get_server(
@@ -403,7 +411,7 @@ class WorkspaceRoutes:
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
         detail = views.server_detail(
-            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins, _idle_of(svc)
         )
         return write_json(request, 200, detail)
 
@@ -474,8 +482,9 @@ class WorkspaceRoutes:
     ) -> Any:
         """Change image, env, args, command, resources, ports, labels or proxy settings.
 
-        Each key given replaces that field (null removes it); the operator rolls the pod
-        with the home volume kept. 409 if the workspace changed meanwhile.
+        Each key given replaces that field (null removes it; ``resources: null`` means the
+        image kind's defaults again); the operator rolls the pod with the home volume kept.
+        409 if the workspace changed meanwhile.
         """
         _server_id(server_id)
         _same_origin(request, self.settings.frontend_origin, required=False)
@@ -484,6 +493,10 @@ class WorkspaceRoutes:
         ws = self._cached_workspace(svc, server_id)
         try:
             new = changed_spec(ws.get("spec") or {}, change)
+            if "resources" in change and change["resources"] is None:
+                # null: back to the image kind's defaults ({} asks for BestEffort).
+                image = new.get("image")
+                new["resources"] = self._default_resources(image if isinstance(image, str) else "")
             spec = parse_spec(new)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
@@ -502,7 +515,9 @@ class WorkspaceRoutes:
                     409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
                 ) from None
             raise _kube_error(e) from None
-        return write_json(request, 200, views.server_summary(patched, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_summary(patched, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -563,7 +578,9 @@ class WorkspaceRoutes:
             request.setHeader(b"location", url.encode())
             request.setHeader(b"cache-control", b"no-store")
             return b""
-        return write_json(request, 200, views.server_summary(ws, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_summary(ws, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>/stop", ["POST"])
     async def stop_server(
@@ -677,6 +694,7 @@ class WorkspaceRoutes:
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
         visible = _visible_to(caller_of(request))
         origins = self._origins
+        idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             # Another's workspace is not there at all; one whose owner changed appears
@@ -686,9 +704,9 @@ class WorkspaceRoutes:
                 if visible(obj) or shown_before:
                     stream.send_json({"id": views.name_of(obj)}, event="deleted")
                 return
-            new_state = views.server_state(obj, cluster_id, origins)
+            new_state = views.server_state(obj, cluster_id, origins, idle)
             old_state = (
-                views.server_state(old, cluster_id, origins) if shown_before and old else None
+                views.server_state(old, cluster_id, origins, idle) if shown_before and old else None
             )
             change = views.server_change(type_, new_state, old_state)
             if change is not None:
@@ -715,7 +733,7 @@ class WorkspaceRoutes:
             {
                 "cluster": cluster_id,
                 "servers": views.server_list(
-                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins
+                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins, idle
                 ),
             },
             event="snapshot",

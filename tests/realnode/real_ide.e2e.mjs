@@ -7,8 +7,12 @@
 //                reads the real Pod and seeds a file and the user settings by exec), reveal the
 //                password, open the IDE tab, log in inside the iframe, open the file, edit, save
 //                (checkpoint "saved": the test reads the file in the pod), run a command in the
-//                integrated terminal and see its output, delete the workspace from the UI
-//                (checkpoint "deleted": the test checks the pod is gone).
+//                integrated terminal and see its output; then the lifecycle: the test deletes
+//                the pod (checkpoint "pod-deleted"), the UI stops and starts the workspace
+//                ("stopped", "started") and changes its env ("changed"), the test finding the
+//                saved file in every new pod, and the IDE (same password) shows it again;
+//                delete the workspace from the UI (checkpoint "deleted": the test checks the
+//                pod and its home volume are gone).
 //   jupyter      launch the preset, find its token (the UI's password, else the Logs tab), open
 //                the workspace in a new tab, log in,
 //                create a notebook, run 1+1 and see 2, with the kernel idle afterwards.
@@ -217,6 +221,66 @@ async function codeServer() {
     await session.shot("terminal");
   });
 
+  // The lifecycle: the file saved above lives on the workspace's home volume, so it outlives
+  // the pod (deleted by the test), a stop and start from the UI and a change from the UI.
+  await session.step("leave the IDE (its pod is about to be replaced)", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/workspaces`);
+    await page.locator(`[data-server="${WS}"]`).waitFor();
+  });
+  await checkpoint("pod-deleted", { workspace: WS });
+
+  await session.step("stop the workspace from the UI", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/servers/${WS}`);
+    await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 120_000 });
+    await page.locator('.page-head [data-action="stop"]').click();
+    await page.locator(".page-head .phase", { hasText: "Stopped" }).waitFor({ timeout: 120_000 });
+    await page.locator("[data-stopped-reason]").waitFor();
+    await session.shot("stopped");
+  });
+  await checkpoint("stopped", { workspace: WS });
+
+  await session.step("start it again from the UI", async () => {
+    await page.locator('.page-head [data-action="start"]').click();
+    await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 180_000 });
+    await session.shot("started");
+  });
+  await checkpoint("started", { workspace: WS });
+
+  await session.step("change its environment from the UI (the pod rolls)", async () => {
+    await page.locator("details summary", { hasText: "Change" }).click();
+    const env = page.locator("#change-env");
+    await env.waitFor();
+    const text = await env.inputValue();
+    await env.fill(`${text ? `${text}\n` : ""}GUILDNET_LIFECYCLE=changed`);
+    await page.getByRole("button", { name: "Save and restart" }).click();
+    await page.getByText("Saved: the workspace restarts").waitFor({ timeout: 30_000 });
+    await session.shot("changed");
+  });
+  await checkpoint("changed", { workspace: WS });
+
+  await session.step(`the IDE of the changed pod shows the saved ${FILE} (same password)`, async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/servers/${WS}/ide`);
+    await page.locator("iframe.ide-frame").waitFor({ timeout: 120_000 });
+    const pw = frame.locator('input[name="password"]');
+    const bench = frame.locator(".monaco-workbench");
+    await pw.or(bench).first().waitFor({ timeout: 90_000 });
+    if (await pw.isVisible()) {
+      await pw.fill(password);
+      await pw.press("Enter");
+    }
+    await bench.waitFor({ timeout: 90_000 });
+    const row = frame.getByRole("treeitem", { name: new RegExp(FILE.replace(/\./g, "\\.")) });
+    await row.waitFor({ timeout: 60_000 });
+    await row.dblclick();
+    const editor = frame.locator(".editor-instance .monaco-editor").first();
+    await editor.locator(".view-lines", { hasText: seeded.edit }).waitFor({ timeout: 30_000 });
+    await session.shot("survived");
+  });
+
+  await session.step("leave the IDE before deleting", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/workspaces`);
+    await page.locator(`[data-server="${WS}"]`).waitFor();
+  });
   await deleteFromUi(page);
   await checkpoint("deleted", { workspace: WS });
 }

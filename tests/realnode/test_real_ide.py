@@ -10,8 +10,12 @@ to this test, which checks the real Pod and the files in it through ``pods/exec`
   (no workspace-trust prompt, DOM terminal renderer so its text is readable); the browser
   logs in inside the IDE tab with the password the UI shows, opens the file, edits and
   saves it (the test reads the saved file in the pod), runs a command in the integrated
-  terminal and sees its output, and deletes the workspace from the UI (the test sees the
-  pod, Deployment, Service and Secret gone).
+  terminal and sees its output. Then the lifecycle: the saved file is on the workspace's
+  home volume (a PersistentVolumeClaim) and the test finds it in every new pod after it
+  deletes the pod, after a stop and a start from the UI's buttons and after an env change
+  from the UI's Change form; the IDE of the last pod, logged in with the same password,
+  shows it. The browser deletes the workspace from the UI (the test sees the pod,
+  Deployment, Service, Secret and home volume gone).
 * JupyterLab: the preset launched from the UI, opened in a new tab under its canonical
   ``/proxy/server/{id}/`` URL, logged in with the token the UI shows; a new notebook runs
   ``1+1`` and shows ``2`` with the kernel idle.
@@ -309,7 +313,55 @@ def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path
     def saved(_: dict[str, Any]) -> dict[str, Any]:
         text = pod_exec(core, ide_namespace, state["pod"], ["cat", path])
         assert text.splitlines() == [content, edit], text
+        # It is on the home volume: a PersistentVolumeClaim the harness bound to a hostPath.
+        claim = core.read_namespaced_persistent_volume_claim(C.home_claim_name(name), ide_namespace)
+        assert claim.status.phase == "Bound", claim.status
+        mounts = pod_exec(core, ide_namespace, state["pod"], ["cat", "/proc/self/mountinfo"])
+        assert any(line.split()[4] == home for line in mounts.splitlines()), mounts
         return {}
+
+    def file_in_new_pod(what: str, env: dict[str, str] | None = None) -> str:
+        """The workspace's new Running pod (not ``state["pod"]``) still has the saved file."""
+
+        def fresh() -> Any:
+            pod = running_pod(core, ide_namespace, name, timeout=180)
+            if pod.metadata.name == state["pod"]:
+                return None
+            have = {e.name: e.value for e in pod.spec.containers[0].env or []}
+            if env and any(have.get(k) != v for k, v in env.items()):
+                return None
+            return pod
+
+        pod = wait_for(f"a new pod after {what}", fresh, 180)
+        text = pod_exec(core, ide_namespace, pod.metadata.name, ["cat", path])
+        assert text.splitlines() == [content, edit], f"after {what}: {text!r}"
+        state["pod"] = pod.metadata.name
+        return str(pod.metadata.name)
+
+    def pod_deleted(_: dict[str, Any]) -> dict[str, Any]:
+        core.delete_namespaced_pod(state["pod"], ide_namespace)
+        return {"pod": file_in_new_pod("deleting the pod")}
+
+    def stopped(_: dict[str, Any]) -> dict[str, Any]:
+        wait_for(f"{name}'s pods to go", lambda: not workspace_pods(core, ide_namespace, name), 90)
+        assert apps.read_namespaced_deployment(name, ide_namespace).spec.replicas == 0
+        core.read_namespaced_persistent_volume_claim(C.home_claim_name(name), ide_namespace)
+        core.read_namespaced_secret(C.password_secret_name(name), ide_namespace)
+        return {}
+
+    def started(_: dict[str, Any]) -> dict[str, Any]:
+        return {"pod": file_in_new_pod("a stop and start")}
+
+    def changed(_: dict[str, Any]) -> dict[str, Any]:
+        pod = file_in_new_pod("an env change", {"GUILDNET_LIFECYCLE": "changed"})
+        wait_for(
+            f"{name} Running after the change",
+            lambda: (
+                json.loads(ide_app.request("GET", f"/api/servers/{name}")[2])["phase"] == "Running"
+            ),
+            120,
+        )
+        return {"pod": pod}
 
     def deleted(_: dict[str, Any]) -> dict[str, Any]:
         wait_for(
@@ -321,6 +373,9 @@ def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path
             lambda: apps.read_namespaced_deployment(name, ide_namespace),
             lambda: core.read_namespaced_service(name, ide_namespace),
             lambda: core.read_namespaced_secret(C.password_secret_name(name), ide_namespace),
+            lambda: core.read_namespaced_persistent_volume_claim(
+                C.home_claim_name(name), ide_namespace
+            ),
         ):
             wait_for(f"the objects of {name} to be gone", lambda r=read: _gone(r), 60)  # type: ignore[misc]
         return {}
@@ -330,7 +385,15 @@ def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path
         name,
         ide_app,
         tmp_path,
-        {"running": running, "saved": saved, "deleted": deleted},
+        {
+            "running": running,
+            "saved": saved,
+            "pod-deleted": pod_deleted,
+            "stopped": stopped,
+            "started": started,
+            "changed": changed,
+            "deleted": deleted,
+        },
         ws_url=ide.url(name),
         shots=ide.shots("code-server"),
         base_url=ide.base_url,
