@@ -429,10 +429,29 @@ def components() -> dict[str, Schema]:
                             {"ok": BOOL, "fatal": {"const": False}, **RDB_HEALTH_MEMBERS},
                             ["ok", "fatal", "state"],
                         ),
-                    }
+                        "tailnet": obj(
+                            {
+                                "ok": BOOL,
+                                "mode": {"type": "string", "enum": ["auto", "explicit"]},
+                                "listening": arr(STR),
+                                "tailscaled": nullable(STR),
+                                "addresses": arr(STR),
+                                "certificate": nullable(STR),
+                                "connections": INT,
+                                "dnsName": STR,
+                                "errors": arr(STR),
+                                "error": STR,
+                            },
+                            ["ok", "mode", "listening"],
+                        ),
+                    },
+                    ["reactor", "registry", "cluster", "rethinkdb"],
                 ),
             },
-            description="The default cluster only: other clusters' health never changes it.",
+            ["status"],
+            description="The default cluster only: other clusters' health never changes it. "
+            "``checks`` only for callers with a role (a probe sees the status); ``tailnet`` "
+            "only with TAILNET_LISTEN.",
         ),
         "HealthPart": HEALTH_PART,
         "ClusterHealth": obj(
