@@ -219,6 +219,11 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
+    "stopped": {
+        **BOOL,
+        "description": "Asked to be stopped (spec.stopped), ahead of the phase while the "
+        "operator catches up.",
+    },
     "owner": {
         **nullable(STR),
         "description": "Login of the person who launched it (null: unrecorded).",
