@@ -41,13 +41,15 @@ from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.access import ProxyAccess
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
 from guildnet.tailnet.gate import tailnet_identity
 from guildnet.tailnet.listener import ServeSocketService, TailnetListener
 from guildnet.tailnet.serve import serve_identity
-from guildnet.tls import find_certificate, server_context_factory
+from guildnet.tls import find_certificate, server_context_factory, wildcard_names
+from guildnet.workspaces import culler
 from guildnet.workspaces.service import attach
 
 log = Logger()
@@ -90,6 +92,7 @@ class HostApp(MultiService):
         # The proxy sees each request head before Klein does (see GuildNetRequest).
         proxy_cfg = ProxyConfig.from_settings(settings)
         self.proxy = ProxyEngine(reactor, proxy_cfg)
+        self.activity = ActivityBook()
         routes = ServerRoutes(
             self.registry,
             lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor),
@@ -97,6 +100,18 @@ class HostApp(MultiService):
             reactor,
             RouteOptions.from_settings(settings),
             proxy_cfg.allowlist,
+            activity=self.activity,
+        )
+        # Idle culling: the proxy records activity per workspace; a culler per cluster.
+        self.registry.instance_hooks.append(
+            lambda instance: culler.attach(
+                attach(instance, operator_cfg, settings.embed_operator, reactor),
+                self.activity,
+                reactor,
+                default_timeout=settings.workspace_idle_timeout,
+                interval=settings.workspace_idle_check_interval,
+                routes=routes,
+            )
         )
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
@@ -107,11 +122,16 @@ class HostApp(MultiService):
         ProxyService(self.proxy).setServiceParent(self)
         self.site = GuildNetSite(
             self.api.app.resource(),
-            HttpPolicy(settings.frontend_origin),
+            HttpPolicy.from_settings(settings),
             interceptor=self.proxy,
         )
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.cert = find_certificate(cwd or Path(os.getcwd()), settings.certs_dir)
+        wildcard = wildcard_names(
+            settings.workspace_origin_domain if settings.workspace_origin == "subdomain" else None
+        )
+        self.cert = find_certificate(
+            cwd or Path(os.getcwd()), settings.certs_dir, extra_names=wildcard
+        )
         # TCP plus the lean TLS wrapper: what SSL4ServerEndpoint does, with cheaper
         # record handling (see guildnet.http.tlstransport).
         endpoint = TCP4ServerEndpoint(reactor, settings.listen.port, interface=settings.listen.host)
@@ -123,7 +143,7 @@ class HostApp(MultiService):
         if settings.tailnet_listen is not None:
             tailnet_site = GuildNetSite(
                 self.api.app.resource(),
-                HttpPolicy(settings.frontend_origin),
+                HttpPolicy.from_settings(settings),
                 interceptor=self.proxy,
                 identify=tailnet_identity,
             )
@@ -136,7 +156,7 @@ class HostApp(MultiService):
         if settings.tailnet_serve_socket is not None:
             serve_site = GuildNetSite(
                 self.api.app.resource(),
-                HttpPolicy(settings.frontend_origin),
+                HttpPolicy.from_settings(settings),
                 interceptor=self.proxy,
                 identify=serve_identity,
             )

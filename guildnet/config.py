@@ -253,6 +253,32 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: str) -> float:
+    """Seconds (``1800``) or a duration (``30m``, ``1h30m``, ``2d``), 0 to 30 days; 0 is off."""
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(
+                f"{value!r} is not seconds or a duration such as 30m, 1h30m or 2d"
+            ) from None
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"{value!r} out of range (0 to 30 days)")
+    return seconds
+
+
 def parse_file(value: str) -> Path:
     path = parse_path(value)
     if not path.is_file():
@@ -289,6 +315,13 @@ def parse_whois_ttl(value: str) -> float:
     if not 1 <= seconds <= 600:
         raise ValueError(f"{seconds} out of range (1-600 seconds)")
     return seconds
+
+
+def parse_workspace_origin(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ("single", "subdomain"):
+        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
+    return word
 
 
 def parse_policy_file(value: str) -> Policy:
@@ -367,6 +400,14 @@ KNOBS: tuple[Knob, ...] = (
          "3"),
     Knob("RETHINKDB_PING_INTERVAL", "rethinkdb-ping-interval",
          "Seconds between RethinkDB health pings.", parse_seconds, "5"),
+    Knob("WORKSPACE_ORIGIN", "workspace-origin",
+         "single: workspaces under the Host App's origin (/proxy/server/<id>/); subdomain: "
+         "each at the root of its own origin https://<id>--<cluster>.<WORKSPACE_ORIGIN_DOMAIN>.",
+         parse_workspace_origin, "single"),
+    Knob("WORKSPACE_ORIGIN_DOMAIN", "workspace-origin-domain",
+         "The domain under which subdomain mode serves workspace origins (e.g. ws.localhost, "
+         "ws.example.com: needs wildcard DNS and a wildcard certificate).", parse_dns_name,
+         None),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
@@ -375,6 +416,11 @@ KNOBS: tuple[Knob, ...] = (
          "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
+    Knob("WORKSPACE_IDLE_TIMEOUT", "workspace-idle-timeout",
+         "Stop a running workspace nobody used for this long: seconds or 30m, 1h30m, 2d "
+         "(0: never; spec.idleTimeoutSeconds overrides).", parse_duration, "0"),
+    Knob("WORKSPACE_IDLE_CHECK_INTERVAL", "workspace-idle-check-interval",
+         "Seconds between idle-culling checks.", parse_seconds, "30"),
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
@@ -441,6 +487,8 @@ class Settings:
     tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
     tailnet_whois_ttl: float = 15.0
     tailnet_serve_socket: Path | None = None
+    workspace_origin: str = "single"
+    workspace_origin_domain: str | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -448,6 +496,8 @@ class Settings:
     workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     local_role: Role = Role.ADMIN
     policy: Policy = EMPTY_POLICY
+    workspace_idle_timeout: float = 0.0
+    workspace_idle_check_interval: float = 30.0
 
     @property
     def certs_dir(self) -> Path:
@@ -494,6 +544,9 @@ def load_settings(
             raise ConfigError(knob.env, str(e)) from None
     if values["FRONTEND_ORIGIN"] is None:
         values["FRONTEND_ORIGIN"] = origin_of(values["LISTEN_LOCAL"])
+    _check_workspace_origin(
+        values["WORKSPACE_ORIGIN"], values["WORKSPACE_ORIGIN_DOMAIN"], values["FRONTEND_ORIGIN"]
+    )
     return Settings(
         listen=values["LISTEN_LOCAL"],
         frontend_origin=values["FRONTEND_ORIGIN"],
@@ -529,10 +582,35 @@ def load_settings(
         tailscale_socket=values["TAILSCALE_SOCKET"],
         tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
         tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
+        workspace_origin=values["WORKSPACE_ORIGIN"],
+        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
         workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
         local_role=values["LOCAL_ROLE"],
         policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
+        workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
+        workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )
+
+
+def _check_workspace_origin(mode: str, domain: str | None, frontend_origin: str) -> None:
+    """Subdomain mode needs a domain that is a name (not an address) and does not hold
+    the Host App's own host (which would then be served as a workspace)."""
+    if mode != "subdomain":
+        return
+    if not domain:
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "required when WORKSPACE_ORIGIN=subdomain (e.g. ws.localhost)",
+        )
+    if _is_ip(domain) or domain.replace(".", "").isdigit():
+        raise ConfigError("WORKSPACE_ORIGIN_DOMAIN", f"{domain!r} is an address, not a DNS name")
+    host = (urlsplit(frontend_origin).hostname or "").rstrip(".")
+    if host.endswith("." + domain):
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            f"the Host App's own host {host!r} (FRONTEND_ORIGIN) is under {domain!r}: it "
+            "would be served as a workspace origin",
+        )

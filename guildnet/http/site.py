@@ -22,6 +22,7 @@ from guildnet.auth.attribution import Refusal, strip_identity_headers
 from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source, identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
+from guildnet.proxy.origins import WorkspaceOrigins, host_app_refusal
 
 access_log = Logger(namespace="guildnet.access")
 log = Logger(namespace="guildnet.http")
@@ -31,16 +32,33 @@ CORS_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = b"Content-Type, X-Request-Id, Last-Event-ID"
 
 
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; frame-src 'self'; worker-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+def host_csp(origins: WorkspaceOrigins) -> str:
+    """The Host App's CSP: in subdomain mode its UI may frame the workspace origins."""
+    if not origins.subdomain:
+        return DEFAULT_CSP
+    return DEFAULT_CSP.replace("frame-src 'self'", f"frame-src 'self' {origins.frame_source()}")
+
+
 @attrs.frozen
 class HttpPolicy:
     """Per-site header policy, derived from Settings."""
 
     frontend_origin: str
-    csp: str = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "font-src 'self' data:; connect-src 'self'; frame-src 'self'; worker-src 'self'; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
-    )
+    csp: str = DEFAULT_CSP
+    #: Subdomain mode: requests from workspace origins are refused (``host_app_refusal``).
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HttpPolicy:
+        origins = WorkspaceOrigins.from_settings(settings)
+        return cls(settings.frontend_origin, csp=host_csp(origins), origins=origins)
 
 
 def accept_request_id(value: bytes | None) -> str | None:
@@ -199,6 +217,18 @@ class GuildNetRequest(server.Request):
             self.setHeader(name, value)
         self.setHeader(b"vary", b"Origin")
         origin = self.getHeader(b"origin")
+        if policy.origins.subdomain:
+            refusal = host_app_refusal(
+                policy.origins,
+                origin=None if origin is None else origin.decode("latin-1"),
+                fetch_site=_text(self.getHeader(b"sec-fetch-site")),
+                fetch_mode=_text(self.getHeader(b"sec-fetch-mode")),
+            )
+            if refusal is not None:
+                self.route_template = "workspace_origin_refused"
+                self.write(error_body(self, 403, "workspace_origin_refused", refusal, "origin"))
+                self.finish()
+                return
         for name, value in cors_headers(policy, origin):
             self.setHeader(name, value)
         if self.refusal is not None:
@@ -349,6 +379,10 @@ def _meter(request: GuildNetRequest, seconds: float) -> None:
     exchange: Any = request._intercepted
     if exchange is not None:
         exchange.record_metrics(code)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _client(request: Any) -> str:

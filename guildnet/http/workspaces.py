@@ -40,6 +40,7 @@ from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig, secret_password
 from guildnet.operator.images import defaults_json, image_kind, preset_json
 from guildnet.operator.spec import SpecError, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins, label_refusal
 from guildnet.workspaces import logs as L
 from guildnet.workspaces import views
 from guildnet.workspaces.lifecycle import (
@@ -187,6 +188,12 @@ def _server_id(value: str, field: str = "id") -> str:
         raise bad_field(field, e.message) from None
 
 
+def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
+    """The cluster's idle culler's view of a workspace (``idle`` in its JSON), if any."""
+    culler = getattr(svc, "culler", None)
+    return None if culler is None else culler.view  # type: ignore[no-any-return]
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
 
@@ -241,6 +248,12 @@ class WorkspaceRoutes:
     registry: Registry
 
     # plumbing -----------------------------------------------------------------------------
+
+    @property
+    def _origins(self) -> WorkspaceOrigins | None:
+        """Subdomain mode's addressing (URLs are absolute there); None: single origin."""
+        origins = WorkspaceOrigins.from_settings(self.settings)
+        return origins if origins.subdomain else None
 
     def _cluster_record(self, cluster_id: str) -> None:
         try:
@@ -329,12 +342,21 @@ class WorkspaceRoutes:
             name, spec = views.parse_job(body)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
+        origins = self._origins
+        if origins is not None and name is not None:
+            refusal = label_refusal(cluster_id, name)
+            if refusal is not None:  # it could not be opened: it would have no origin
+                field = "clusterId" if refusal.startswith("cluster") else "name"
+                raise bad_field(field, f"WORKSPACE_ORIGIN=subdomain: {refusal}")
         owner = caller_of(request).login
         instance, svc = await self._workspaces(cluster_id, synced=False)
         collection = object_path(C.API_VERSION, C.PLURAL, namespace=svc.namespace)
         attempts = NAME_ATTEMPTS if name is None else 1
         for attempt in range(attempts):
             ws_name = name or views.new_name(spec)
+            refusal = None if origins is None else label_refusal(cluster_id, ws_name)
+            if refusal is not None:
+                raise bad_field("clusterId", f"WORKSPACE_ORIGIN=subdomain: {refusal}")
             manifest = views.workspace_manifest(ws_name, svc.namespace, spec, owner)
             try:
                 await _kube(instance.call(svc.rest.request, "POST", collection, body=manifest))
@@ -360,7 +382,7 @@ class WorkspaceRoutes:
         prefix = "" if cluster_id == DEFAULT_CLUSTER_ID else f"/cluster/{cluster_id}"
         request.setHeader(b"location", f"/api{prefix}/servers/{ws_name}".encode())
         return write_json(
-            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name)}
+            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name, origins)}
         )
 
     # read ---------------------------------------------------------------------------------
@@ -369,8 +391,9 @@ class WorkspaceRoutes:
     async def list_servers(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         _, svc = await self._workspaces(cluster_id)
         visible = _visible_to(caller_of(request))
+        shown = [w for w in svc.workspaces() if visible(w)]
         return write_json(
-            request, 200, views.server_list([w for w in svc.workspaces() if visible(w)], cluster_id)
+            request, 200, views.server_list(shown, cluster_id, self._origins, _idle_of(svc))
         )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
@@ -387,7 +410,9 @@ class WorkspaceRoutes:
         events = views.events_of(events_inf.items(), server_id, pod_map, names)
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
-        detail = views.server_detail(ws, cluster_id, svc.namespace, pods, events, has_password)
+        detail = views.server_detail(
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins, _idle_of(svc)
+        )
         return write_json(request, 200, detail)
 
     @cluster_route("/api/servers/<server_id>/password", ["GET"])
@@ -457,8 +482,9 @@ class WorkspaceRoutes:
     ) -> Any:
         """Change image, env, args, command, resources, ports, labels or proxy settings.
 
-        Each key given replaces that field (null removes it); the operator rolls the pod
-        with the home volume kept. 409 if the workspace changed meanwhile.
+        Each key given replaces that field (null removes it; ``resources: null`` means the
+        image kind's defaults again); the operator rolls the pod with the home volume kept.
+        409 if the workspace changed meanwhile.
         """
         _server_id(server_id)
         _same_origin(request, self.settings.frontend_origin, required=False)
@@ -467,6 +493,10 @@ class WorkspaceRoutes:
         ws = self._cached_workspace(svc, server_id)
         try:
             new = changed_spec(ws.get("spec") or {}, change)
+            if "resources" in change and change["resources"] is None:
+                # null: back to the image kind's defaults ({} asks for BestEffort).
+                image = new.get("image")
+                new["resources"] = self._default_resources(image if isinstance(image, str) else "")
             spec = parse_spec(new)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
@@ -485,7 +515,9 @@ class WorkspaceRoutes:
                     409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
                 ) from None
             raise _kube_error(e) from None
-        return write_json(request, 200, views.server_summary(patched, cluster_id))
+        return write_json(
+            request, 200, views.server_summary(patched, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -542,10 +574,13 @@ class WorkspaceRoutes:
             raise _kube_error(e) from None
         if form:
             request.setResponseCode(303)
-            request.setHeader(b"location", views.server_url(cluster_id, server_id).encode())
+            url = views.server_url(cluster_id, server_id, self._origins) or "/"
+            request.setHeader(b"location", url.encode())
             request.setHeader(b"cache-control", b"no-store")
             return b""
-        return write_json(request, 200, views.server_summary(ws, cluster_id))
+        return write_json(
+            request, 200, views.server_summary(ws, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>/stop", ["POST"])
     async def stop_server(
@@ -658,6 +693,8 @@ class WorkspaceRoutes:
         pod_inf = svc.informers["Pod"]
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
         visible = _visible_to(caller_of(request))
+        origins = self._origins
+        idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             # Another's workspace is not there at all; one whose owner changed appears
@@ -667,8 +704,10 @@ class WorkspaceRoutes:
                 if visible(obj) or shown_before:
                     stream.send_json({"id": views.name_of(obj)}, event="deleted")
                 return
-            new_state = views.server_state(obj, cluster_id)
-            old_state = views.server_state(old, cluster_id) if shown_before and old else None
+            new_state = views.server_state(obj, cluster_id, origins, idle)
+            old_state = (
+                views.server_state(old, cluster_id, origins, idle) if shown_before and old else None
+            )
             change = views.server_change(type_, new_state, old_state)
             if change is not None:
                 stream.send_json(new_state, event=change)
@@ -694,7 +733,7 @@ class WorkspaceRoutes:
             {
                 "cluster": cluster_id,
                 "servers": views.server_list(
-                    [w for w in svc.workspaces() if visible(w)], cluster_id
+                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins, idle
                 ),
             },
             event="snapshot",

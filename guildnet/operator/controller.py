@@ -255,7 +255,14 @@ class WorkspaceController:
         deployment = self._cached("Deployment", name)
         volume = self._cached("PersistentVolumeClaim", C.home_claim_name(name))
         status = compute_status(
-            ws, deployment, pods, events, now, cluster_id=self.cfg.cluster_id, volume=volume
+            ws,
+            deployment,
+            pods,
+            events,
+            now,
+            cluster_id=self.cfg.cluster_id,
+            volume=volume,
+            origins=self.cfg.origins,
         )
         return _strip_none(status)  # type: ignore[no-any-return]
 

@@ -20,7 +20,8 @@ Decisions (see the issue and lessons.md):
   image put in that directory, which is what users expect of a home (JupyterHub does the
   same); ``"storage": "none"`` keeps the old ephemeral behaviour.
 * Probes: HTTP GET on the first TCP port (redirects count as success) of the image's
-  probe path (``/``; Jupyter ``/api``, which answers without the token) under the app's
+  probe path (``/``; code-server ``/healthz``, which is not counted as use; Jupyter ``/api``,
+  which answers without the token) under the app's
   base path: ``/`` in strip mode, the workspace's canonical prefix in preserve mode.
   Readiness from 5 s every 10 s; liveness only after 60 s and then 6 misses 20 s apart,
   so a slow IDE gets ~3 minutes before a restart. No startup probe.
@@ -70,6 +71,7 @@ from guildnet.operator.constants import (
 )
 from guildnet.operator.images import PathMode, image_defaults
 from guildnet.operator.spec import Port, WorkspaceSpec, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER, workspace_prefix
 
 RUN_AS: Final = 1000
@@ -124,6 +126,9 @@ class OperatorConfig:
     workspace_domain: str | None = None
     ingress_class_name: str | None = None
     cert_manager_issuer: str | None = None
+    #: How workspaces are addressed: on their own origin (subdomain mode) an app's base
+    #: path is "/" and its status URL that origin.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
     #: The home volume's size when the spec gives none; None: workspaces are ephemeral
     #: unless their spec asks for a volume (WORKSPACE_STORAGE_SIZE=none).
     storage_size: str | None = DEFAULT_STORAGE_SIZE
@@ -133,6 +138,7 @@ class OperatorConfig:
     @classmethod
     def from_settings(cls, settings: Any) -> OperatorConfig:
         return cls(
+            origins=WorkspaceOrigins.from_settings(settings),
             storage_size=getattr(settings, "workspace_storage_size", DEFAULT_STORAGE_SIZE),
             storage_class=getattr(settings, "workspace_storage_class", None),
             namespace=settings.namespace,
@@ -291,8 +297,11 @@ def path_mode(obj: Mapping[str, Any] | WorkspaceSpec) -> PathMode:
     return image_defaults(spec.image).path_mode
 
 
-def base_path(spec: WorkspaceSpec, name: str, cluster_id: str) -> str:
-    """The path the app serves under, without trailing slash ("" in strip mode)."""
+def base_path(spec: WorkspaceSpec, name: str, cluster_id: str, own_origin: bool = False) -> str:
+    """The path the app serves under, without trailing slash ("" in strip mode, and on
+    the workspace's own origin, where it is served at the root)."""
+    if own_origin:
+        return ""
     return workspace_prefix(cluster_id, name) if path_mode(spec) == "preserve" else ""
 
 
@@ -560,7 +569,7 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
             pw_env = None
         else:
             secret = _stamp(_secret(md(password_secret_name(name)), password))
-    base = base_path(spec, name, cfg.cluster_id)
+    base = base_path(spec, name, cfg.cluster_id, cfg.origins.subdomain)
     env = _env(spec, http.container_port, pw_env, password_secret_name(name), base)
     home = home_volume(name, spec, cfg)
     container = _container(spec, ports, env, base, home)

@@ -46,6 +46,7 @@ from guildnet.operator.constants import (
 )
 from guildnet.operator.desired import first_port, proxy_url, service_dns
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER
 
 CONDITION_TYPES: Final = (
@@ -349,6 +350,7 @@ def compute_status(
     now: datetime,
     progress_deadline_s: int = 600,
     cluster_id: str = DEFAULT_CLUSTER,
+    origins: WorkspaceOrigins | None = None,
     volume: Obj | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
@@ -463,7 +465,7 @@ def compute_status(
     status: dict[str, Any] = {
         "phase": phase,
         "readyReplicas": ready_replicas,
-        "url": proxy_url(name, cluster_id),
+        "url": proxy_url(name, cluster_id) if origins is None else origins.url(cluster_id, name),
         "message": message,
         "conditions": conditions,
     }

@@ -55,6 +55,28 @@ def stopped_page(name: str, start_url: str, message: str) -> bytes:
     )
 
 
+def stopped_elsewhere_page(name: str, ui_url: str, message: str) -> bytes:
+    """The stopped page on a workspace's own origin (subdomain mode): no start form.
+
+    A form there would POST to the Host App from the workspace's origin, which the Host
+    App refuses from every workspace page (see ``origins.host_app_refusal``); the page
+    sends the user to the workspace in the UI instead (the whole window, not the frame).
+    """
+    return _page(
+        f"{name} is stopped",
+        f"<h1>Workspace <code>{escape(name)}</code> is stopped</h1>"
+        f'<p class="msg">{escape(message)}</p>'
+        "<p>Its files and password are kept. Start it from GuildNet: "
+        f'<a href="{escape(ui_url, quote=True)}" target="_top">open {escape(name)} in '
+        "GuildNet</a>.</p>",
+    )
+
+
+def own_origin_csp(frame_ancestors: str) -> str:
+    """``PAGE_CSP`` for a page on a workspace's own origin, framed by the Host App."""
+    return PAGE_CSP.replace("frame-ancestors 'self'", frame_ancestors)
+
+
 def starting_page(name: str, phase: str, message: str) -> bytes:
     """The page for a workspace that is not ready yet: reloads itself until it is."""
     return _page(

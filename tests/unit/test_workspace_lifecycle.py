@@ -11,9 +11,17 @@ from hypothesis import strategies as st
 
 from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig, desired_objects
+from guildnet.operator.images import image_defaults
+from guildnet.operator.spec import SpecError, parse_spec
 from guildnet.operator.status import compute_status, stop_reason
 from guildnet.proxy.pages import stopped_page, wants_html
-from guildnet.workspaces.lifecycle import restart_patch, stop_patch
+from guildnet.workspaces.lifecycle import (
+    changed_spec,
+    keep_volume_patch,
+    replace_spec_patch,
+    restart_patch,
+    stop_patch,
+)
 from tests.unit.test_operator_spec import valid_spec_dicts
 from tests.unit.test_operator_status import RUNNING, conds, deployment, pod, ws
 
@@ -167,3 +175,130 @@ def test_stopped_page_escapes_and_posts_to_the_start_route() -> None:
     assert "&lt;b&gt;stopped&lt;/b&gt; &amp; idle" in page and "<script" not in page
     assert wants_html(b"text/html,application/xhtml+xml")
     assert not wants_html(b"application/json") and not wants_html(None)
+
+
+# --- the home volume ----------------------------------------------------------------------
+
+KIND_HOMES = {
+    "codercom/code-server:4.139.1": "/home/coder",
+    "lscr.io/linuxserver/code-server:latest": "/config",
+    "quay.io/jupyter/base-notebook:lab-4.6.6": "/home/jovyan",
+    "jupyter/scipy-notebook": "/home/jovyan",
+    "nginx:1.27": "/workspace",
+    "mccutchen/go-httpbin:2.26.0": "/workspace",
+}
+
+
+def mounts(dep: dict[str, Any]) -> dict[str, str]:
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    return {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+
+
+@pytest.mark.parametrize(("image", "home"), sorted(KIND_HOMES.items()))
+def test_home_volume_mounts_where_the_image_keeps_its_work(image: str, home: str) -> None:
+    d = desired_objects(workspace({"image": image}), CFG, "pw")
+    assert mounts(d.deployment) == {"tmp": "/tmp", "home": home}
+    volumes = {v["name"]: v for v in d.deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["home"] == {"name": "home", "persistentVolumeClaim": {"claimName": "ide-home"}}
+    assert d.deployment["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == 1000
+
+
+@given(valid_spec_dicts(), st.sampled_from([None, "5Gi"]), st.sampled_from([None, "fast"]))
+@settings(max_examples=80, deadline=None)
+def test_one_owned_labelled_claim_unless_ephemeral(
+    spec: dict[str, Any], size: str | None, storage_class: str | None
+) -> None:
+    spec = {**spec, "exposure": {"type": "ClusterIP"}}
+    cfg = OperatorConfig(namespace="ns1", storage_size=size, storage_class=storage_class)
+    d = desired_objects(workspace(spec), cfg, "pw")
+    parsed = parse_spec(spec)
+    storage = parsed.storage
+    ephemeral = (storage is not None and storage.ephemeral) or (
+        size is None and (storage is None or storage.size is None)
+    )
+    if ephemeral:
+        assert d.volume is None and "home" not in mounts(d.deployment)
+        return
+    claim = d.volume
+    assert claim is not None and claim in d.objects()
+    # Applied before the Deployment whose pods mount it.
+    assert d.objects().index(claim) < d.objects().index(d.deployment)
+    meta = claim["metadata"]
+    assert meta["name"] == "ide-home" and meta["namespace"] == "ns1"
+    (owner,) = meta["ownerReferences"]
+    assert owner["kind"] == "Workspace" and owner["uid"] == "u1" and owner["controller"] is True
+    assert meta["labels"][C.LABEL_WORKSPACE] == "ide"
+    assert meta["labels"][C.LABEL_MANAGED_BY] == C.MANAGED_BY
+    want_size = (storage.size if storage else None) or size
+    assert claim["spec"]["resources"]["requests"]["storage"] == want_size
+    want_class = (storage.storage_class_name if storage else None) or storage_class
+    assert claim["spec"].get("storageClassName") == want_class
+    want_mount = (storage.mount_path if storage else None) or KIND_HOMES.get(
+        parsed.image, image_defaults(parsed.image).home
+    )
+    assert mounts(d.deployment)["home"] == want_mount
+    # Stopping keeps the claim exactly as it is.
+    stopped = desired_objects(workspace({**spec, "stopped": True}), cfg, "pw")
+    assert stopped.volume == claim
+
+
+def test_volume_pending_is_a_named_wait_not_a_failure() -> None:
+    dep = deployment(built_from=1, generation=1, observed=1)
+    claim = {
+        "metadata": {"name": "ide-home"},
+        "spec": {"storageClassName": "absent"},
+        "status": {"phase": "Pending"},
+    }
+    unsched = pod(node=None, scheduled={"type": "PodScheduled", "status": "False"})
+    unsched["status"]["conditions"][0].update(
+        reason="Unschedulable", message="pod has unbound immediate PersistentVolumeClaims"
+    )
+    status = compute_status(ws(), dep, [unsched], [], T0, volume=claim)
+    assert status["phase"] == "Starting", status
+    assert status["message"].startswith("VolumePending: waiting for PersistentVolumeClaim ide-home")
+    assert "'absent'" in status["message"]
+    # Bound now, the scheduler has not retried yet: scheduling, not Failed.
+    bound = {**claim, "status": {"phase": "Bound"}}
+    status = compute_status(ws(), dep, [unsched], [], T0, volume=bound)
+    assert status["phase"] == "Starting" and conds(status)["PodScheduled"]["reason"] == "Scheduling"
+
+
+def test_quota_and_limit_range_failures_name_themselves() -> None:
+    quota = (
+        'pods "chg-1" is forbidden: exceeded quota: team-cpu, requested: requests.cpu=4, '
+        "used: requests.cpu=0, limited: requests.cpu=1"
+    )
+    limit = 'pods "chg-1" is forbidden: maximum cpu usage per Container is 1, but limit is 4'
+    for message, reason in ((quota, "QuotaExceeded"), (limit, "LimitRangeExceeded")):
+        failure = {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": message,
+        }
+        dep = deployment(conditions=[failure])
+        status = compute_status(ws(), dep, [], [], T0)
+        assert status["phase"] == "Failed" and status["reason"] == reason
+        assert message in status["message"]
+
+
+# --- PATCH --------------------------------------------------------------------------------
+
+
+def test_changed_spec_replaces_given_keys_and_refuses_fixed_ones() -> None:
+    current = {"image": "a", "env": [{"name": "X", "value": "1"}], "storage": {"size": "1Gi"}}
+    new = changed_spec(current, {"image": "b", "env": None, "args": ["-v"]})
+    assert new == {"image": "b", "args": ["-v"], "storage": {"size": "1Gi"}}
+    for key in ("storage", "stopped", "name", "colour"):
+        with pytest.raises(SpecError) as e:
+            changed_spec(current, {key: 1})
+        assert e.value.field == key
+    patch = replace_spec_patch(new, "77")
+    assert patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "77"}
+    assert patch[1] == {"op": "replace", "path": "/spec", "value": new}
+
+
+def test_keep_volume_patch_drops_ownership() -> None:
+    assert keep_volume_patch() == {
+        "metadata": {"ownerReferences": None, "labels": {C.LABEL_KEPT: "true"}}
+    }

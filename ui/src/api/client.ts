@@ -7,6 +7,7 @@ import type {
   ImagePreset,
   JobCreated,
   JobRequest,
+  ServerChange,
   ServerDetail,
   ServerSummary,
   StopAllResult,
@@ -197,8 +198,19 @@ export const api = {
     request<{ password: string }>(apiPath(cluster, `servers/${enc(id)}/password`)).then(
       (r) => r.password,
     ),
-  deleteServer: (cluster: string, id: string) =>
-    request<{ deleted: string }>(apiPath(cluster, `servers/${enc(id)}`), { method: "DELETE" }),
+  deleteServer: (cluster: string, id: string, keepVolume = false) =>
+    request<{ deleted: string; keptVolume?: string | null }>(
+      apiPath(cluster, `servers/${enc(id)}${keepVolume ? "?keep_volume=true" : ""}`),
+      { method: "DELETE" },
+    ),
+  stopServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/stop`), { method: "POST" }),
+  startServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/start`), { method: "POST" }),
+  restartServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/restart`), { method: "POST" }),
+  changeServer: (cluster: string, id: string, body: ServerChange) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}`), { method: "PATCH", body }),
   launch: (cluster: string, body: JobRequest) =>
     request<JobCreated>(apiPath(cluster, "jobs"), { method: "POST", body, timeoutMs: 30_000 }),
   stopAll: (cluster: string) =>
