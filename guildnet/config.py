@@ -297,6 +297,13 @@ def parse_text(value: str) -> str:
     return value.strip()
 
 
+def parse_workspace_origin(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ("single", "subdomain"):
+        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
+    return word
+
+
 def parse_tailnet_listen(value: str) -> ListenAddress | str | None:
     """``off`` (None), ``auto`` (this node's Tailscale addresses, port 443) or host:port."""
     word = value.strip().lower()
@@ -315,13 +322,6 @@ def parse_whois_ttl(value: str) -> float:
     if not 1 <= seconds <= 600:
         raise ValueError(f"{seconds} out of range (1-600 seconds)")
     return seconds
-
-
-def parse_workspace_origin(value: str) -> str:
-    word = value.strip().lower()
-    if word not in ("single", "subdomain"):
-        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
-    return word
 
 
 def parse_policy_file(value: str) -> Policy:
@@ -482,13 +482,13 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    workspace_origin: str = "single"
+    workspace_origin_domain: str | None = None
     #: None (off), "auto", or an explicit address.
     tailnet_listen: ListenAddress | str | None = None
     tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
     tailnet_whois_ttl: float = 15.0
     tailnet_serve_socket: Path | None = None
-    workspace_origin: str = "single"
-    workspace_origin_domain: str | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -578,12 +578,12 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        workspace_origin=values["WORKSPACE_ORIGIN"],
+        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
         tailnet_listen=values["TAILNET_LISTEN"],
         tailscale_socket=values["TAILSCALE_SOCKET"],
         tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
         tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
-        workspace_origin=values["WORKSPACE_ORIGIN"],
-        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],

@@ -56,9 +56,6 @@ REQUIRED: Final[dict[tuple[str, str], Level]] = {
     # device on it (a scraper gets a tag in the policy, or uses METRICS_LISTEN).
     ("GET", "/metrics"): U,
     ("GET", "/api/whoami"): A,
-    # The API's description is not a secret (the source is open); any identified caller.
-    ("GET", "/api/openapi.json"): A,
-    ("GET", "/api/docs"): A,
     ("GET", "/api/ui-config"): U,
     # clusters
     ("GET", "/api/clusters"): U,
