@@ -409,11 +409,17 @@ def test_access_matrix_over_the_tailnet(
             },
         )
         assert status == 202, created
-        wait_for(
-            "a-ws Running",
-            lambda: call("node-a", "GET", "/api/servers/a-ws")[1].get("phase") == "Running",
-            timeout=90,
-        )
+
+        def running() -> bool:
+            status, detail = call("node-a", "GET", "/api/servers/a-ws")
+            last[:] = [detail]
+            return status == 200 and detail.get("phase") == "Running"
+
+        last: list[Any] = []
+        try:
+            wait_for("a-ws Running", running, timeout=90)
+        except AssertionError:
+            raise AssertionError(f"a-ws never Running: {last}\n{app.log_tail()}") from None
         wait_for(
             "a-ws's password", lambda: call("node-a", "GET", "/api/servers/a-ws/password")[0] == 200
         )

@@ -214,6 +214,7 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
+    "stopped": {**BOOL, "description": "Asked to stop (spec.stopped), ahead of the phase."},
     "owner": {
         **nullable(STR),
         "description": "Login of the person who launched it (null: unrecorded).",
