@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from guildnet.auth.identity import Role
+from guildnet.auth.roles import EMPTY_POLICY, Policy, load_policy, parse_role
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
@@ -175,6 +178,38 @@ def parse_path(value: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
+def parse_storage_size(value: str) -> str | None:
+    """A volume size such as 10Gi, or none (no home volume by default)."""
+    text = value.strip()
+    if text.lower() in ("none", "0"):
+        return None
+    if not re.fullmatch(r"[1-9][0-9]*([KMGTPE]i|[kMGTPE])?", text):
+        raise ValueError(f"{value!r} is not a size such as 10Gi or 500Mi (or none)")
+    return text
+
+
+def parse_resources(value: str) -> dict[str, Any]:
+    """``requests.cpu=250m,limits.memory=2Gi,...`` as a spec ``resources`` object; none: {}."""
+    from guildnet.operator.spec import SpecError, parse_spec
+
+    text = value.strip()
+    if text.lower() == "none":
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        key, sep, amount = item.partition("=")
+        section, dot, resource = key.strip().partition(".")
+        if not sep or not dot or section not in ("requests", "limits"):
+            raise ValueError(f"{item!r} is not requests.<resource>=<amount> or limits.<...>")
+        out.setdefault(section, {})[resource] = amount.strip()
+    try:
+        spec = parse_spec({"image": "x", "resources": out})
+    except SpecError as e:
+        raise ValueError(f"{e.field}: {e.message}") from None
+    return spec.resources.to_dict() if spec.resources is not None else {}
+
+
 def parse_allowlist(value: str) -> tuple[str, ...]:
     """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
     entries: list[str] = []
@@ -218,6 +253,32 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: str) -> float:
+    """Seconds (``1800``) or a duration (``30m``, ``1h30m``, ``2d``), 0 to 30 days; 0 is off."""
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(
+                f"{value!r} is not seconds or a duration such as 30m, 1h30m or 2d"
+            ) from None
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"{value!r} out of range (0 to 30 days)")
+    return seconds
+
+
 def parse_file(value: str) -> Path:
     path = parse_path(value)
     if not path.is_file():
@@ -234,6 +295,38 @@ def parse_connect_timeout(value: str) -> float:
 
 def parse_text(value: str) -> str:
     return value.strip()
+
+
+def parse_workspace_origin(value: str) -> str:
+    word = value.strip().lower()
+    if word not in ("single", "subdomain"):
+        raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
+    return word
+
+
+def parse_tailnet_listen(value: str) -> ListenAddress | str | None:
+    """``off`` (None), ``auto`` (this node's Tailscale addresses, port 443) or host:port."""
+    word = value.strip().lower()
+    if word in ("off", "false", "no", "0"):
+        return None
+    if word == "auto":
+        return "auto"
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise ValueError(f"use off, auto or host:port ({e})") from None
+
+
+def parse_whois_ttl(value: str) -> float:
+    seconds = parse_seconds(value)
+    if not 1 <= seconds <= 600:
+        raise ValueError(f"{seconds} out of range (1-600 seconds)")
+    return seconds
+
+
+def parse_policy_file(value: str) -> Policy:
+    """``GUILDNET_POLICY``: a YAML or JSON file of logins and tags -> roles."""
+    return load_policy(parse_file(value))
 
 
 @attrs.frozen
@@ -269,6 +362,19 @@ KNOBS: tuple[Knob, ...] = (
     Knob("WORKSPACE_DOMAIN", "workspace-domain",
          "Create an Ingress <name>.<domain> per workspace (when LB is off).", parse_dns_name,
          None),
+    Knob("WORKSPACE_STORAGE_SIZE", "workspace-storage-size",
+         "Home volume size of a new workspace (e.g. 10Gi); none: ephemeral unless its spec "
+         "asks for a volume.", parse_storage_size, "10Gi"),
+    Knob("WORKSPACE_STORAGE_CLASS", "workspace-storage-class",
+         "StorageClass of home volumes (unset: the cluster's default class).",
+         parse_dns_name, None),
+    Knob("WORKSPACE_IDE_RESOURCES", "workspace-ide-resources",
+         "Default resources of code-server and Jupyter workspaces: requests.cpu=..,"
+         "requests.memory=..,limits.cpu=..,limits.memory=.. (none: BestEffort).",
+         parse_resources, "requests.cpu=250m,requests.memory=512Mi,limits.cpu=2,limits.memory=2Gi"),
+    Knob("WORKSPACE_APP_RESOURCES", "workspace-app-resources",
+         "Default resources of other workspaces, as WORKSPACE_IDE_RESOURCES.",
+         parse_resources, "requests.cpu=50m,requests.memory=64Mi,limits.cpu=1,limits.memory=512Mi"),
     Knob("INGRESS_CLASS_NAME", "ingress-class-name", "IngressClass for workspace Ingresses.",
          parse_text, None),
     Knob("CERT_MANAGER_ISSUER", "cert-manager-issuer",
@@ -294,6 +400,14 @@ KNOBS: tuple[Knob, ...] = (
          "3"),
     Knob("RETHINKDB_PING_INTERVAL", "rethinkdb-ping-interval",
          "Seconds between RethinkDB health pings.", parse_seconds, "5"),
+    Knob("WORKSPACE_ORIGIN", "workspace-origin",
+         "single: workspaces under the Host App's origin (/proxy/server/<id>/); subdomain: "
+         "each at the root of its own origin https://<id>--<cluster>.<WORKSPACE_ORIGIN_DOMAIN>.",
+         parse_workspace_origin, "single"),
+    Knob("WORKSPACE_ORIGIN_DOMAIN", "workspace-origin-domain",
+         "The domain under which subdomain mode serves workspace origins (e.g. ws.localhost, "
+         "ws.example.com: needs wildcard DNS and a wildcard certificate).", parse_dns_name,
+         None),
     Knob("HOSTAPP_PROXY_ALLOWLIST", "proxy-allowlist",
          "Extra /proxy targets: comma-separated CIDRs, IPs and host:port entries.",
          parse_allowlist, ""),
@@ -302,9 +416,32 @@ KNOBS: tuple[Knob, ...] = (
          "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
+    Knob("WORKSPACE_IDLE_TIMEOUT", "workspace-idle-timeout",
+         "Stop a running workspace nobody used for this long: seconds or 30m, 1h30m, 2d "
+         "(0: never; spec.idleTimeoutSeconds overrides).", parse_duration, "0"),
+    Knob("WORKSPACE_IDLE_CHECK_INTERVAL", "workspace-idle-check-interval",
+         "Seconds between idle-culling checks.", parse_seconds, "30"),
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("TAILNET_LISTEN", "tailnet-listen",
+         "Serve HTTPS to the tailnet: off, auto (this node's Tailscale addresses, port 443) or "
+         "host:port (e.g. where a userspace-networking tailscaled forwards).",
+         parse_tailnet_listen, "off"),
+    Knob("TAILSCALE_SOCKET", "tailscale-socket", "tailscaled's LocalAPI unix socket.",
+         parse_path, "/var/run/tailscale/tailscaled.sock"),
+    Knob("TAILNET_SERVE_SOCKET", "tailnet-serve-socket",
+         "Also listen (plain HTTP, mode 0600) on this unix socket for `tailscale serve`, "
+         "trusting the identity headers it sets there.", parse_path, None),
+    Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
+         "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
+         parse_whois_ttl, "15"),
+    Knob("LOCAL_ROLE", "local-role",
+         "Role of every caller on the loopback listener: admin, user or none.", parse_role,
+         "admin"),
+    Knob("GUILDNET_POLICY", "policy",
+         "YAML/JSON file mapping tailnet logins and tags to roles (when grants give none).",
+         parse_policy_file, None),
     Knob("KUBECONFIG", "kubeconfig", "kubeconfig of the default cluster.", parse_path,
          "~/.guildnet/kubeconfig"),
     Knob("GUILDNET_STATE_DIR", "state-dir", "State directory (certificates, cluster state).",
@@ -345,6 +482,22 @@ class Settings:
     port_forward_idle_timeout: float = 600.0
     in_cluster: bool = False
     metrics_listen: ListenAddress | None = None
+    workspace_origin: str = "single"
+    workspace_origin_domain: str | None = None
+    #: None (off), "auto", or an explicit address.
+    tailnet_listen: ListenAddress | str | None = None
+    tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
+    tailnet_whois_ttl: float = 15.0
+    tailnet_serve_socket: Path | None = None
+    workspace_storage_size: str | None = "10Gi"
+    workspace_storage_class: str | None = None
+    #: Default spec.resources per image kind ({} when the knob says none).
+    workspace_ide_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
+    local_role: Role = Role.ADMIN
+    policy: Policy = EMPTY_POLICY
+    workspace_idle_timeout: float = 0.0
+    workspace_idle_check_interval: float = 30.0
 
     @property
     def certs_dir(self) -> Path:
@@ -391,6 +544,9 @@ def load_settings(
             raise ConfigError(knob.env, str(e)) from None
     if values["FRONTEND_ORIGIN"] is None:
         values["FRONTEND_ORIGIN"] = origin_of(values["LISTEN_LOCAL"])
+    _check_workspace_origin(
+        values["WORKSPACE_ORIGIN"], values["WORKSPACE_ORIGIN_DOMAIN"], values["FRONTEND_ORIGIN"]
+    )
     return Settings(
         listen=values["LISTEN_LOCAL"],
         frontend_origin=values["FRONTEND_ORIGIN"],
@@ -422,4 +578,39 @@ def load_settings(
         state_dir=values["GUILDNET_STATE_DIR"],
         in_cluster=bool(environ.get("KUBERNETES_SERVICE_HOST")),
         metrics_listen=values["METRICS_LISTEN"],
+        workspace_origin=values["WORKSPACE_ORIGIN"],
+        workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
+        tailnet_listen=values["TAILNET_LISTEN"],
+        tailscale_socket=values["TAILSCALE_SOCKET"],
+        tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
+        tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
+        workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
+        workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
+        workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
+        workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
+        local_role=values["LOCAL_ROLE"],
+        policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
+        workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
+        workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )
+
+
+def _check_workspace_origin(mode: str, domain: str | None, frontend_origin: str) -> None:
+    """Subdomain mode needs a domain that is a name (not an address) and does not hold
+    the Host App's own host (which would then be served as a workspace)."""
+    if mode != "subdomain":
+        return
+    if not domain:
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "required when WORKSPACE_ORIGIN=subdomain (e.g. ws.localhost)",
+        )
+    if _is_ip(domain) or domain.replace(".", "").isdigit():
+        raise ConfigError("WORKSPACE_ORIGIN_DOMAIN", f"{domain!r} is an address, not a DNS name")
+    host = (urlsplit(frontend_origin).hostname or "").rstrip(".")
+    if host.endswith("." + domain):
+        raise ConfigError(
+            "WORKSPACE_ORIGIN_DOMAIN",
+            f"the Host App's own host {host!r} (FRONTEND_ORIGIN) is under {domain!r}: it "
+            "would be served as a workspace origin",
+        )

@@ -2,7 +2,9 @@
 
 Order (from the spec): ``./certs/server.crt|key``, ``./certs/dev.crt|key``,
 else a self-signed certificate kept under ``<state>/certs/`` and reused on
-restart, so browsers that trusted it once keep trusting it.
+restart, so browsers that trusted it once keep trusting it. In subdomain mode
+(``WORKSPACE_ORIGIN=subdomain``) it also names ``*.<WORKSPACE_ORIGIN_DOMAIN>``, the
+workspace origins; a kept certificate that lacks a required name is replaced.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime
 import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -28,19 +31,45 @@ class CertPair:
     generated: bool
 
 
-def find_certificate(cwd: Path, certs_dir: Path, hostname: str | None = None) -> CertPair:
-    """Pick the certificate to serve, generating the self-signed one if needed."""
+def find_certificate(
+    cwd: Path,
+    certs_dir: Path,
+    hostname: str | None = None,
+    extra_names: Sequence[str] = (),
+) -> CertPair:
+    """Pick the certificate to serve, generating the self-signed one if needed.
+
+    ``extra_names`` are DNS names the self-signed certificate must also carry (the
+    workspace origins' wildcard); a kept one without them is generated anew. Your own
+    ``./certs`` certificate is used as it is: it must cover them itself.
+    """
     for stem in ("server", "dev"):
         crt, key = cwd / "certs" / f"{stem}.crt", cwd / "certs" / f"{stem}.key"
         if crt.is_file() and key.is_file():
             return CertPair(crt, key, generated=False)
     crt, key = certs_dir / "selfsigned.crt", certs_dir / "selfsigned.key"
-    if not (crt.is_file() and key.is_file()):
-        write_self_signed(crt, key, hostname or socket.gethostname())
+    if not (crt.is_file() and key.is_file()) or not set(extra_names) <= dns_names(crt):
+        write_self_signed(crt, key, hostname or socket.gethostname(), extra_names)
     return CertPair(crt, key, generated=True)
 
 
-def self_signed_sans(hostname: str) -> list[x509.GeneralName]:
+def dns_names(crt: Path) -> set[str]:
+    """The DNS names in a PEM certificate's SAN (empty if it cannot be read)."""
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound, OSError):
+        return set()
+    return set(san.get_values_for_type(x509.DNSName))
+
+
+def wildcard_names(domain: str | None) -> tuple[str, ...]:
+    """Subdomain mode's names: ``*.<domain>`` (the workspace origins) and the domain itself
+    (where the Host App can be opened so that they are same-site with it); else nothing."""
+    return (domain, f"*.{domain}") if domain else ()
+
+
+def self_signed_sans(hostname: str, extra_names: Sequence[str] = ()) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -48,10 +77,11 @@ def self_signed_sans(hostname: str) -> list[x509.GeneralName]:
     ]
     if hostname and hostname != "localhost":
         names.append(x509.DNSName(hostname))
+    names.extend(x509.DNSName(n) for n in extra_names if n not in ("localhost", hostname))
     return names
 
 
-def write_self_signed(crt: Path, key: Path, hostname: str) -> None:
+def write_self_signed(crt: Path, key: Path, hostname: str, extra_names: Sequence[str] = ()) -> None:
     """Write a 5-year P-256 self-signed certificate; the key file is mode 0600."""
     crt.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = ec.generate_private_key(ec.SECP256R1())
@@ -65,7 +95,9 @@ def write_self_signed(crt: Path, key: Path, hostname: str) -> None:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=5 * 365))
-        .add_extension(x509.SubjectAlternativeName(self_signed_sans(hostname)), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(self_signed_sans(hostname, extra_names)), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(private, hashes.SHA256())
@@ -88,12 +120,19 @@ def write_self_signed(crt: Path, key: Path, hostname: str) -> None:
 
 def server_context_factory(pair: CertPair) -> ssl.CertificateOptions:
     """TLS 1.2+ server options; extra certificates in the file form the chain."""
-    pem = pair.cert.read_bytes()
+    return server_context_from_pem(pair.cert.read_bytes(), pair.key.read_bytes(), str(pair.cert))
+
+
+def server_context_from_pem(pem: bytes, key_pem: bytes, where: str) -> ssl.CertificateOptions:
+    """TLS 1.2+ server options from PEM in memory (the certificate chain, then its key)."""
     marker = b"-----BEGIN CERTIFICATE-----"
     blocks = [marker + part for part in pem.split(marker)[1:]]
     if not blocks:
-        raise ValueError(f"{pair.cert}: no PEM certificate found")
-    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + pair.key.read_bytes())
+        raise ValueError(f"{where}: no PEM certificate found")
+    # Anything after the last certificate's END line (a key in a combined file) is not part of it.
+    end = b"-----END CERTIFICATE-----"
+    blocks = [b[: b.index(end) + len(end)] if end in b else b for b in blocks]
+    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key_pem)
     chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
     return ssl.CertificateOptions(
         privateKey=leaf.privateKey.original,

@@ -15,6 +15,8 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from guildnet import __version__
+from guildnet.auth.access import Access, caller_of
+from guildnet.auth.identity import Role
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Reachability
 from guildnet.cluster.kubeclient import KubeconfigError
@@ -26,7 +28,9 @@ from guildnet.cluster.registry import (
     UnknownCluster,
 )
 from guildnet.config import Settings
+from guildnet.http.access import AccessRoutes
 from guildnet.http.db import DBFeedRoutes, DBRoutes
+from guildnet.http.docs_routes import DocsRoutes
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.health import gather
 from guildnet.http.jsonio import read_json_object, string_field
@@ -39,7 +43,7 @@ from guildnet.monitor import ReactorMonitor
 REACHABILITY_TTL = 10.0
 
 
-class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
+class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, DocsRoutes):
     app = router
 
     def __init__(
@@ -53,6 +57,9 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         self.registry = registry
         self.monitor = monitor
         self.exposition = exposition or Exposition()
+        #: The tailnet listener (TAILNET_LISTEN), reported by /readyz.
+        self.tailnet: Any = None
+        self.access = Access.from_settings(settings)
 
     # errors ---------------------------------------------------------------
 
@@ -110,12 +117,17 @@ class HostAPI(UIRoutes, WorkspaceRoutes, DBRoutes, DBFeedRoutes):
         else:
             reach = yield self._reachability(DEFAULT_CLUSTER_ID)
             checks["cluster"] = _reach_json(reach)
+        if self.tailnet is not None:
+            checks["tailnet"] = self.tailnet.report()
         ok = all(c["ok"] for c in checks.values())
         # Non-fatal: the Host App serves workspaces without RethinkDB.
         checks["rethinkdb"] = self._rdb_check()
-        return write_json(
-            request, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks}
-        )
+        body: dict[str, Any] = {"status": "ok" if ok else "unavailable"}
+        # The details (paths, cluster errors) only for people with a role; a probe
+        # needs the status code, and /readyz answers anyone who reaches the listener.
+        if caller_of(request).role.at_least(Role.USER):
+            body["checks"] = checks
+        return write_json(request, 200 if ok else 503, body)
 
     def _rdb_check(self) -> dict[str, Any]:
         instance = self.registry.running_instance(DEFAULT_CLUSTER_ID)

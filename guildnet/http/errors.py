@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from twisted.web.iweb import IRequest
+
+VALIDATE_ENV = "GUILDNET_VALIDATE_RESPONSES"
+#: Tests only (tests/conftest.py sets the variable before anything imports this): hold every
+#: JSON body to the OpenAPI document (guildnet.http.openapi.check). Read once: no per-response cost.
+CHECK_RESPONSES = os.environ.get(VALIDATE_ENV, "") not in ("", "0")
 
 
 class ApiError(Exception):
@@ -43,6 +49,10 @@ def json_body(obj: Any) -> bytes:
 
 def write_json(request: IRequest, status: int, obj: Any) -> bytes:
     """Set status and JSON headers; return the body for the caller to write."""
+    if CHECK_RESPONSES:
+        from guildnet.http.openapi.check import check_response
+
+        status, obj = check_response(request, status, obj)
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")

@@ -6,16 +6,21 @@ to every route.
 
 The router also names the matched route's template on the request
 (``request.route_template``, e.g. ``/api/servers/{server_id}``): /metrics labels
-requests by it, never by the raw path.
+requests by it, never by the raw path. With the template known, it asks the bound
+instance's ``gate`` (authorization, ``http.access``) before every handler: the one
+place where a route's required role is enforced.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import attrs
 from klein import Klein
+from twisted.internet.defer import Deferred
 
 _VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -29,8 +34,17 @@ def template_of(rule: str) -> str:
 _templates: dict[str, str] = {}
 
 
+class GateMissing(Exception):
+    """The router is used without an instance that authorizes requests (a bug)."""
+
+
 class MeteredKlein(Klein):
-    """Klein that records which route template served each request."""
+    """Klein that records which route template served each request and authorizes it.
+
+    The bound instance's ``gate(request, template, kwargs)`` runs before the handler:
+    it raises to refuse, returns None to go on, or an awaitable the handler waits for
+    (an ownership check that needs the workspace caches). No gate: every request fails.
+    """
 
     def execute_endpoint(self, endpoint: str, request: Any, *args: Any, **kwargs: Any) -> Any:
         template = _templates.get(endpoint)
@@ -40,7 +54,27 @@ class MeteredKlein(Klein):
             )
             template = _templates.setdefault(endpoint, endpoint)
         request.route_template = template
-        return super().execute_endpoint(endpoint, request, *args, **kwargs)
+        gate = getattr(self._instance, "gate", None)
+        if gate is None:
+            raise GateMissing(f"no authorization gate for {template}")
+        waiting = gate(request, template, kwargs)
+        if waiting is None:
+            return super().execute_endpoint(endpoint, request, *args, **kwargs)
+        return Deferred.fromCoroutine(self._after(waiting, endpoint, request, args, kwargs))
+
+    async def _after(
+        self,
+        waiting: Awaitable[None],
+        endpoint: str,
+        request: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        await waiting
+        result = Klein.execute_endpoint(self, endpoint, request, *args, **kwargs)
+        if isinstance(result, Deferred) or inspect.isawaitable(result):
+            result = await result
+        return result
 
 
 router = MeteredKlein()

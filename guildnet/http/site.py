@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
@@ -16,8 +17,12 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import IResource
 
+from guildnet.auth.access import user_header_value
+from guildnet.auth.attribution import Refusal, strip_identity_headers
+from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source, identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
+from guildnet.proxy.origins import WorkspaceOrigins, host_app_refusal
 
 access_log = Logger(namespace="guildnet.access")
 log = Logger(namespace="guildnet.http")
@@ -27,16 +32,33 @@ CORS_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = b"Content-Type, X-Request-Id, Last-Event-ID"
 
 
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self' data:; connect-src 'self'; frame-src 'self'; worker-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
+
+
+def host_csp(origins: WorkspaceOrigins) -> str:
+    """The Host App's CSP: in subdomain mode its UI may frame the workspace origins."""
+    if not origins.subdomain:
+        return DEFAULT_CSP
+    return DEFAULT_CSP.replace("frame-src 'self'", f"frame-src 'self' {origins.frame_source()}")
+
+
 @attrs.frozen
 class HttpPolicy:
     """Per-site header policy, derived from Settings."""
 
     frontend_origin: str
-    csp: str = (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "font-src 'self' data:; connect-src 'self'; frame-src 'self'; worker-src 'self'; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
-    )
+    csp: str = DEFAULT_CSP
+    #: Subdomain mode: requests from workspace origins are refused (``host_app_refusal``).
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HttpPolicy:
+        origins = WorkspaceOrigins.from_settings(settings)
+        return cls(settings.frontend_origin, csp=host_csp(origins), origins=origins)
 
 
 def accept_request_id(value: bytes | None) -> str | None:
@@ -88,6 +110,14 @@ def cors_headers(policy: HttpPolicy, origin: bytes | None) -> list[tuple[bytes, 
     ]
 
 
+LOCAL_IDENTITY = Identity(Source.LOCAL, LOCAL_LOGIN, display_name="Local user")
+
+
+def local_identity(request: Any) -> Identity | None:
+    """The loopback listener's attribution: every caller is the machine's local user."""
+    return LOCAL_IDENTITY
+
+
 class Intercepted(Protocol):
     """A request taken over at its head (the proxy): it gets the body as it arrives."""
 
@@ -119,6 +149,9 @@ class GuildNetRequest(server.Request):
     metered = False
     #: An SSE stream or upgraded connection: no latency sample for its whole life.
     streaming = False
+    #: Set at the head when the listener would not attribute the request: answered
+    #: with this error before any routing (and never handed to the proxy).
+    refusal: Refusal | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The API speaks JSON: Twisted's form parsing would only buffer large
@@ -127,8 +160,28 @@ class GuildNetRequest(server.Request):
         super().__init__(*args, **kwargs)
         self.started_at = time.monotonic()
 
+    def _identify(self, site: Any) -> None:
+        """Attach the listener's identity for this request (never from its headers)."""
+        if identity_of(self) is None and self.refusal is None:
+            identify = getattr(site, "identify", None)
+            identity = identify(self) if identify is not None else None
+            if isinstance(identity, Refusal):
+                self.refusal = identity
+            elif identity is not None:
+                set_identity(self, identity)
+
     def gotLength(self, length: int | None) -> None:
-        interceptor = getattr(self.channel.site, "interceptor", None)  # type: ignore[union-attr,attr-defined]
+        site = self.channel.site  # type: ignore[union-attr,attr-defined]
+        # Who is asking: decided once, at the head, before the proxy or the router see
+        # the request, from the connection (only the serve socket's attribution reads
+        # the headers tailscaled set); then identity headers are dropped, so no handler
+        # or upstream ever sees a client's.
+        self._identify(site)
+        strip_identity_headers(self.requestHeaders)
+        if self.refusal is not None:
+            super().gotLength(length)
+            return
+        interceptor = getattr(site, "interceptor", None)
         if interceptor is not None:
             self._intercepted = interceptor.intercept(self, length)
             if self._intercepted is not None:
@@ -154,6 +207,7 @@ class GuildNetRequest(server.Request):
         return site.policy
 
     def process(self) -> None:
+        self._identify(self.channel.site)  # type: ignore[union-attr,attr-defined]
         self.metered = True
         http_metrics.started()
         self.request_id = accept_request_id(self.getHeader(b"x-request-id")) or new_request_id()
@@ -163,12 +217,32 @@ class GuildNetRequest(server.Request):
             self.setHeader(name, value)
         self.setHeader(b"vary", b"Origin")
         origin = self.getHeader(b"origin")
+        if policy.origins.subdomain:
+            refusal = host_app_refusal(
+                policy.origins,
+                origin=None if origin is None else origin.decode("latin-1"),
+                fetch_site=_text(self.getHeader(b"sec-fetch-site")),
+                fetch_mode=_text(self.getHeader(b"sec-fetch-mode")),
+            )
+            if refusal is not None:
+                self.route_template = "workspace_origin_refused"
+                self.write(error_body(self, 403, "workspace_origin_refused", refusal, "origin"))
+                self.finish()
+                return
         for name, value in cors_headers(policy, origin):
             self.setHeader(name, value)
+        if self.refusal is not None:
+            self._refuse(self.refusal)
+            return
         if self.method == b"OPTIONS" and self.getHeader(b"access-control-request-method"):
             self._preflight(origin is not None and bool(cors_headers(policy, origin)))
             return
         super().process()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.route_template = "refused"
+        self.write(error_body(self, refusal.status, refusal.code, refusal.message))
+        self.finish()
 
     def _preflight(self, allowed: bool) -> None:
         self.route_template = "cors_preflight"
@@ -227,11 +301,16 @@ class GuildNetSite(server.Site):
         resource: IResource,
         policy: HttpPolicy,
         interceptor: RequestInterceptor | None = None,
+        identify: Callable[[Any], Identity | Refusal | None] | None = local_identity,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
         self.policy = policy
         self.interceptor = interceptor
+        #: Who each request is from (per listener: loopback = the local user); None
+        #: leaves requests unidentified, which authorization refuses; a Refusal is
+        #: answered before any routing (the tailnet listener's unknown peers).
+        self.identify = identify
         self.noisy = False
 
     def log(self, request: Any) -> None:
@@ -247,6 +326,10 @@ class GuildNetSite(server.Site):
         status = request.code
         sent = request.sentLength
         client = _client(request)
+        # Who (the listener's identity, percent-encoded like X-GuildNet-User): an audit
+        # trail of every action, "-" for unidentified callers.
+        identity = identity_of(request)
+        user = user_header_value(identity.login).decode("ascii") if identity else "-"
         outcome = getattr(request, "outcome", None) or (
             "client_closed" if getattr(request, "client_closed", False) else "complete"
         )
@@ -257,7 +340,7 @@ class GuildNetSite(server.Site):
             f"access request_id={request_id} method={method} path={path} status={status} "
             f"duration_ms={duration_ms} bytes={sent} "
             + ("" if received is None else f"bytes_in={received} ")
-            + f"client={client} outcome={outcome}"
+            + f"client={client} user={user} outcome={outcome}"
         )
         # The text is built here, once, and handed over as a format without fields:
         # twisted.logger's formatter is pure Python and costs a good part of a proxied
@@ -280,6 +363,7 @@ class GuildNetSite(server.Site):
                 "bytes": sent,
                 "bytes_in": received,
                 "client": client,
+                "user": user,
                 "outcome": outcome,
             }
         )
@@ -295,6 +379,10 @@ def _meter(request: GuildNetRequest, seconds: float) -> None:
     exchange: Any = request._intercepted
     if exchange is not None:
         exchange.record_metrics(code)
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def _client(request: Any) -> str:

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
+from guildnet.http import errors
 from guildnet.metrics import http as http_metrics
 from guildnet.proxy.netutil import send_at_once, set_nodelay, write_through
 
@@ -231,6 +232,11 @@ class SSEStream:
         self.events_sent += 1
 
     def send_json(self, obj: Any, event: str | None = None, event_id: str | None = None) -> None:
+        if self.open and errors.CHECK_RESPONSES:
+            # Tests only: hold the event to its documented schema (guildnet.http.openapi.check).
+            from guildnet.http.openapi.check import check_event
+
+            check_event(self.request, event, obj)
         self.send(json_data(obj), event, event_id)
 
     def send_frames(self, frames: Frames) -> None:

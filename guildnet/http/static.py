@@ -122,7 +122,11 @@ class StaticUI(Resource):
     # parts ---------------------------------------------------------------------------------
 
     def _index(self, request: IRequest) -> bytes:
-        index = self._resolve(["index.html"])
+        return self.page(request, "index.html")
+
+    def page(self, request: IRequest, name: str) -> bytes:
+        """A top-level HTML page of the build (``no-cache``), or 503 saying how to build it."""
+        index = self._resolve([name])
         if index is None:
             request.setResponseCode(503)
             request.setHeader(b"content-type", b"text/html; charset=utf-8")

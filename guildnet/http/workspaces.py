@@ -15,6 +15,7 @@ log line carries them.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
@@ -23,22 +24,32 @@ from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from guildnet.auth.access import Caller, caller_of, owner_refusal
+from guildnet.auth.ownership import may_access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Instance, describe_error
 from guildnet.cluster.kubeclient import KubeconfigError
 from guildnet.cluster.registry import Registry, UnknownCluster
-from guildnet.cluster.rest import KubeApiError, object_path
+from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, object_path
 from guildnet.config import Settings
 from guildnet.http.errors import ApiError, bad_field, write_json
-from guildnet.http.jsonio import read_json_object
+from guildnet.http.jsonio import read_json, read_json_object
 from guildnet.http.router import router
 from guildnet.http.sse import SSEStream
 from guildnet.operator import constants as C
 from guildnet.operator.desired import OperatorConfig, secret_password
-from guildnet.operator.images import defaults_json, preset_json
+from guildnet.operator.images import defaults_json, image_kind, preset_json
 from guildnet.operator.spec import SpecError, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins, label_refusal
 from guildnet.workspaces import logs as L
 from guildnet.workspaces import views
+from guildnet.workspaces.lifecycle import (
+    JSON_PATCH,
+    changed_spec,
+    keep_volume_patch,
+    replace_spec_patch,
+    restart_patch,
+)
 from guildnet.workspaces.service import WorkspaceService, attach
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -177,8 +188,39 @@ def _server_id(value: str, field: str = "id") -> str:
         raise bad_field(field, e.message) from None
 
 
+def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
+    """The cluster's idle culler's view of a workspace (``idle`` in its JSON), if any."""
+    culler = getattr(svc, "culler", None)
+    return None if culler is None else culler.view  # type: ignore[no-any-return]
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
+
+
+def _is_form(request: IRequest) -> bool:
+    ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+    return ctype == b"application/x-www-form-urlencoded"
+
+
+def _same_origin(request: IRequest, frontend_origin: str, *, required: bool) -> None:
+    """Refuse a request whose Origin is another site (403); ``required``: Origin must be sent."""
+    origin = request.getHeader(b"origin")
+    if origin is None:
+        if required:
+            raise ApiError(403, "cross_origin", "a form post must come from this origin")
+        return
+    host = request.getHeader(b"host") or b""
+    scheme = b"https" if request.isSecure() else b"http"
+    own = scheme + b"://" + host
+    if origin != own and origin.decode("latin-1") != frontend_origin:
+        raise ApiError(403, "cross_origin", "requests from other sites are refused")
+
+
+def _visible_to(caller: Caller) -> Callable[[dict[str, Any] | None], bool]:
+    """Whether a workspace shows in the caller's lists and streams (their own; all for
+    admins)."""
+    return lambda ws: ws is not None and may_access(caller.role, caller.login, ws)
 
 
 class _SSELogSink:
@@ -206,6 +248,12 @@ class WorkspaceRoutes:
     registry: Registry
 
     # plumbing -----------------------------------------------------------------------------
+
+    @property
+    def _origins(self) -> WorkspaceOrigins | None:
+        """Subdomain mode's addressing (URLs are absolute there); None: single origin."""
+        origins = WorkspaceOrigins.from_settings(self.settings)
+        return origins if origins.subdomain else None
 
     def _cluster_record(self, cluster_id: str) -> None:
         try:
@@ -253,6 +301,28 @@ class WorkspaceRoutes:
                 await _within(informer.wait_synced(), f"the {kind} cache")
         return instance, svc
 
+    async def workspace_owner_check(
+        self, request: IRequest, caller: Caller, kwargs: dict[str, Any]
+    ) -> None:
+        """For ``owner`` routes (``http.access.gate``): the named workspace must exist in
+        the caches and be the caller's. Unknown ones are 404 here, before the handler:
+        a user never acts on a workspace the caches have not shown to be theirs."""
+        cluster_id = kwargs.get("cluster_id", DEFAULT_CLUSTER_ID)
+        name = kwargs.get("server_id")
+        field = "id"
+        if name is None:
+            name, field = _arg(request, "server"), "server"
+            if not name:
+                raise bad_field("server", "is required")
+        _server_id(name, field)
+        _, svc = await self._workspaces(cluster_id)
+        ws = svc.workspace(name)
+        if ws is None:
+            raise _not_found(name)
+        refusal = owner_refusal(caller, name, ws)
+        if refusal is not None:
+            raise ApiError(403, "forbidden", refusal.message, extra=refusal.body(caller))
+
     def _cached_workspace(self, svc: WorkspaceService, name: str) -> dict[str, Any]:
         ws = svc.workspace(name)
         if ws is None:
@@ -265,16 +335,29 @@ class WorkspaceRoutes:
     async def create_job(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         """Create a Workspace CR; 202 because the operator brings it up asynchronously."""
         body = read_json_object(request)
+        if "resources" not in body and isinstance(body.get("image"), str):
+            # Never BestEffort by accident: an explicit "resources": {} is the way to ask.
+            body = {**body, "resources": self._default_resources(body["image"])}
         try:
             name, spec = views.parse_job(body)
         except SpecError as e:
             raise bad_field(e.field, e.message) from None
+        origins = self._origins
+        if origins is not None and name is not None:
+            refusal = label_refusal(cluster_id, name)
+            if refusal is not None:  # it could not be opened: it would have no origin
+                field = "clusterId" if refusal.startswith("cluster") else "name"
+                raise bad_field(field, f"WORKSPACE_ORIGIN=subdomain: {refusal}")
+        owner = caller_of(request).login
         instance, svc = await self._workspaces(cluster_id, synced=False)
         collection = object_path(C.API_VERSION, C.PLURAL, namespace=svc.namespace)
         attempts = NAME_ATTEMPTS if name is None else 1
         for attempt in range(attempts):
             ws_name = name or views.new_name(spec)
-            manifest = views.workspace_manifest(ws_name, svc.namespace, spec)
+            refusal = None if origins is None else label_refusal(cluster_id, ws_name)
+            if refusal is not None:
+                raise bad_field("clusterId", f"WORKSPACE_ORIGIN=subdomain: {refusal}")
+            manifest = views.workspace_manifest(ws_name, svc.namespace, spec, owner)
             try:
                 await _kube(instance.call(svc.rest.request, "POST", collection, body=manifest))
                 break
@@ -299,7 +382,7 @@ class WorkspaceRoutes:
         prefix = "" if cluster_id == DEFAULT_CLUSTER_ID else f"/cluster/{cluster_id}"
         request.setHeader(b"location", f"/api{prefix}/servers/{ws_name}".encode())
         return write_json(
-            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name)}
+            request, 202, {"id": ws_name, "url": views.server_url(cluster_id, ws_name, origins)}
         )
 
     # read ---------------------------------------------------------------------------------
@@ -307,7 +390,11 @@ class WorkspaceRoutes:
     @cluster_route("/api/servers", ["GET"])
     async def list_servers(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
         _, svc = await self._workspaces(cluster_id)
-        return write_json(request, 200, views.server_list(svc.workspaces(), cluster_id))
+        visible = _visible_to(caller_of(request))
+        shown = [w for w in svc.workspaces() if visible(w)]
+        return write_json(
+            request, 200, views.server_list(shown, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
     async def get_server(
@@ -323,7 +410,9 @@ class WorkspaceRoutes:
         events = views.events_of(events_inf.items(), server_id, pod_map, names)
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
-        detail = views.server_detail(ws, cluster_id, svc.namespace, pods, events, has_password)
+        detail = views.server_detail(
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins, _idle_of(svc)
+        )
         return write_json(request, 200, detail)
 
     @cluster_route("/api/servers/<server_id>/password", ["GET"])
@@ -348,8 +437,33 @@ class WorkspaceRoutes:
         self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
     ) -> Any:
         _server_id(server_id)
+        keep = _arg(request, "keep_volume")
+        if keep not in (None, "true", "false"):
+            raise bad_field("keep_volume", "must be true or false")
         instance, svc = await self._workspaces(cluster_id, synced=False)
         path = object_path(C.API_VERSION, C.PLURAL, server_id, svc.namespace)
+        volume: str | None = None
+        if keep == "true":
+            # Out of the Workspace's ownership first, so the garbage collector leaves it;
+            # a new workspace of the same name adopts it again (same claim name).
+            claim = C.home_claim_name(server_id)
+            claim_path = object_path("v1", "persistentvolumeclaims", claim, svc.namespace)
+            try:
+                await _kube(
+                    instance.call(
+                        svc.rest.request,
+                        "PATCH",
+                        claim_path,
+                        body=keep_volume_patch(),
+                        content_type=MERGE_PATCH,
+                    )
+                )
+                volume = claim
+            except KubeApiError as e:
+                if not e.not_found:
+                    raise _kube_error(e) from None
+                if svc.workspace(server_id) is None:
+                    raise _not_found(server_id) from None
         try:
             await _kube(instance.call(svc.rest.delete, path))
         except KubeApiError as e:
@@ -357,7 +471,53 @@ class WorkspaceRoutes:
                 raise _not_found(server_id) from None
             raise _kube_error(e) from None
         await _settle(svc, server_id, present=False)
-        return write_json(request, 200, {"deleted": server_id})
+        body: dict[str, Any] = {"deleted": server_id}
+        if keep == "true":
+            body["keptVolume"] = volume  # None: it had no home volume to keep
+        return write_json(request, 200, body)
+
+    @cluster_route("/api/servers/<server_id>", ["PATCH"])
+    async def change_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Change image, env, args, command, resources, ports, labels or proxy settings.
+
+        Each key given replaces that field (null removes it; ``resources: null`` means the
+        image kind's defaults again); the operator rolls the pod with the home volume kept.
+        409 if the workspace changed meanwhile.
+        """
+        _server_id(server_id)
+        _same_origin(request, self.settings.frontend_origin, required=False)
+        change = read_json_object(request)
+        instance, svc = await self._workspaces(cluster_id)
+        ws = self._cached_workspace(svc, server_id)
+        try:
+            new = changed_spec(ws.get("spec") or {}, change)
+            if "resources" in change and change["resources"] is None:
+                # null: back to the image kind's defaults ({} asks for BestEffort).
+                image = new.get("image")
+                new["resources"] = self._default_resources(image if isinstance(image, str) else "")
+            spec = parse_spec(new)
+        except SpecError as e:
+            raise bad_field(e.field, e.message) from None
+        path = object_path(C.API_VERSION, C.PLURAL, server_id, svc.namespace)
+        rv = str((ws.get("metadata") or {}).get("resourceVersion") or "")
+        body = replace_spec_patch(spec.to_dict(), rv)
+        try:
+            patched = await _kube(
+                instance.call(svc.rest.request, "PATCH", path, body=body, content_type=JSON_PATCH)
+            )
+        except KubeApiError as e:
+            if e.not_found:
+                raise _not_found(server_id) from None
+            if e.status in (409, 422) and "test" in e.message.lower():
+                raise ApiError(
+                    409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
+                ) from None
+            raise _kube_error(e) from None
+        return write_json(
+            request, 200, views.server_summary(patched, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -387,6 +547,71 @@ class WorkspaceRoutes:
         if failed:
             body["failed"] = failed
         return write_json(request, 200, body)
+
+    # lifecycle ----------------------------------------------------------------------------
+
+    async def _lifecycle(
+        self, request: IRequest, server_id: str, cluster_id: str, write: Callable[..., Any]
+    ) -> Any:
+        """Run a lifecycle write (stop/start/restart) and answer JSON, or 303 for a form.
+
+        The proxy's "workspace stopped" page posts an HTML form here; it gets a redirect
+        back to the workspace. A cross-site request (an Origin that is neither this origin
+        nor FRONTEND_ORIGIN) is refused: these routes need no body, so a plain form on
+        another site could otherwise stop anybody's workspace.
+        """
+        _server_id(server_id)
+        form = _is_form(request)
+        _same_origin(request, self.settings.frontend_origin, required=form)
+        if not form:
+            read_json(request)  # empty or JSON; anything else is a 415/400
+        _, svc = await self._workspaces(cluster_id, synced=False)
+        try:
+            ws = await _kube(write(svc))
+        except KubeApiError as e:
+            if e.not_found:
+                raise _not_found(server_id) from None
+            raise _kube_error(e) from None
+        if form:
+            request.setResponseCode(303)
+            url = views.server_url(cluster_id, server_id, self._origins) or "/"
+            request.setHeader(b"location", url.encode())
+            request.setHeader(b"cache-control", b"no-store")
+            return b""
+        return write_json(
+            request, 200, views.server_summary(ws, cluster_id, self._origins, _idle_of(svc))
+        )
+
+    @cluster_route("/api/servers/<server_id>/stop", ["POST"])
+    async def stop_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Scale to zero and keep volume, Secret and Service (phase Stopped); idempotent."""
+        return await self._lifecycle(
+            request, server_id, cluster_id, lambda svc: svc.set_stopped(server_id, True)
+        )
+
+    @cluster_route("/api/servers/<server_id>/start", ["POST"])
+    async def start_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Start a stopped workspace again (same volume and password); idempotent."""
+        return await self._lifecycle(
+            request, server_id, cluster_id, lambda svc: svc.set_stopped(server_id, False)
+        )
+
+    @cluster_route("/api/servers/<server_id>/restart", ["POST"])
+    async def restart_server(
+        self, request: IRequest, server_id: str, cluster_id: str = DEFAULT_CLUSTER_ID
+    ) -> Any:
+        """Roll the pod (a new pod, same volume and password), as kubectl rollout restart."""
+        now = datetime.datetime.now(datetime.UTC)
+        return await self._lifecycle(
+            request,
+            server_id,
+            cluster_id,
+            lambda svc: svc.patch_workspace(server_id, restart_patch(now)),
+        )
 
     # logs ---------------------------------------------------------------------------------
 
@@ -467,14 +692,24 @@ class WorkspaceRoutes:
         ws_inf = svc.informers["Workspace"]
         pod_inf = svc.informers["Pod"]
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
+        visible = _visible_to(caller_of(request))
+        origins = self._origins
+        idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-            new_state = None if type_ == "DELETED" else views.server_state(obj, cluster_id)
-            old_state = None if old is None else views.server_state(old, cluster_id)
+            # Another's workspace is not there at all; one whose owner changed appears
+            # or disappears as if created or deleted.
+            shown_before = old is not None and visible(old)
+            if type_ == "DELETED" or not visible(obj):
+                if visible(obj) or shown_before:
+                    stream.send_json({"id": views.name_of(obj)}, event="deleted")
+                return
+            new_state = views.server_state(obj, cluster_id, origins, idle)
+            old_state = (
+                views.server_state(old, cluster_id, origins, idle) if shown_before and old else None
+            )
             change = views.server_change(type_, new_state, old_state)
-            if change == "deleted":
-                stream.send_json({"id": views.name_of(obj)}, event="deleted")
-            elif change is not None:
+            if change is not None:
                 stream.send_json(new_state, event=change)
 
         def on_event(type_: str, ev: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -490,12 +725,17 @@ class WorkspaceRoutes:
             candidate = pod_name.rsplit("-", 2)[0]
             known = [candidate] if ws_inf.get(ns, candidate) is not None else []
             server = views.workspace_of_pod(pod_name, {pod_name: pod} if pod else {}, known)
-            if server is not None:
+            if server is not None and visible(ws_inf.get(ns, server)):
                 stream.send_json({"server": server, **view}, event="event")
 
         stream.start()
         stream.send_json(
-            {"cluster": cluster_id, "servers": views.server_list(svc.workspaces(), cluster_id)},
+            {
+                "cluster": cluster_id,
+                "servers": views.server_list(
+                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins, idle
+                ),
+            },
             event="snapshot",
         )
         stream.on_close(ws_inf.subscribe(on_workspace))
@@ -529,4 +769,18 @@ class WorkspaceRoutes:
             parse_spec({"image": image})
         except SpecError as e:
             raise bad_field("image", e.message) from None
-        return write_json(request, 200, defaults_json(image))
+        body = defaults_json(image)
+        body["resources"] = self._default_resources(image)
+        cfg = OperatorConfig.from_settings(self.settings)
+        body["storage"] = {
+            "size": cfg.storage_size,
+            "storageClassName": cfg.storage_class,
+            "mountPath": body["homePath"],
+        }
+        return write_json(request, 200, body)
+
+    def _default_resources(self, image: str) -> dict[str, Any]:
+        """WORKSPACE_IDE_RESOURCES for code-server and Jupyter, else WORKSPACE_APP_RESOURCES."""
+        if image_kind(image) in ("code-server", "jupyter"):
+            return dict(self.settings.workspace_ide_resources)
+        return dict(self.settings.workspace_app_resources)

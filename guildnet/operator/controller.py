@@ -43,6 +43,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Service": ("v1", "services"),
     "Secret": ("v1", "secrets"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
 }
 
 
@@ -252,7 +253,17 @@ class WorkspaceController:
         ]
         now = datetime.datetime.now(datetime.UTC)
         deployment = self._cached("Deployment", name)
-        status = compute_status(ws, deployment, pods, events, now, cluster_id=self.cfg.cluster_id)
+        volume = self._cached("PersistentVolumeClaim", C.home_claim_name(name))
+        status = compute_status(
+            ws,
+            deployment,
+            pods,
+            events,
+            now,
+            cluster_id=self.cfg.cluster_id,
+            volume=volume,
+            origins=self.cfg.origins,
+        )
         return _strip_none(status)  # type: ignore[no-any-return]
 
     def _failed(self, ws: dict[str, Any], message: str) -> dict[str, Any]:

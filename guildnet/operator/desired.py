@@ -11,10 +11,17 @@ Decisions (see the issue and lessons.md):
   seccomp RuntimeDefault, no privilege escalation, every capability dropped, no service
   account token, no service links (they leak other Services' addresses into the env).
 * ``/tmp`` is an emptyDir so tools that need scratch space work whatever the image's
-  ``/tmp`` permissions; home directories are left to the image (mounting over them would
-  hide what the image puts there).
+  ``/tmp`` permissions.
+* Home volume (``home_volume``): one PersistentVolumeClaim ``<name>-home`` per workspace
+  (owned by the Workspace and labelled like the rest, so deleting the Workspace deletes it
+  unless the API first takes it out of the Workspace's ownership), mounted at the image
+  kind's home (``images``) or ``spec.storage.mountPath``. ``fsGroup`` 1000 makes the
+  kubelet give the pod's group write access to a fresh volume. The mount hides what the
+  image put in that directory, which is what users expect of a home (JupyterHub does the
+  same); ``"storage": "none"`` keeps the old ephemeral behaviour.
 * Probes: HTTP GET on the first TCP port (redirects count as success) of the image's
-  probe path (``/``; Jupyter ``/api``, which answers without the token) under the app's
+  probe path (``/``; code-server ``/healthz``, which is not counted as use; Jupyter ``/api``,
+  which answers without the token) under the app's
   base path: ``/`` in strip mode, the workspace's canonical prefix in preserve mode.
   Readiness from 5 s every 10 s; liveness only after 60 s and then 6 misses 20 s apart,
   so a slow IDE gets ~3 minutes before a restart. No startup probe.
@@ -22,6 +29,11 @@ Decisions (see the issue and lessons.md):
   (Jupyter: preserve, everything else: strip). In preserve mode the app is told its
   canonical prefix (``paths.workspace_prefix`` of the operator's cluster id and the
   workspace name): Jupyter through ``NOTEBOOK_ARGS`` unless the user set that variable.
+* ``spec.stopped``: the Deployment gets ``replicas: 0`` and nothing else changes, so the
+  Secret (password), the Service (the proxy's route) and the volume outlive the pod and
+  a start brings back the same workspace.
+* A restart (``guildnet.io/restarted-at`` on the Workspace) becomes the pod template's
+  ``kubectl.kubernetes.io/restartedAt``, as ``kubectl rollout restart`` does: one new pod.
 * ``Recreate`` strategy: one replica, so a spec change replaces the pod rather than
   running two copies, and status then describes the new pod alone.
 * An explicit ``spec.exposure.type`` wins over the cluster defaults (WORKSPACE_LB,
@@ -45,10 +57,13 @@ import attrs
 from guildnet.operator.constants import (
     ANNOTATION_DESIRED_HASH,
     ANNOTATION_GENERATION,
+    ANNOTATION_RESTARTED_AT,
     API_VERSION,
     CONTAINER_NAME,
     KIND,
     PASSWORD_KEY,
+    POD_RESTARTED_AT,
+    home_claim_name,
     managed_labels,
     password_secret_name,
     selector_labels,
@@ -56,6 +71,7 @@ from guildnet.operator.constants import (
 )
 from guildnet.operator.images import PathMode, image_defaults
 from guildnet.operator.spec import Port, WorkspaceSpec, parse_spec, validate_name
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER, workspace_prefix
 
 RUN_AS: Final = 1000
@@ -74,6 +90,8 @@ LIVENESS: Final = {
     "failureThreshold": 6,
 }
 PROGRESS_DEADLINE_S: Final = 600
+DEFAULT_STORAGE_SIZE: Final = "10Gi"
+HOME_VOLUME: Final = "home"
 CONTROL_PLANE_TAINTS: Final = (
     "node-role.kubernetes.io/control-plane",
     "node-role.kubernetes.io/master",
@@ -108,10 +126,21 @@ class OperatorConfig:
     workspace_domain: str | None = None
     ingress_class_name: str | None = None
     cert_manager_issuer: str | None = None
+    #: How workspaces are addressed: on their own origin (subdomain mode) an app's base
+    #: path is "/" and its status URL that origin.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
+    #: The home volume's size when the spec gives none; None: workspaces are ephemeral
+    #: unless their spec asks for a volume (WORKSPACE_STORAGE_SIZE=none).
+    storage_size: str | None = DEFAULT_STORAGE_SIZE
+    #: The StorageClass when the spec gives none; None: the cluster's default class.
+    storage_class: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> OperatorConfig:
         return cls(
+            origins=WorkspaceOrigins.from_settings(settings),
+            storage_size=getattr(settings, "workspace_storage_size", DEFAULT_STORAGE_SIZE),
+            storage_class=getattr(settings, "workspace_storage_class", None),
             namespace=settings.namespace,
             workspace_lb=settings.workspace_lb,
             workspace_lb_pool=settings.workspace_lb_pool,
@@ -129,10 +158,43 @@ class Desired:
     service: dict[str, Any]
     secret: dict[str, Any] | None = None
     ingress: dict[str, Any] | None = None
+    volume: dict[str, Any] | None = None  # the home PersistentVolumeClaim
 
     def objects(self) -> list[dict[str, Any]]:
-        """Non-None manifests in apply order (the Secret before the pods that read it)."""
-        return [o for o in (self.secret, self.deployment, self.service, self.ingress) if o]
+        """Non-None manifests in apply order (Secret and volume before the pods using them)."""
+        order = (self.secret, self.volume, self.deployment, self.service, self.ingress)
+        return [o for o in order if o]
+
+
+@attrs.frozen
+class HomeVolume:
+    """The effective home volume: spec first, then the Host App's defaults."""
+
+    claim: str
+    size: str
+    storage_class: str | None
+    mount_path: str
+
+
+def home_volume(name: str, spec: WorkspaceSpec, cfg: OperatorConfig) -> HomeVolume | None:
+    """The workspace's persistent home, or None when it is ephemeral.
+
+    Ephemeral: ``spec.storage.ephemeral`` (``"storage": "none"``), or no size anywhere
+    (WORKSPACE_STORAGE_SIZE=none and none in the spec). Then nothing is mounted over the
+    image's home and its files live as long as the container.
+    """
+    storage = spec.storage
+    if storage is not None and storage.ephemeral:
+        return None
+    size = (storage.size if storage else None) or cfg.storage_size
+    if size is None:
+        return None
+    return HomeVolume(
+        claim=home_claim_name(name),
+        size=size,
+        storage_class=(storage.storage_class_name if storage else None) or cfg.storage_class,
+        mount_path=(storage.mount_path if storage else None) or image_defaults(spec.image).home,
+    )
 
 
 # --- small helpers the controller, status and API share ---
@@ -235,8 +297,11 @@ def path_mode(obj: Mapping[str, Any] | WorkspaceSpec) -> PathMode:
     return image_defaults(spec.image).path_mode
 
 
-def base_path(spec: WorkspaceSpec, name: str, cluster_id: str) -> str:
-    """The path the app serves under, without trailing slash ("" in strip mode)."""
+def base_path(spec: WorkspaceSpec, name: str, cluster_id: str, own_origin: bool = False) -> str:
+    """The path the app serves under, without trailing slash ("" in strip mode, and on
+    the workspace's own origin, where it is served at the root)."""
+    if own_origin:
+        return ""
     return workspace_prefix(cluster_id, name) if path_mode(spec) == "preserve" else ""
 
 
@@ -306,7 +371,11 @@ def _env(
 
 
 def _container(
-    spec: WorkspaceSpec, ports: tuple[Port, ...], env: list[dict[str, Any]], base: str
+    spec: WorkspaceSpec,
+    ports: tuple[Port, ...],
+    env: list[dict[str, Any]],
+    base: str,
+    home: HomeVolume | None = None,
 ) -> dict[str, Any]:
     defaults = image_defaults(spec.image)
     http = _http_port(ports)
@@ -323,6 +392,8 @@ def _container(
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if home is not None:
+        container["volumeMounts"].append({"name": HOME_VOLUME, "mountPath": home.mount_path})
     if http.protocol == "TCP":
         path = base + defaults.probe_path
         probe = {"httpGet": {"path": path, "port": http.container_port, "scheme": "HTTP"}}
@@ -345,21 +416,30 @@ def _deployment(
     labels: dict[str, str],
     container: dict[str, Any],
     generation: int | None,
+    stopped: bool = False,
+    restarted_at: str | None = None,
+    home: HomeVolume | None = None,
 ) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if home is not None:
+        volumes.append({"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": home.claim}})
     if generation is not None:
         meta["annotations"] = {ANNOTATION_GENERATION: str(generation)}
+    template_meta: dict[str, Any] = {"labels": dict(labels)}
+    if restarted_at:
+        template_meta["annotations"] = {POD_RESTARTED_AT: restarted_at}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": 1,
+            "replicas": 0 if stopped else 1,
             "revisionHistoryLimit": 2,
             "progressDeadlineSeconds": PROGRESS_DEADLINE_S,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": selector_labels(name)},
             "template": {
-                "metadata": {"labels": dict(labels)},
+                "metadata": template_meta,
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -375,7 +455,7 @@ def _deployment(
                         for key in CONTROL_PLANE_TAINTS
                     ],
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -426,6 +506,16 @@ def _ingress(
     ]
     meta["annotations"] = annotations
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
+
+
+def _claim(meta: dict[str, Any], home: HomeVolume) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": home.size}},
+    }
+    if home.storage_class:
+        spec["storageClassName"] = home.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec}
 
 
 def _secret(meta: dict[str, Any], password: str) -> dict[str, Any]:
@@ -479,10 +569,23 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
             pw_env = None
         else:
             secret = _stamp(_secret(md(password_secret_name(name)), password))
-    base = base_path(spec, name, cfg.cluster_id)
+    base = base_path(spec, name, cfg.cluster_id, cfg.origins.subdomain)
     env = _env(spec, http.container_port, pw_env, password_secret_name(name), base)
-    container = _container(spec, ports, env, base)
-    deployment = _stamp(_deployment(name, md(name), labels, container, generation))
+    home = home_volume(name, spec, cfg)
+    container = _container(spec, ports, env, base, home)
+    volume = _stamp(_claim(md(home.claim), home)) if home is not None else None
+    deployment = _stamp(
+        _deployment(
+            name,
+            md(name),
+            labels,
+            container,
+            generation,
+            stopped=spec.stopped,
+            restarted_at=(meta.get("annotations") or {}).get(ANNOTATION_RESTARTED_AT),
+            home=home,
+        )
+    )
 
     exposure = _exposure(spec, cfg)
     service = _stamp(_service(name, md(name), ports, exposure == "LoadBalancer", cfg))
@@ -496,4 +599,6 @@ def desired_objects(ws: Mapping[str, Any], cfg: OperatorConfig, password: str | 
                 f"{name}: an Ingress needs spec.exposure.host or WORKSPACE_DOMAIN to be set"
             )
         ingress = _stamp(_ingress(name, md(name), host, http.container_port, cfg))
-    return Desired(deployment=deployment, service=service, secret=secret, ingress=ingress)
+    return Desired(
+        deployment=deployment, service=service, secret=secret, ingress=ingress, volume=volume
+    )

@@ -23,6 +23,9 @@ in ways the user cannot see. Notes per image:
   ``JUPYTER_TOKEN`` comes from the workspace Secret when the controller supplies a
   password, otherwise Jupyter makes its own token and prints it in the logs. Probes hit
   ``<base>/api`` (the version document, served without the token).
+* Home volume: mounted where the image keeps its user's work (code-server ``/home/coder``,
+  linuxserver ``/config``, Jupyter ``/home/jovyan``, anything else ``/workspace``);
+  ``spec.storage.mountPath`` overrides it.
 * Everything else is served from ``/`` and runs in ``strip`` mode. A workspace's
   ``spec.proxy.pathMode`` overrides the image's mode either way.
 """
@@ -42,6 +45,10 @@ CODE_SERVER_PORT: Final = 8080
 LINUXSERVER_CODE_SERVER_PORT: Final = 8443
 JUPYTER_PORT: Final = 8888
 GENERIC_PORTS: Final = (Port(8080, "http"), Port(8443, "https"))
+CODE_SERVER_HOME: Final = "/home/coder"  # codercom/code-server's user
+LINUXSERVER_HOME: Final = "/config"  # linuxserver's images keep everything there
+JUPYTER_HOME: Final = "/home/jovyan"  # docker-stacks' NB_USER
+GENERIC_HOME: Final = "/workspace"
 
 #: The RethinkDB server image GuildNet's manifests and test tiers use (pinned: a tag other
 #: than ``latest`` keeps Kubernetes' default pull policy at IfNotPresent).
@@ -100,6 +107,8 @@ class ImageDefaults:
     password_env: str | None = None
     path_mode: PathMode = "strip"
     probe_path: str = "/"
+    #: Where the user's work lives: the home volume's default mount path.
+    home: str = GENERIC_HOME
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +119,7 @@ class ImageDefaults:
             "command": list(self.command),
             "passwordEnv": self.password_env,
             "pathMode": self.path_mode,
+            "homePath": self.home,
         }
 
 
@@ -118,14 +128,21 @@ def image_defaults(image: str) -> ImageDefaults:
     kind = image_kind(image)
     path_mode: PathMode = "strip"
     probe_path = "/"
+    home = GENERIC_HOME
     if kind == "code-server":
-        port = LINUXSERVER_CODE_SERVER_PORT if _is_linuxserver(image) else CODE_SERVER_PORT
+        linuxserver = _is_linuxserver(image)
+        port = LINUXSERVER_CODE_SERVER_PORT if linuxserver else CODE_SERVER_PORT
         ports: tuple[Port, ...] = (Port(port, "http"),)
         password_env: str | None = "PASSWORD"
+        home = LINUXSERVER_HOME if linuxserver else CODE_SERVER_HOME
+        # /healthz answers without a login and, unlike every other path, does not count
+        # as use (code-server's heartbeat): probes on / would keep it busy forever.
+        probe_path = "/healthz"
     elif kind == "jupyter":
         ports = (Port(JUPYTER_PORT, "http"),)
         password_env = "JUPYTER_TOKEN"
         path_mode, probe_path = "preserve", "/api"
+        home = JUPYTER_HOME
     else:
         ports = GENERIC_PORTS
         password_env = None
@@ -136,6 +153,7 @@ def image_defaults(image: str) -> ImageDefaults:
         password_env=password_env,
         path_mode=path_mode,
         probe_path=probe_path,
+        home=home,
     )
 
 

@@ -70,10 +70,22 @@ RESERVED_LABEL_KEYS: Final = (LABEL_MANAGED_BY, LABEL_NAME)
 EXPOSURE_TYPES: Final = ("ClusterIP", "LoadBalancer", "Ingress")
 PATH_MODES: Final = ("strip", "preserve")
 HOST_MAX_LEN: Final = 253
+IDLE_TIMEOUT_MAX: Final = 30 * 86400  # seconds; ``workspaces.idle.MAX_IDLE_TIMEOUT``
 
 _SPEC_KEYS: Final = frozenset(
-    {"image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy"}
-)
+    {
+        "image", "env", "ports", "args", "command", "resources", "labels", "exposure", "proxy",
+        "stopped", "storage",
+    }
+)  # fmt: skip
+MOUNT_PATH_MAX_LEN: Final = 1024
+# An absolute path, no "..", ":" or NUL (what a volumeMount accepts, minus surprises).
+MOUNT_PATH_PATTERN: Final = r"^(/[^/:\x00]+)+$"
+SIZE_PATTERN: Final = r"^[1-9][0-9]*([KMGTPE]i|[kMGTPE])?$"  # whole, more than zero
+STORAGE_CLASS_MAX_LEN: Final = 253
+
+#: Idle culling (``workspaces.idle``): ``idleTimeoutSeconds`` overrides WORKSPACE_IDLE_TIMEOUT.
+_IDLE_KEYS: Final = frozenset({"idleTimeoutSeconds"})
 
 
 class SpecError(ValueError):
@@ -178,6 +190,33 @@ class ProxySettings:
 
 
 @attrs.frozen
+class Storage:
+    """The home volume: a PersistentVolumeClaim unless ``ephemeral`` (an emptyDir).
+
+    None fields take the Host App's defaults (WORKSPACE_STORAGE_SIZE, WORKSPACE_STORAGE_CLASS,
+    the image kind's home directory). The API accepts ``"storage": "none"`` for
+    ``{"ephemeral": true}``.
+    """
+
+    ephemeral: bool = False
+    size: str | None = None
+    storage_class_name: str | None = None
+    mount_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.ephemeral:
+            out["ephemeral"] = True
+        if self.size is not None:
+            out["size"] = self.size
+        if self.storage_class_name is not None:
+            out["storageClassName"] = self.storage_class_name
+        if self.mount_path is not None:
+            out["mountPath"] = self.mount_path
+        return out
+
+
+@attrs.frozen
 class WorkspaceSpec:
     """A validated Workspace spec. Empty lists/maps are normalised to "absent"."""
 
@@ -190,6 +229,11 @@ class WorkspaceSpec:
     labels: tuple[tuple[str, str], ...] = ()
     exposure: Exposure | None = None
     proxy: ProxySettings | None = None
+    #: Scaled to zero: the volume, Secret and Service stay (``POST /api/servers/{id}/stop``).
+    stopped: bool = False
+    storage: Storage | None = None
+    #: Seconds without use before the idle culler stops it (0: never; None: the knob).
+    idle_timeout_seconds: int | None = None
 
     @property
     def labels_dict(self) -> dict[str, str]:
@@ -221,6 +265,12 @@ class WorkspaceSpec:
             out["exposure"] = self.exposure.to_dict()
         if self.proxy is not None:
             out["proxy"] = self.proxy.to_dict()
+        if self.stopped:
+            out["stopped"] = True
+        if self.storage is not None:
+            out["storage"] = self.storage.to_dict()
+        if self.idle_timeout_seconds is not None:
+            out["idleTimeoutSeconds"] = self.idle_timeout_seconds
         return out
 
 
@@ -493,18 +543,57 @@ def _parse_proxy(value: Any) -> ProxySettings | None:
     return ProxySettings(path_mode=mode) if mode is not None else None
 
 
+def _parse_storage(value: Any) -> Storage | None:
+    if value == "none":
+        return Storage(ephemeral=True)
+    if isinstance(value, str):
+        raise SpecError("storage", 'must be an object or "none"')
+    st = _obj(value, "storage", frozenset({"ephemeral", "size", "storageClassName", "mountPath"}))
+    ephemeral = st.get("ephemeral", False)
+    if not isinstance(ephemeral, bool):
+        raise SpecError("storage.ephemeral", "must be a boolean")
+    size = None
+    if "size" in st:
+        size = _str(st["size"], "storage.size", max_len=QUANTITY_MAX_LEN, min_len=1)
+        if not _match(SIZE_PATTERN, size):
+            raise SpecError("storage.size", "must be a size such as '10Gi' or '500Mi'")
+        if ephemeral:
+            raise SpecError("storage.size", "cannot be set for ephemeral storage")
+    sc = None
+    if "storageClassName" in st:
+        sc = _str(st["storageClassName"], "storage.storageClassName", max_len=253, min_len=1)
+        if not _match(DNS_SUBDOMAIN_PATTERN, sc):
+            raise SpecError("storage.storageClassName", "must be a lower-case DNS subdomain")
+        if ephemeral:
+            raise SpecError("storage.storageClassName", "cannot be set for ephemeral storage")
+    mount = None
+    if "mountPath" in st:
+        mount = _str(st["mountPath"], "storage.mountPath", max_len=MOUNT_PATH_MAX_LEN, min_len=1)
+        if not _match(MOUNT_PATH_PATTERN, mount) or ".." in mount.split("/"):
+            raise SpecError(
+                "storage.mountPath", "must be an absolute path below / without '..' or ':'"
+            )
+        if mount == "/tmp":
+            raise SpecError("storage.mountPath", "/tmp is the workspace's scratch space")
+    out = Storage(ephemeral=ephemeral, size=size, storage_class_name=sc, mount_path=mount)
+    return out if out != Storage() else None
+
+
 def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
     """Validate a Workspace spec (exactly as the CRD schema does) and normalise it.
 
     Raises SpecError naming the first bad field. Unknown fields are errors: the API server
     would prune them silently, and a setting that vanishes is worse than a 400.
     """
-    spec = _obj(data, "", _SPEC_KEYS)
+    spec = _obj(data, "", _SPEC_KEYS | _IDLE_KEYS)
     if "image" not in spec:
         raise SpecError("image", "is required")
     image = _str(spec["image"], "image", max_len=IMAGE_MAX_LEN, min_len=1)
     if not _match(IMAGE_PATTERN, image):
         raise SpecError("image", "must not contain whitespace")
+    stopped = spec.get("stopped", False)
+    if not isinstance(stopped, bool):
+        raise SpecError("stopped", "must be a boolean")
     return WorkspaceSpec(
         image=image,
         env=_parse_env(spec["env"]) if "env" in spec else (),
@@ -515,6 +604,13 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
         labels=_parse_labels(spec["labels"]) if "labels" in spec else (),
         exposure=_parse_exposure(spec["exposure"]) if "exposure" in spec else None,
         proxy=_parse_proxy(spec["proxy"]) if "proxy" in spec else None,
+        stopped=stopped,
+        storage=_parse_storage(spec["storage"]) if "storage" in spec else None,
+        idle_timeout_seconds=(
+            _int(spec["idleTimeoutSeconds"], "idleTimeoutSeconds", 0, IDLE_TIMEOUT_MAX)
+            if "idleTimeoutSeconds" in spec
+            else None
+        ),
     )
 
 

@@ -20,8 +20,14 @@ it is waiting on; later steps are Unknown with reason ``Waiting``):
 ``lastTransitionTime`` is kept while a condition's status is unchanged; a condition that
 is not True also restarts at a new generation (the attempt it described is over).
 
+A stopped workspace (``spec.stopped``) skips the pod steps (Unknown, reason ``Stopped``),
+its Ready is False with reason ``Stopped``, and a seventh condition ``Stopped`` (True, the
+reason and message from the ``guildnet.io/stop-reason`` annotation, ``UserRequested`` when
+there is none) says since when. A started workspace has no ``Stopped`` condition.
+
 Phase: Terminating (deletionTimestamp) > Failed (invalid spec, a fail-fast reason, or no
-progress within the deadline) > Pending (no Deployment yet) > Running (ready, current
+progress within the deadline) > Stopped (``spec.stopped``; the message says "stopping"
+while a pod is still there) > Pending (no Deployment yet) > Running (ready, current
 template) > Starting.
 """
 
@@ -32,9 +38,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from guildnet.operator.constants import ANNOTATION_GENERATION, CONTAINER_NAME
+from guildnet.operator.constants import (
+    ANNOTATION_GENERATION,
+    ANNOTATION_STOP_REASON,
+    CONTAINER_NAME,
+    STOP_USER_REQUESTED,
+)
 from guildnet.operator.desired import first_port, proxy_url, service_dns
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import DEFAULT_CLUSTER
 
 CONDITION_TYPES: Final = (
@@ -53,6 +65,12 @@ START_FAILURES: Final = frozenset(
     {"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
      "RunContainerError", "PreStartHookError", "PostStartHookError"}
 )  # fmt: skip
+
+#: The Stopped condition's message when the stop-reason annotation gives none.
+_STOP_MESSAGES: Final = {
+    "UserRequested": "stopped on request",
+    "Idle": "stopped after being idle",
+}
 
 MAX_MESSAGE: Final = 1024  # Kubernetes messages (pull errors) can be long; status stays small
 
@@ -92,6 +110,26 @@ class _Step:
             message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
         )
         self.failed = failed
+
+
+def stop_reason(ws: Obj) -> tuple[str, str]:
+    """(reason, message) from the ``guildnet.io/stop-reason`` annotation, or the default.
+
+    The value is ``<Reason>`` or ``<Reason>: <message>``; a reason must be a CamelCase word
+    (it becomes a condition reason), otherwise the whole value is taken as the message.
+    """
+    raw = ((ws.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_STOP_REASON)
+    if not isinstance(raw, str) or not raw.strip():
+        return STOP_USER_REQUESTED, ""
+    head, sep, tail = raw.strip().partition(":")
+    if head.isalnum() and head[:1].isupper() and len(head) <= 64:
+        return head, tail.strip() if sep else ""
+    return STOP_USER_REQUESTED, raw.strip()[:MAX_MESSAGE]
+
+
+def is_stopped(ws: Obj) -> bool:
+    """``spec.stopped`` is true (read leniently: an invalid spec still says so)."""
+    return (ws.get("spec") or {}).get("stopped") is True
 
 
 def _newest_pod(pods: Sequence[Obj]) -> Obj | None:
@@ -135,22 +173,58 @@ def _event_message(ev: Obj) -> str:
     return str(ev.get("message") or ev.get("note") or "")
 
 
-def _schedule_step(deployment: Obj, pod: Obj | None, events: Sequence[Obj]) -> _Step:
+def _volume_pending(volume: Obj | None) -> _Step | None:
+    """A home volume that is not bound yet: the pod cannot be scheduled until it is."""
+    if volume is None:
+        return None
+    phase = (volume.get("status") or {}).get("phase")
+    if phase == "Bound":
+        return None
+    name = (volume.get("metadata") or {}).get("name") or "the home volume"
+    sc = (volume.get("spec") or {}).get("storageClassName")
+    where = f"storage class {sc!r}" if sc else "no storage class (and no default class)"
+    if phase == "Lost":
+        return _Step("False", "VolumeLost", f"{name}: its PersistentVolume is gone", True)
+    return _Step(
+        "False",
+        "VolumePending",
+        f"waiting for PersistentVolumeClaim {name} to be bound ({where}); "
+        "is a provisioner running for it?",
+    )
+
+
+def _schedule_step(
+    deployment: Obj, pod: Obj | None, events: Sequence[Obj], volume: Obj | None = None
+) -> _Step:
     failure = _cond(deployment, "ReplicaFailure")
     if failure is not None and failure.get("status") == "True":
+        message = str(failure.get("message") or "")
         reason = str(failure.get("reason") or "FailedCreate")
-        return _Step("False", reason, str(failure.get("message") or ""), failed=True)
-    if pod is None:
-        return _Step("False", "NoPod", "waiting for the Deployment to create a pod")
-    scheduled = _cond(pod, "PodScheduled")
-    if (pod.get("spec") or {}).get("nodeName") or (scheduled or {}).get("status") == "True":
+        if "exceeded quota" in message:
+            reason = "QuotaExceeded"  # the message names the ResourceQuota
+        elif "usage per Container" in message or "usage per Pod" in message:
+            reason = "LimitRangeExceeded"
+        return _Step("False", reason, message, failed=True)
+    scheduled = _cond(pod, "PodScheduled") if pod is not None else None
+    if pod is not None and (
+        (pod.get("spec") or {}).get("nodeName") or (scheduled or {}).get("status") == "True"
+    ):
         node = (pod.get("spec") or {}).get("nodeName") or ""
         return _Step("True", "Scheduled", f"scheduled on {node}" if node else "scheduled")
+    pending = _volume_pending(volume)
+    if pending is not None:
+        return pending  # before "Unschedulable": an unbound claim is why, not a failure
+    if pod is None:
+        return _Step("False", "NoPod", "waiting for the Deployment to create a pod")
+    why: str | None = None
     if scheduled is not None and scheduled.get("reason") == "Unschedulable":
-        return _Step("False", "Unschedulable", str(scheduled.get("message") or ""), failed=True)
-    ev = _event_for(pod, events, "FailedScheduling")
-    if ev is not None:
-        return _Step("False", "Unschedulable", _event_message(ev), failed=True)
+        why = str(scheduled.get("message") or "")
+    else:
+        ev = _event_for(pod, events, "FailedScheduling")
+        why = _event_message(ev) if ev is not None else None
+    if why is not None and not (volume is not None and "PersistentVolumeClaim" in why):
+        return _Step("False", "Unschedulable", why, failed=True)
+    # (A claim that was unbound when the scheduler last tried is bound now: it retries.)
     return _Step("False", "Scheduling", "waiting for the scheduler")
 
 
@@ -209,7 +283,11 @@ def _deployment_current(deployment: Obj, generation: Any) -> bool:
 
 
 def _steps(
-    ws: Obj, deployment: Obj | None, pods: Sequence[Obj], events: Sequence[Obj]
+    ws: Obj,
+    deployment: Obj | None,
+    pods: Sequence[Obj],
+    events: Sequence[Obj],
+    volume: Obj | None = None,
 ) -> list[_Step]:
     steps: list[_Step] = []
     try:
@@ -222,8 +300,10 @@ def _steps(
         steps.append(_Step("False", "DeploymentNotFound", "waiting for the operator"))
         return steps
     steps.append(_Step("True", "DeploymentCreated"))
+    if is_stopped(ws):
+        return steps
     pod = _newest_pod(pods)
-    steps.append(_schedule_step(deployment, pod, events))
+    steps.append(_schedule_step(deployment, pod, events, volume))
     if steps[-1].status != "True" or pod is None:
         return steps
     steps.append(_pull_step(pod))
@@ -270,12 +350,15 @@ def compute_status(
     now: datetime,
     progress_deadline_s: int = 600,
     cluster_id: str = DEFAULT_CLUSTER,
+    origins: WorkspaceOrigins | None = None,
+    volume: Obj | None = None,
 ) -> dict[str, Any]:
     """The whole ``status`` for Workspace ``ws`` given what is observed in the cluster.
 
     ``ws`` carries the previous status (for lastTransitionTime); ``pods`` and ``events`` are
-    the workspace's pods and the Events about them (others are ignored). ``url`` is the
-    workspace's canonical URL in cluster ``cluster_id`` (``paths.workspace_prefix``).
+    the workspace's pods and the Events about them (others are ignored); ``volume`` is its
+    home PersistentVolumeClaim, if any (an unbound one holds PodScheduled at VolumePending).
+    ``url`` is the workspace's canonical URL in cluster ``cluster_id`` (``paths.workspace_prefix``).
     """
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
@@ -284,13 +367,25 @@ def compute_status(
     generation = meta.get("generation")
     previous = {c.get("type"): c for c in (ws.get("status") or {}).get("conditions") or []}
     terminating = bool(meta.get("deletionTimestamp"))
+    stopped = is_stopped(ws)
 
-    steps = _steps(ws, deployment, pods, events)
+    steps = _steps(ws, deployment, pods, events, volume)
     failed = next((s for s in steps if s.failed), None)
     ready_replicas = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
     current = deployment is not None and _deployment_current(deployment, generation)
     all_true = len(steps) == len(CONDITION_TYPES) - 1 and all(s.status == "True" for s in steps)
-    running = all_true and ready_replicas >= 1 and current and not terminating
+    running = all_true and ready_replicas >= 1 and current and not terminating and not stopped
+    stop_cond: dict[str, Any] | None = None
+    stop_message = ""
+    if stopped:
+        why, detail = stop_reason(ws)
+        stop_step = _Step("True", why, detail or _STOP_MESSAGES.get(why, "stopped"))
+        stop_cond = _condition("Stopped", stop_step, previous.get("Stopped"), generation, now)
+        if pods:
+            stop_message = f"stopping: waiting for {len(pods)} pod(s) to exit ({why})"
+        else:
+            since = stop_cond["lastTransitionTime"]
+            stop_message = f"stopped since {since} ({why}: {stop_step.message})"
 
     # The Ready step, including the progress deadline. The clock starts at the later of "Ready
     # went False for this generation" and "the Deployment appeared" (time spent Pending is
@@ -302,6 +397,8 @@ def compute_status(
     progressing = _cond(deployment, "Progressing")
     if terminating:
         ready = _Step("False", "Terminating", "the workspace is being deleted")
+    elif stopped and failed is None:
+        ready = _Step("False", "Stopped", stop_message)
     elif running:
         ready = _Step("True", "Ready", "the workspace is ready")
     elif failed is not None:
@@ -334,12 +431,17 @@ def compute_status(
 
     filled = list(steps)
     while len(filled) < len(CONDITION_TYPES) - 1:
-        filled.append(_Step("Unknown", "Waiting", "an earlier step is not done"))
+        if stopped:
+            filled.append(_Step("Unknown", "Stopped", "the workspace is stopped"))
+        else:
+            filled.append(_Step("Unknown", "Waiting", "an earlier step is not done"))
     filled.append(ready)
     conditions = [
         _condition(ctype, step, previous.get(ctype), generation, now)
         for ctype, step in zip(CONDITION_TYPES, filled, strict=True)
     ]
+    if stop_cond is not None:
+        conditions.append(stop_cond)
 
     if terminating:
         phase, message = "Terminating", "the workspace is being deleted"
@@ -347,6 +449,8 @@ def compute_status(
         phase = "Failed"
         culprit = failed or ready
         message = f"{culprit.reason}: {culprit.message}" if culprit.message else culprit.reason
+    elif stopped:
+        phase, message = "Stopped", stop_message
     elif deployment is None:
         phase, message = "Pending", "waiting for the operator to create the Deployment"
     elif running:
@@ -361,7 +465,7 @@ def compute_status(
     status: dict[str, Any] = {
         "phase": phase,
         "readyReplicas": ready_replicas,
-        "url": proxy_url(name, cluster_id),
+        "url": proxy_url(name, cluster_id) if origins is None else origins.url(cluster_id, name),
         "message": message,
         "conditions": conditions,
     }

@@ -46,6 +46,7 @@ from guildnet.http.site import accept_request_id, new_request_id
 from guildnet.metrics import http as http_metrics
 from guildnet.metrics import proxy as proxy_metrics
 from guildnet.proxy import headers as H
+from guildnet.proxy.activity import Activity
 from guildnet.proxy.netutil import (
     flush_tls,
     is_ip,
@@ -53,6 +54,8 @@ from guildnet.proxy.netutil import (
     set_nodelay,
     write_through,
 )
+from guildnet.proxy.origins import WorkspaceOrigins, label_refusal, workspace_refusal
+from guildnet.proxy.pages import PAGE_CSP, own_origin_csp, wants_html
 from guildnet.proxy.paths import (
     DEFAULT_CLUSTER,
     ProxyPath,
@@ -83,17 +86,29 @@ _WS = b"websocket"
 _BAD_NAME = re.compile(rb"[\x00-\x20:\x7f-\xff]")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 _NO_TARGETS: frozenset[tuple[str, int]] = frozenset()
+_ABSOLUTE_FORM = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
 
 
 class ProxyFailure(Exception):
     """A proxied request cannot be served; becomes a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        html: bytes | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        #: A page for browsers (``pages``), sent instead of the JSON when Accept asks HTML.
+        self.html = html
+        self.extra = extra  # more members of the error body (authorization's reason)
 
 
 @attrs.frozen
@@ -109,6 +124,9 @@ class Target:
     #: Path mode "preserve": the upstream gets the full public path (``/proxy/server/
     #: ws1/lab``), for apps told their base URL (Jupyter); else the path below the prefix.
     preserve_path: bool = False
+    #: The workspace's activity record (``activity``): requests and chunks through this
+    #: target write its time. None for explicit ``/proxy/{host:port}`` targets.
+    activity: Activity | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -148,16 +166,29 @@ class ProxyConfig:
     #: ``(host, port)`` targets of ``/proxy/{host:port}/`` served in preserve mode
     #: (HOSTAPP_PROXY_PRESERVE_PATH), canonical as ``paths.parse_target`` gives them.
     preserve_path: frozenset[tuple[str, int]] = frozenset()
+    #: Single origin (workspaces under ``/proxy/server/``) or one origin per workspace.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
 
     @classmethod
     def from_settings(cls, settings: Any) -> ProxyConfig:
         return cls(
             allowlist=parse_allowlist(tuple(settings.proxy_allowlist)),
             frontend_origin=settings.frontend_origin,
+            origins=WorkspaceOrigins.from_settings(settings),
             preserve_path=frozenset(
                 parse_target(entry) for entry in getattr(settings, "proxy_preserve_path", ())
             ),
         )
+
+
+class ProxyGate(Protocol):
+    """Authorization of proxied requests (``proxy.access``), asked before any dial."""
+
+    def check(self, request: Any, path: ProxyPath) -> Deferred[None] | None:
+        """Raise ProxyFailure to refuse; None to go on, or a Deferred to wait for."""
+
+    def user_header(self, request: Any) -> bytes | None:
+        """The ``X-GuildNet-User`` value for the upstream request, if any."""
 
 
 class ProxyEngine:
@@ -180,6 +211,8 @@ class ProxyEngine:
         #: The default-cluster workspace whose HTTP port a ``host:port`` is, if any:
         #: ``/proxy/{host:port}/`` to it redirects to the workspace's canonical URL.
         self.owner = owner or (lambda host, port: None)
+        #: Who may use which proxy path; None only in tests of the engine itself.
+        self.gate: ProxyGate | None = None
         self.pool = pool or UpstreamPool(reactor, idle_timeout=config.pool_idle_timeout)
         self.exchanges: set[ProxyExchange] = set()
         self.splices: set[Splice] = set()
@@ -194,9 +227,19 @@ class ProxyEngine:
     # mounting -------------------------------------------------------------------
 
     def intercept(self, request: Any, length: int | None) -> ProxyExchange | None:
-        """Called at the request head: an exchange for proxy URIs, else None."""
+        """Called at the request head: an exchange for proxy URIs, else None.
+
+        In subdomain mode a request whose Host is a workspace origin is the workspace's,
+        whatever its path: the Host App's own routes are never served there.
+        """
         uri: bytes = request.channel._path
-        if not (uri.startswith(b"/proxy") or uri.startswith(b"/api/cluster/")):
+        workspace_host: tuple[str, str] | str | None = None
+        if self.config.origins.subdomain:
+            host = request.requestHeaders.getRawHeaders(b"host", [b""])[0]
+            workspace_host = self.config.origins.host_target(host.decode("latin-1"))
+        if workspace_host is None and not (
+            uri.startswith(b"/proxy") or uri.startswith(b"/api/cluster/")
+        ):
             return None
         channel = request.channel
         if not getattr(channel, "_guildnet_nodelay", False):
@@ -212,6 +255,8 @@ class ProxyEngine:
         request.path = uri.split(b"?", 1)[0]
         request.clientproto = channel._version
         request.args = {}
+        if workspace_host is not None:
+            return self._own_origin(request, length, uri, workspace_host)
         try:
             path = parse_proxy_uri(uri)
         except ProxyPathError as e:
@@ -225,6 +270,41 @@ class ProxyEngine:
         self.stats["requests"] += 1
         self._ensure_sweeper()
         exchange = ProxyExchange(self, request, length, path)
+        exchange.begin()
+        return exchange
+
+    def _own_origin(
+        self, request: Any, length: int | None, uri: bytes, target: tuple[str, str] | str
+    ) -> ProxyExchange:
+        """The exchange for a request on a workspace's own origin (subdomain mode)."""
+        _metered(request, "{workspace origin}")
+        if isinstance(target, str):
+            exchange = ProxyExchange(self, request, length, None)
+            exchange.local_error(ProxyFailure(404, "workspace_origin_unknown", target, "host"))
+            return exchange
+        text = uri.decode("latin-1")
+        absolute = _ABSOLUTE_FORM.match(text)
+        if absolute:
+            text = text[absolute.end() :] or "/"
+        cluster_id, name = target
+        path = ProxyPath(
+            kind="server",
+            cluster_id=cluster_id,
+            server=name,
+            target_host=None,
+            target_port=None,
+            scheme="http",
+            upstream_path=text,
+            prefix="",
+        )
+        exchange = ProxyExchange(self, request, length, path)
+        if not text.startswith("/"):
+            exchange.local_error(
+                ProxyFailure(400, "bad_proxy_path", "the request-target must be a path", "uri")
+            )
+            return exchange
+        self.stats["requests"] += 1
+        self._ensure_sweeper()
         exchange.begin()
         return exchange
 
@@ -441,6 +521,8 @@ class ProxyExchange:
         self.sent_body = False
         self.bytes_in = 0  # request body bytes from the client (for /metrics)
         self.head_only = request.method == b"HEAD"
+        #: Served at the root of the workspace's own origin (subdomain mode).
+        self.own_origin = path is not None and path.kind == "server" and path.prefix == ""
         secure = self.channel.__dict__.get("_guildnet_secure")
         if secure is None:  # a property of the connection: asked once per channel
             secure = self.channel.__dict__["_guildnet_secure"] = bool(request.isSecure())
@@ -454,6 +536,7 @@ class ProxyExchange:
         self._waiting: Deferred[Any] | None = None
         self._finish_pending = False
         self._fallback_tried = False
+        self.activity: Activity | None = None
         # Request fields the access log and Request.write rely on.
         request.defaultContentType = None
         request.request_id = _request_id(request)
@@ -463,6 +546,44 @@ class ProxyExchange:
     # start ---------------------------------------------------------------------------
 
     def begin(self) -> None:
+        path = self.path
+        assert path is not None
+        origins = self.engine.config.origins
+        if self.own_origin:
+            refusal = workspace_refusal(
+                origins,
+                self._public_origin(),
+                method=self.request.method,
+                origin=_header(self.request, b"origin"),
+                upgrade=self.upgrade,
+            )
+            if refusal is not None:
+                self.local_error(ProxyFailure(403, "cross_origin_refused", refusal, "origin"))
+                return
+        elif origins.subdomain:
+            self._leave_host_origin(path)
+            return
+        gate = self.engine.gate
+        if gate is not None:
+            try:
+                waiting = gate.check(self.request, path)
+            except ProxyFailure as e:
+                self.local_error(e)
+                return
+            except Exception:
+                log.failure("proxy authorization failed")
+                self.local_error(ProxyFailure(500, "internal_error", "authorization failed"))
+                return
+            if waiting is not None:
+                self._waiting = waiting
+                waiting.addCallbacks(self._allowed, self._resolve_failed)
+                return
+        self._allowed(None)
+
+    def _allowed(self, _: object) -> None:
+        self._waiting = None
+        if self.client_gone:
+            return
         path = self.path
         assert path is not None
         if path.redirect_to is not None:
@@ -476,6 +597,50 @@ class ProxyExchange:
                 # live there): an address of its HTTP port is another spelling of it.
                 self.local_redirect(workspace_prefix(DEFAULT_CLUSTER, owner) + path.upstream_path)
                 return
+        self._route()
+
+    def _leave_host_origin(self, path: ProxyPath) -> None:
+        """Subdomain mode: nothing proxied is served on the Host App's origin.
+
+        A workspace's path URL redirects to its own origin (old links keep working, and
+        the page never runs with the Host App's origin); so does an address of a
+        workspace's HTTP port. Any other explicit ``/proxy/{host:port}/`` target is
+        refused: it would run on the Host App's origin, which this mode rules out.
+        """
+        origins = self.engine.config.origins
+        server, cluster_id = path.server, path.cluster_id
+        if path.kind == "to":
+            assert path.target_host is not None and path.target_port is not None
+            server = self.engine.owner(path.target_host, path.target_port)
+            cluster_id = DEFAULT_CLUSTER
+        if server is None:
+            self.local_error(
+                ProxyFailure(
+                    403,
+                    "proxy_target_refused",
+                    "WORKSPACE_ORIGIN=subdomain serves only workspaces, each on its own "
+                    "origin; explicit /proxy targets would run on the Host App's origin",
+                    "to",
+                )
+            )
+            return
+        url = origins.url(cluster_id, server)
+        if url is None:
+            self.local_error(
+                ProxyFailure(
+                    404,
+                    "workspace_origin_unavailable",
+                    f"workspace {server!r} of cluster {cluster_id!r} has no origin: "
+                    f"{label_refusal(cluster_id, server)}",
+                    "server",
+                )
+            )
+            return
+        self.local_redirect(url[:-1] + path.upstream_path)
+
+    def _route(self) -> None:
+        path = self.path
+        assert path is not None
         try:
             resolved = self.engine.target_now(path)
             d = None if resolved is not None else self.engine.target_for(path)
@@ -492,6 +657,9 @@ class ProxyExchange:
     def _got_target(self, resolved: Resolved) -> None:
         self._waiting = None
         self.target = resolved.target
+        activity = self.activity = resolved.target.activity
+        if activity is not None:
+            activity.at = self.engine.now()
         if self.client_gone:
             if resolved.connection is not None:
                 self.engine.pool._release(resolved.connection)
@@ -609,6 +777,7 @@ class ProxyExchange:
             host=host,
             prefix=path.prefix,
             upgrade=self.upgrade,
+            user=self.engine.gate.user_header(request) if self.engine.gate is not None else None,
         )
         if self.length is None:
             forwarded.append((b"Transfer-Encoding", b"chunked"))
@@ -639,7 +808,9 @@ class ProxyExchange:
         self.bytes_in += len(data)
         if self.done or self.client_gone:
             return
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
+        if self.activity is not None:
+            self.activity.at = t
         if self.length is None:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         conn = self.conn
@@ -719,6 +890,7 @@ class ProxyExchange:
             route=target.route,
             preserve=target.preserve_path,
             public_path=request.path.decode("latin-1"),
+            own_origin=self.own_origin,
         )
         out.append((b"x-request-id", request.request_id.encode()))
         if not self.request_complete and self.length != 0:
@@ -775,7 +947,9 @@ class ProxyExchange:
         self.channel.write(b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
+        if self.activity is not None:
+            self.activity.at = t
         if not self.client_gone:
             self.request.write(data)
 
@@ -839,6 +1013,7 @@ class ProxyExchange:
             route=self.target.route,
             upgrade=True,
             preserve=self.target.preserve_path,
+            own_origin=self.own_origin,
         )
         lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
         lines += [b"%s: %s\r\n" % (n, v) for n, v in headers]
@@ -856,6 +1031,7 @@ class ProxyExchange:
             description=f"{self.path.prefix} via {self.target.route}",
         )
         splice.metric_labels = (self._metric_cluster(), self.target.route)
+        splice.activity = self.activity
         self.engine.splices.add(splice)
         self.engine.stats["upgrades"] += 1
         # Hand the client connection over: the channel stops parsing HTTP.
@@ -906,7 +1082,23 @@ class ProxyExchange:
         self.engine.stats["errors"] += 1
         request = self.request
         request.responseHeaders = Headers()
-        body = error_body(request, failure.status, failure.code, failure.message, failure.field)
+        if failure.html is not None and wants_html(request.getHeader(b"accept")):
+            request.setResponseCode(failure.status)
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            csp = (
+                own_origin_csp(H.frame_ancestors(self._host_origin()))
+                if self.own_origin
+                else PAGE_CSP
+            )
+            request.setHeader(b"content-security-policy", csp.encode())
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            request.setHeader(b"x-guildnet-error", failure.code.encode())
+            self._local_body(failure.html)
+            return
+        body = error_body(
+            request, failure.status, failure.code, failure.message, failure.field, failure.extra
+        )
         if self.target is not None:
             request.setHeader(b"x-guildnet-route", self.target.route.encode())
         self._local_body(body)
@@ -1020,7 +1212,9 @@ class ProxyExchange:
     # helpers ------------------------------------------------------------------------------
 
     def _host_origin(self) -> str:
-        return self.engine.config.frontend_origin or self._public_origin()
+        """The origin allowed to frame workspace pages: the Host App's."""
+        config = self.engine.config
+        return config.origins.host_origin or config.frontend_origin or self._public_origin()
 
     def _public_origin(self) -> str:
         host = self.request.requestHeaders.getRawHeaders(b"host", [b""])[0]
@@ -1041,6 +1235,11 @@ _SPLICE_OUTCOMES = {"client": "client_closed", "upstream": "complete", "proxy": 
 
 def _discard(data: bytes) -> None:
     pass
+
+
+def _header(request: Any, name: bytes) -> str | None:
+    values = request.requestHeaders.getRawHeaders(name)
+    return values[0].decode("latin-1") if values else None
 
 
 def _wants_websocket(request: Any) -> bool:

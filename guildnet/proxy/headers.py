@@ -17,6 +17,8 @@ Request (browser -> workspace), ``forward_request_headers``:
 * ``X-Forwarded-For`` gets the client appended; ``X-Forwarded-Proto/-Host/-Prefix`` are set
   (client values dropped), as are ``Forwarded`` and ``X-Real-IP`` (spoofable, and nothing
   here vouches for them) and every ``X-GuildNet-*`` header: client headers never steer.
+  ``X-GuildNet-User`` is then set to the caller's login (``auth.access.user_header_value``)
+  when the listener identified one: workspace apps may trust it, no client can forge it.
 * The Host App's credentials never reach a workspace: its cookies (``host_cookie_names``)
   are cut out of ``Cookie``, and ``Authorization: Basic`` (what a browser attaches to every
   request to an origin behind an auth proxy) is dropped. Other ``Authorization`` schemes
@@ -57,6 +59,13 @@ Response (workspace -> browser), ``rewrite_response_headers``:
   ``Set-Cookie2``.
 * Hop-by-hop headers go as for requests; upstream ``X-GuildNet-*`` headers are replaced by
   ``X-GuildNet-Route: <route>``.
+
+On its own origin (``WORKSPACE_ORIGIN=subdomain``, ``own_origin=True``) a workspace is
+served at the root (``prefix`` is ""), so nothing moves into a prefix and no
+``X-Forwarded-Prefix`` is sent; the differences that remain are pure functions:
+``set_cookie_rewriter`` (Path kept as sent, Domain still dropped) and ``frame_headers``
+(frame-ancestors names the Host App, which is another origin now, and no
+``X-Frame-Options``, which cannot say so).
 """
 
 from __future__ import annotations
@@ -64,7 +73,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
@@ -85,6 +94,7 @@ HOP_BY_HOP: Final = frozenset(
 )
 DEFAULT_HOST_COOKIES: Final = ("guildnet_session",)
 ROUTE_HEADER: Final = b"X-GuildNet-Route"
+USER_HEADER: Final = b"X-GuildNet-User"
 _OWN_PREFIX: Final = b"x-guildnet-"
 _REQUEST_DROP: Final = frozenset(
     {b"forwarded", b"x-real-ip", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix"}
@@ -126,6 +136,7 @@ def forward_request_headers(
     prefix: str,
     upgrade: bool,
     host_cookie_names: Collection[str] = DEFAULT_HOST_COOKIES,
+    user: bytes | None = None,
 ) -> Headers:
     """The headers to send upstream for a client request (see the module docstring).
 
@@ -170,7 +181,10 @@ def forward_request_headers(
     out.append((b"X-Forwarded-For", chain))
     out.append((b"X-Forwarded-Proto", proto.encode("ascii")))
     out.append((b"X-Forwarded-Host", host))
-    out.append((b"X-Forwarded-Prefix", prefix.encode("latin-1")))
+    if prefix:  # a workspace on its own origin is served at its root: no prefix
+        out.append((b"X-Forwarded-Prefix", prefix.encode("latin-1")))
+    if user is not None:
+        out.append((USER_HEADER, user))
     return out
 
 
@@ -218,6 +232,7 @@ def rewrite_response_headers(
     host_cookie_names: Collection[str] = DEFAULT_HOST_COOKIES,
     preserve: bool = False,
     public_path: str | None = None,
+    own_origin: bool = False,
 ) -> Headers:
     """The headers to send the browser for an upstream response (see the module docstring).
 
@@ -225,11 +240,14 @@ def rewrite_response_headers(
     ``Connection: Upgrade`` and ``Upgrade`` are kept. ``preserve`` True when the upstream
     was sent the full public path (path mode "preserve"); ``public_path`` is the path the
     browser requested (relative ``Service-Worker-Allowed`` values resolve against it).
+    ``own_origin`` True when the workspace is served at the root of its own origin
+    (subdomain mode, ``prefix`` is ""): see ``set_cookie_rewriter`` and ``frame_headers``.
     """
     headers = list(headers)
     named = _connection_tokens(headers)
     origins = [*upstream_origins, host_origin]
     host_cookies = {n.lower() for n in host_cookie_names}
+    rewrite_cookie = set_cookie_rewriter(own_origin)
     out: Headers = []
     upgrade_value: bytes | None = None
     saw_csp = False
@@ -259,7 +277,7 @@ def rewrite_response_headers(
         elif low == b"set-cookie":
             if cookie_name(text).lower() in host_cookies:
                 continue
-            value = rewrite_set_cookie(text, prefix).encode("latin-1")
+            value = rewrite_cookie(text, prefix).encode("latin-1")
         elif low == b"content-security-policy":
             saw_csp = True
             value = rewrite_csp(text, host_origin, prefix, origins).encode("latin-1")
@@ -280,9 +298,7 @@ def rewrite_response_headers(
     if upgrade and upgrade_value is not None:
         out.append((b"Connection", b"Upgrade"))
         out.append((b"Upgrade", upgrade_value))
-    if not saw_csp:
-        out.append((b"Content-Security-Policy", frame_ancestors(host_origin).encode("latin-1")))
-    out.append((b"X-Frame-Options", b"SAMEORIGIN"))
+    out.extend(frame_headers(host_origin, own_origin=own_origin, has_csp=saw_csp))
     out.append((b"Cross-Origin-Opener-Policy", COOP))
     out.append((ROUTE_HEADER, route.encode("latin-1")))
     return out
@@ -404,6 +420,52 @@ def rewrite_set_cookie(value: str, prefix: str) -> str:
 
 
 _COOKIE_FLAGS: Final = ["Secure", "SameSite=None", "Partitioned"]
+
+
+def rewrite_own_origin_cookie(value: str) -> str:
+    """A Set-Cookie of a workspace served at the root of its own origin (subdomain mode).
+
+    The origin is the workspace's alone, so its Path (and a missing one, which the
+    browser defaults) is kept as sent; Domain is still dropped, since it would share the
+    cookie with every workspace under the domain (and the Host App beneath it). Secure,
+    SameSite=None and Partitioned make it work inside the Host App's iframe.
+    """
+    parts = value.split(";")
+    kept: list[str] = []
+    for attr in parts[1:]:
+        attr = attr.strip()
+        if not attr:
+            continue
+        low = attr.partition("=")[0].strip().lower()
+        if low in ("domain", "secure", "samesite", "partitioned"):
+            continue
+        kept.append(attr)
+    return "; ".join([parts[0].strip(), *kept, *_COOKIE_FLAGS])
+
+
+def set_cookie_rewriter(own_origin: bool) -> Callable[[str, str], str]:
+    """``(value, prefix) -> value``: scoped under the prefix on the shared origin, kept
+    as the workspace wrote it (minus Domain) on its own origin."""
+    if own_origin:
+        return lambda value, prefix: rewrite_own_origin_cookie(value)
+    return rewrite_set_cookie
+
+
+def frame_headers(host_origin: str, *, own_origin: bool, has_csp: bool) -> Headers:
+    """The framing headers added to every workspace response.
+
+    A CSP with ``frame-ancestors`` when the response had none (``rewrite_csp`` put one
+    into every policy it had). On the shared origin also ``X-Frame-Options: SAMEORIGIN``
+    for browsers without frame-ancestors; on its own origin the Host App that frames the
+    workspace is another origin, which X-Frame-Options cannot name, so it is left out
+    (frame-ancestors, present on every response, is what browsers obey).
+    """
+    out: Headers = []
+    if not has_csp:
+        out.append((b"Content-Security-Policy", frame_ancestors(host_origin).encode("latin-1")))
+    if not own_origin:
+        out.append((b"X-Frame-Options", b"SAMEORIGIN"))
+    return out
 
 
 def _cookie_path(path: str | None, prefix: str) -> str:

@@ -30,10 +30,14 @@ from guildnet.cluster.registry import UnknownCluster
 from guildnet.metrics import proxy as proxy_metrics
 from guildnet.operator.constants import LABEL_WORKSPACE
 from guildnet.operator.desired import path_mode
+from guildnet.operator.status import is_stopped
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
 from guildnet.proxy.kubeapi import ApiServer, api_server
 from guildnet.proxy.netutil import is_ip
-from guildnet.proxy.paths import ProxyPath
+from guildnet.proxy.origins import WorkspaceOrigins
+from guildnet.proxy.pages import starting_page, stopped_elsewhere_page, stopped_page
+from guildnet.proxy.paths import DEFAULT_CLUSTER, ProxyPath
 from guildnet.proxy.policy import Allowlist, check_target
 from guildnet.proxy.resolve import (
     Route,
@@ -65,6 +69,8 @@ class RouteOptions:
     dial_timeout: float = 3.0
     #: Upgrades with a query string go through a port-forward, not the pod proxy.
     podproxy_upgrade_fallback: bool = True
+    #: Subdomain mode: the stopped page sends users to the UI instead of a start form.
+    origins: WorkspaceOrigins = attrs.field(factory=WorkspaceOrigins)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RouteOptions:
@@ -73,6 +79,7 @@ class RouteOptions:
             use_port_forward=settings.use_port_forward,
             in_cluster=settings.in_cluster,
             port_forward_idle_timeout=settings.port_forward_idle_timeout,
+            origins=WorkspaceOrigins.from_settings(settings),
         )
 
 
@@ -97,8 +104,11 @@ class ServerRoutes:
         reactor: Any,
         options: RouteOptions,
         allowlist: Allowlist,
+        activity: ActivityBook | None = None,
     ) -> None:
         self.registry = registry
+        #: Where resolved targets get their workspace's activity record (the culler reads it).
+        self.activity = activity
         self.workspaces = workspaces
         self.pool = pool
         self.reactor = reactor
@@ -299,6 +309,7 @@ class ClusterRoutes:
                     resolved.target,
                     upstream_origins=target.upstream_origins,
                     preserve_path=target.preserve_path,
+                    activity=target.activity,
                 ),
                 resolved.connection,
             )
@@ -345,6 +356,21 @@ class ClusterRoutes:
         ws = self.workspaces.workspace(name)
         if ws is None:
             raise ProxyFailure(404, "workspace_not_found", f"no workspace {name!r}", "server")
+        status = ws.get("status") or {}
+        if is_stopped(ws):
+            message = str(status.get("message") or "the workspace is stopped")
+            if status.get("phase") != "Stopped":
+                message = "the workspace is stopping"
+            raise ProxyFailure(
+                503,
+                "workspace_stopped",
+                f"workspace {name!r} is stopped; POST {self._start_url(name)} to start it",
+                "server",
+                html=self._stopped_page(name, message),
+            )
+        starting = starting_page(
+            name, str(status.get("phase") or "Pending"), str(status.get("message") or "")
+        )
         service = self._service_of(name)
         pods = self.workspaces.pods_of(name)
         opts = self.parent.options
@@ -362,6 +388,7 @@ class ClusterRoutes:
                 "workspace_not_reachable",
                 f"workspace {name!r} has no route yet (no Service, AGENT_HOST or Ready pod)",
                 "server",
+                html=starting,
             )
         preserve = _preserves_path(ws)
         tried: list[str] = []
@@ -385,17 +412,52 @@ class ClusterRoutes:
                 resolved = Resolved(
                     attrs.evolve(resolved.target, preserve_path=True), resolved.connection
                 )
+            book = self.parent.activity
+            if book is not None:
+                entry = book.entry(self.cluster_id, self.workspaces.namespace, name)
+                resolved = Resolved(
+                    attrs.evolve(resolved.target, activity=entry), resolved.connection
+                )
             if not self.closed:
                 self.cache[name] = resolved.target
                 if route.pod:
                     self.pods[name] = route.pod
             return resolved
-        status, code = (504, "upstream_timeout") if timeouts == len(tried) else (502, "")
+        code, reason = (504, "upstream_timeout") if timeouts == len(tried) else (502, "")
         raise ProxyFailure(
-            status,
-            code or "upstream_unreachable",
+            code,
+            reason or "upstream_unreachable",
             f"workspace {name!r} is unreachable; tried " + "; ".join(tried),
+            # A workspace that is coming up gets the self-reloading page, not an error.
+            html=starting if status.get("phase") in ("Pending", "Starting") else None,
         )
+
+    def _stopped_page(self, name: str, message: str) -> bytes:
+        origins = self.parent.options.origins
+        if not origins.subdomain:
+            return stopped_page(name, self._start_url(name), message)
+        cluster = quote(self.cluster_id or DEFAULT_CLUSTER, safe="")
+        ui = f"{origins.host_origin}/#/c/{cluster}/servers/{quote(name, safe='')}"
+        return stopped_elsewhere_page(name, ui, message)
+
+    def _start_url(self, name: str) -> str:
+        quoted = quote(name, safe="")
+        if self.cluster_id in ("", DEFAULT_CLUSTER):
+            return f"/api/servers/{quoted}/start"
+        return f"/api/cluster/{quote(self.cluster_id, safe='')}/servers/{quoted}/start"
+
+    def workspace_now(self, name: str) -> tuple[bool, dict[str, Any] | None]:
+        """(caches synced, the Workspace or None) without waiting."""
+        informer = self.workspaces.informers.get("Workspace")
+        if informer is None or not getattr(informer, "synced", False):
+            return False, None
+        return True, self.workspaces.workspace(name)
+
+    async def workspace(self, name: str) -> dict[str, Any] | None:
+        """The Workspace from complete caches (waits for the first sync, bounded)."""
+        await self._synced()
+        ws: dict[str, Any] | None = self.workspaces.workspace(name)
+        return ws
 
     async def _synced(self) -> None:
         ws = self.workspaces

@@ -16,12 +16,13 @@ from twisted.logger import Logger
 
 from guildnet.cluster.informer import Informer
 from guildnet.cluster.instance import Instance
-from guildnet.cluster.rest import KubeRest, object_path
+from guildnet.cluster.rest import MERGE_PATCH, KubeRest, object_path
 from guildnet.operator import constants as C
 from guildnet.operator.controller import WorkspaceController
 from guildnet.operator.desired import OperatorConfig
 from guildnet.operator.leader import LeaderElector
 from guildnet.workspaces.crd import install_crd
+from guildnet.workspaces.lifecycle import stop_patch
 
 log = Logger()
 
@@ -87,6 +88,10 @@ class WorkspaceService(MultiService):
             ),
             "Service": (object_path("v1", "services", namespace=ns), {"label_selector": managed}),
             "Secret": (object_path("v1", "secrets", namespace=ns), {"label_selector": managed}),
+            "PersistentVolumeClaim": (
+                object_path("v1", "persistentvolumeclaims", namespace=ns),
+                {"label_selector": managed},
+            ),
             "Pod": (object_path("v1", "pods", namespace=ns), {"label_selector": C.LABEL_WORKSPACE}),
             "Event": (
                 object_path("v1", "events", namespace=ns),
@@ -145,6 +150,34 @@ class WorkspaceService(MultiService):
             else:
                 d = stopped
         return d  # type: ignore[return-value]
+
+    # lifecycle writes --------------------------------------------------------
+
+    def patch_workspace(self, name: str, body: dict[str, Any]) -> Deferred[Any]:
+        """Merge-patch Workspace ``name``; fires with the patched object (KubeApiError: 404/409)."""
+        path = object_path(C.API_VERSION, C.PLURAL, name, self.namespace)
+        return self.instance.call(
+            self.rest.request, "PATCH", path, body=body, content_type=MERGE_PATCH
+        )
+
+    def set_stopped(
+        self,
+        name: str,
+        stopped: bool,
+        reason: str = C.STOP_USER_REQUESTED,
+        message: str = "",
+        resource_version: str | None = None,
+    ) -> Deferred[Any]:
+        """Stop (``spec.stopped``, replicas 0, volume/Secret/Service kept) or start ``name``.
+
+        ``reason`` (``UserRequested``, ``Idle``) and ``message`` end up in the status'
+        Stopped condition; ``resource_version`` makes the write conditional (a 409
+        KubeApiError if the Workspace changed since it was read). Fires with the patched
+        Workspace. The API's stop/start routes and the idle culler both call this.
+        """
+        return self.patch_workspace(
+            name, stop_patch(stopped, reason, message, resource_version=resource_version)
+        )
 
     # reads (from caches) -----------------------------------------------------
 

@@ -8,9 +8,10 @@ own endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from guildnet.auth.ownership import owner_metadata, owner_of
 from guildnet.operator import constants as C
 from guildnet.operator.desired import effective_ports, proxy_url, service_dns
 from guildnet.operator.spec import (
@@ -20,8 +21,11 @@ from guildnet.operator.spec import (
     parse_spec,
     validate_name,
 )
+from guildnet.proxy.origins import WorkspaceOrigins
 
 Obj = Mapping[str, Any]
+#: ``idle`` of a workspace's JSON (``culler.IdleCuller.view``): timeout, idle since, stops at.
+IdleOf = Callable[[Obj], dict[str, Any] | None]
 
 MAX_EVENTS: Final = 50
 JOB_EXTRA_KEYS: Final = frozenset({"name"})
@@ -47,16 +51,24 @@ def new_name(spec: WorkspaceSpec, suffix: str | None = None) -> str:
     return generate_name(spec.image, suffix=suffix)
 
 
-def workspace_manifest(name: str, namespace: str, spec: WorkspaceSpec) -> dict[str, Any]:
-    """The Workspace CR the API creates: labelled as GuildNet's, so stop-all finds it."""
+def workspace_manifest(
+    name: str, namespace: str, spec: WorkspaceSpec, owner: str | None = None
+) -> dict[str, Any]:
+    """The Workspace CR the API creates: labelled as GuildNet's, so stop-all finds it,
+    and recording its creator's login (``auth.ownership``) when there is one."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {C.LABEL_MANAGED_BY: C.MANAGED_BY},
+    }
+    if owner:
+        labels, annotations = owner_metadata(owner)
+        metadata["labels"].update(labels)
+        metadata["annotations"] = annotations
     return {
         "apiVersion": C.API_VERSION,
         "kind": C.KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {C.LABEL_MANAGED_BY: C.MANAGED_BY},
-        },
+        "metadata": metadata,
         "spec": spec.to_dict(),
     }
 
@@ -85,10 +97,13 @@ def created_of(obj: Obj) -> str | None:
     return str(value) if value else None
 
 
-def server_url(cluster_id: str, name: str) -> str:
+def server_url(cluster_id: str, name: str, origins: WorkspaceOrigins | None = None) -> str | None:
     """The workspace's canonical URL: ``/proxy/server/{id}/`` in the default cluster,
-    per-cluster paths for the others (``paths.workspace_prefix``)."""
-    return proxy_url(name, cluster_id)
+    per-cluster paths for the others (``paths.workspace_prefix``); in subdomain mode
+    the absolute URL of its own origin (None when it cannot have one, see ``origins``)."""
+    if origins is None:
+        return proxy_url(name, cluster_id)
+    return origins.url(cluster_id, name)
 
 
 def _status(ws: Obj) -> Mapping[str, Any]:
@@ -117,8 +132,14 @@ def is_ready(ws: Obj) -> bool:
 # --- servers ------------------------------------------------------------------------------
 
 
-def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
-    """One ``GET /api/servers`` item."""
+def server_summary(
+    ws: Obj,
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
+) -> dict[str, Any]:
+    """One ``GET /api/servers`` item (``url`` as ``server_url`` gives it); ``idle`` (the
+    culler's view) is null unless the workspace is running."""
     name = name_of(ws)
     status = _status(ws)
     return {
@@ -128,22 +149,36 @@ def server_summary(ws: Obj, cluster_id: str) -> dict[str, Any]:
         "phase": phase_of(ws),
         "ready": is_ready(ws),
         "readyReplicas": int(status.get("readyReplicas") or 0),
-        "url": server_url(cluster_id, name),
+        "url": server_url(cluster_id, name, origins),
         "created": created_of(ws),
         "message": status.get("message") or "",
         "managed": is_managed(ws),
+        # The wish (spec), ahead of the phase while the operator catches up.
+        "stopped": _spec(ws).get("stopped") is True,
+        "owner": owner_of(ws),
+        "idle": idle(ws) if idle is not None else None,
     }
 
 
-def server_list(workspaces: Iterable[Obj], cluster_id: str) -> list[dict[str, Any]]:
+def server_list(
+    workspaces: Iterable[Obj],
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
+) -> list[dict[str, Any]]:
     """Oldest first, then by name: a stable order for UIs and tests."""
     items = sorted(workspaces, key=lambda w: (created_of(w) or "", name_of(w)))
-    return [server_summary(w, cluster_id) for w in items]
+    return [server_summary(w, cluster_id, origins, idle) for w in items]
 
 
-def server_state(ws: Obj, cluster_id: str) -> dict[str, Any]:
+def server_state(
+    ws: Obj,
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
+) -> dict[str, Any]:
     """What ``/sse/servers`` sends for a workspace: the summary plus its conditions."""
-    return {**server_summary(ws, cluster_id), "conditions": conditions_of(ws)}
+    return {**server_summary(ws, cluster_id, origins, idle), "conditions": conditions_of(ws)}
 
 
 def workspace_ports(ws: Obj) -> list[dict[str, Any]]:
@@ -162,11 +197,13 @@ def server_detail(
     pods: Sequence[Obj],
     events: Sequence[Obj],
     has_password: bool,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
 ) -> dict[str, Any]:
     """``GET /api/servers/{id}``: everything a server page shows, never the password."""
     status = _status(ws)
     return {
-        **server_summary(ws, cluster_id),
+        **server_summary(ws, cluster_id, origins, idle),
         "namespace": _meta(ws).get("namespace") or namespace,
         "cluster": cluster_id,
         "labels": dict(_labels(ws)),
@@ -174,7 +211,7 @@ def server_detail(
         "status": dict(status),
         "conditions": conditions_of(ws),
         "ports": workspace_ports(ws),
-        "proxyUrl": server_url(cluster_id, name_of(ws)),
+        "proxyUrl": server_url(cluster_id, name_of(ws), origins),
         "serviceDNS": status.get("serviceDNS") or service_dns(ws, namespace),
         "hasPassword": has_password,
         "pods": [pod_summary(p) for p in sort_pods(pods)],

@@ -65,6 +65,7 @@ def test_wheel_installed_into_a_fresh_venv_serves_the_ui(
         assets = re.findall(r'(?:src|href)="/(assets/[^"]+)"', index.decode())
         script = next(a for a in assets if a.endswith(".js"))
         script_body = zf.read(f"guildnet/web/{script}")
+        docs_page = zf.read("guildnet/web/docs.html")  # /api/docs (Swagger UI)
     assert {f"guildnet/web/{a}" for a in assets} <= names, (assets, sorted(names))
     # Exactly the build the wheel step made: no earlier build's assets, no .gitignore/.gitkeep.
     web = REPO / "guildnet" / "web"
@@ -92,6 +93,9 @@ def test_wheel_installed_into_a_fresh_venv_serves_the_ui(
         status, ctype, body = https_get(daemon.port, f"/{script}", crt)
         assert (status, ctype) == (200, "text/javascript; charset=utf-8")
         assert body == script_body
+        status, ctype, body = https_get(daemon.port, "/api/docs", crt)
+        assert (status, ctype, body) == (200, "text/html; charset=utf-8", docs_page)
+        assert b'id="swagger-ui"' in body
     finally:
         daemons.close()
     assert "Traceback" not in daemon.output(), daemon.output()

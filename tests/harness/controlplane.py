@@ -25,6 +25,7 @@ from typing import Any, Self
 
 from tests.harness.pki import PKI, KeyPair, kubeconfig
 from tests.harness.processes import ClusterStartError, ProcessSet, free_ports
+from tests.harness.storage import HostPathProvisioner
 
 DEFAULT_K8S_VERSION = "v1.36.3"
 DEFAULT_ETCD_VERSION = "v3.6.16"
@@ -153,6 +154,7 @@ class ControlPlaneCluster:
         self._ssl: ssl.SSLContext | None = None
         self._api_port = 0
         self._started = False
+        self.provisioner: HostPathProvisioner | None = None
 
     # ---- context manager
 
@@ -207,6 +209,9 @@ class ControlPlaneCluster:
 
         `keep`: names to leave running (a subclass stops them later).
         """
+        if self.provisioner is not None:
+            self.provisioner.stop()
+            self.provisioner = None
         names = self._procs.names()
         self._procs.stop(
             [n for n in names if n not in ("kube-apiserver", "etcd", *keep)], self.stop_timeout
@@ -387,6 +392,11 @@ class ControlPlaneCluster:
                 "--profiling=false",
             ],
         )
+        # Home volumes bind on both tiers (tests/harness/storage.py says why not a real
+        # provisioner).
+        self.provisioner = HostPathProvisioner(self.request, self.work_dir / "volumes")
+        self.provisioner.install()
+        self.provisioner.start()
 
     # ---- admin API access
 

@@ -49,6 +49,40 @@ def ide_namespace(
 
 
 @pytest.fixture(scope="session")
+def ide_subdomain(
+    real_kubeconfig: str,  # noqa: F811
+    ide_cluster: RealNodeCluster,
+    real_kube_api: Any,  # noqa: F811
+    _real_deleted_namespaces: list[str],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[HostApp, str]]:
+    """A second Host App in subdomain mode, with its own namespace and operator (which gives
+    preserve-mode apps no base path there), laid out as the README recommends for local
+    use: the UI at ``https://ws.localhost:<port>``, workspaces at
+    ``https://<id>--default.ws.localhost:<port>`` (one site, so the IDE in the UI's frame
+    keeps its storage)."""
+    name = f"real-sub-{uuid.uuid4().hex[:6]}"
+    with temporary_namespace(real_kube_api, _real_deleted_namespaces, name) as namespace:
+        workdir: Path = tmp_path_factory.mktemp("hostapp-subdomain")
+        env = {
+            "KUBECONFIG": real_kubeconfig,
+            "K8S_NAMESPACE": namespace,
+            "WORKSPACE_ORIGIN": "subdomain",
+            "WORKSPACE_ORIGIN_DOMAIN": "ws.localhost",
+        }
+        app = HostApp(workdir, env)
+        app.env["FRONTEND_ORIGIN"] = f"https://ws.localhost:{app.port}"
+        try:
+            app.start()
+        except HostAppError as e:
+            pytest.fail(str(e), pytrace=False)
+        try:
+            yield app, namespace
+        finally:
+            app.stop()
+
+
+@pytest.fixture(scope="session")
 def ide_app(
     real_kubeconfig: str,  # noqa: F811
     ide_namespace: str,

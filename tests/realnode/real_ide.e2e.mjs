@@ -7,8 +7,12 @@
 //                reads the real Pod and seeds a file and the user settings by exec), reveal the
 //                password, open the IDE tab, log in inside the iframe, open the file, edit, save
 //                (checkpoint "saved": the test reads the file in the pod), run a command in the
-//                integrated terminal and see its output, delete the workspace from the UI
-//                (checkpoint "deleted": the test checks the pod is gone).
+//                integrated terminal and see its output; then the lifecycle: the test deletes
+//                the pod (checkpoint "pod-deleted"), the UI stops and starts the workspace
+//                ("stopped", "started") and changes its env ("changed"), the test finding the
+//                saved file in every new pod, and the IDE (same password) shows it again;
+//                delete the workspace from the UI (checkpoint "deleted": the test checks the
+//                pod and its home volume are gone).
 //   jupyter      launch the preset, find its token (the UI's password, else the Logs tab), open
 //                the workspace in a new tab, log in,
 //                create a notebook, run 1+1 and see 2, with the kernel idle afterwards.
@@ -22,6 +26,9 @@ const BASE = env("GUILDNET_URL");
 const FLOW = env("GUILDNET_FLOW");
 const WS = env("GUILDNET_WORKSPACE");
 const CLUSTER = env("GUILDNET_CLUSTER_ID", "default");
+// The workspace's public URL: its path on the Host App's origin, or (WORKSPACE_ORIGIN=subdomain)
+// the root of its own origin.
+const WS_URL = env("GUILDNET_WS_URL", new URL(`/proxy/server/${WS}/`, BASE).toString());
 const FILE = "hello-from-guildnet.txt";
 
 // Console errors that are not GuildNet's and do not break the IDE, each with its reason. The
@@ -39,12 +46,20 @@ const ALLOWED = {
       reason: "code-server does not ship VS Code's proprietary vsda module; the workbench asks for it (404) and goes on without",
     },
     {
+      re: /Blocked autofocusing on a <input> element in a cross-origin subframe/,
+      reason: "subdomain mode frames the workspace from another origin, where Chromium ignores the login page's autofocus (the test fills the field itself)",
+    },
+    {
       re: /authentication provider 'github' to register/,
       reason: "code-server ships no GitHub authentication extension; the workbench logs that it never registered",
     },
     {
       re: /Aborted onWillSaveTextDocument-event after/,
       reason: "VS Code gives extensions' save participants 1.75 s, then saves anyway; on a loaded 2-core machine the web-worker extension host can miss it",
+    },
+    {
+      re: /Unable to read file 'vscode-remote:\/\/[^']*' \(Canceled: Canceled\)/,
+      reason: "reads the workbench has in flight when the test leaves the IDE tab to delete the workspace are cancelled (logged in subdomain mode, where the IDE's frame is another origin's document)",
     },
     {
       re: /\[lifecycle\] Long running operations during shutdown are unsupported in the web/,
@@ -61,7 +76,7 @@ const ALLOWED = {
 
 const session = new Session({
   shots: env("GUILDNET_SCREENSHOTS"),
-  prefix: `real-${FLOW}`,
+  prefix: env("GUILDNET_SHOT_PREFIX", `real-${FLOW}`),
   allowed: ALLOWED[FLOW] ?? [],
   // Trust the Host App's self-signed certificate the way a user who installed it would (by
   // its public key): Chromium refuses service workers on an origin with a certificate error.
@@ -154,9 +169,9 @@ async function codeServer() {
   });
 
   await session.step("code-server's service worker registered under the workspace's prefix", async () => {
-    const inner = page.frames().find((f) => f.url().includes(`/proxy/server/${WS}/`));
-    expect(inner, "the IDE's document is under the workspace's proxy path");
-    const prefix = new URL(`/proxy/server/${WS}/`, BASE).toString();
+    const inner = page.frames().find((f) => f.url().startsWith(WS_URL));
+    expect(inner, `the IDE's document is under the workspace's URL ${WS_URL}`);
+    const prefix = WS_URL;
     let scopes = [];
     for (let i = 0; i < 50 && scopes.length === 0; i += 1) {
       scopes = await inner.evaluate(async () =>
@@ -206,6 +221,66 @@ async function codeServer() {
     await session.shot("terminal");
   });
 
+  // The lifecycle: the file saved above lives on the workspace's home volume, so it outlives
+  // the pod (deleted by the test), a stop and start from the UI and a change from the UI.
+  await session.step("leave the IDE (its pod is about to be replaced)", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/workspaces`);
+    await page.locator(`[data-server="${WS}"]`).waitFor();
+  });
+  await checkpoint("pod-deleted", { workspace: WS });
+
+  await session.step("stop the workspace from the UI", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/servers/${WS}`);
+    await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 120_000 });
+    await page.locator('.page-head [data-action="stop"]').click();
+    await page.locator(".page-head .phase", { hasText: "Stopped" }).waitFor({ timeout: 120_000 });
+    await page.locator("[data-stopped-reason]").waitFor();
+    await session.shot("stopped");
+  });
+  await checkpoint("stopped", { workspace: WS });
+
+  await session.step("start it again from the UI", async () => {
+    await page.locator('.page-head [data-action="start"]').click();
+    await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 180_000 });
+    await session.shot("started");
+  });
+  await checkpoint("started", { workspace: WS });
+
+  await session.step("change its environment from the UI (the pod rolls)", async () => {
+    await page.locator("details summary", { hasText: "Change" }).click();
+    const env = page.locator("#change-env");
+    await env.waitFor();
+    const text = await env.inputValue();
+    await env.fill(`${text ? `${text}\n` : ""}GUILDNET_LIFECYCLE=changed`);
+    await page.getByRole("button", { name: "Save and restart" }).click();
+    await page.getByText("Saved: the workspace restarts").waitFor({ timeout: 30_000 });
+    await session.shot("changed");
+  });
+  await checkpoint("changed", { workspace: WS });
+
+  await session.step(`the IDE of the changed pod shows the saved ${FILE} (same password)`, async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/servers/${WS}/ide`);
+    await page.locator("iframe.ide-frame").waitFor({ timeout: 120_000 });
+    const pw = frame.locator('input[name="password"]');
+    const bench = frame.locator(".monaco-workbench");
+    await pw.or(bench).first().waitFor({ timeout: 90_000 });
+    if (await pw.isVisible()) {
+      await pw.fill(password);
+      await pw.press("Enter");
+    }
+    await bench.waitFor({ timeout: 90_000 });
+    const row = frame.getByRole("treeitem", { name: new RegExp(FILE.replace(/\./g, "\\.")) });
+    await row.waitFor({ timeout: 60_000 });
+    await row.dblclick();
+    const editor = frame.locator(".editor-instance .monaco-editor").first();
+    await editor.locator(".view-lines", { hasText: seeded.edit }).waitFor({ timeout: 30_000 });
+    await session.shot("survived");
+  });
+
+  await session.step("leave the IDE before deleting", async () => {
+    await page.goto(`${BASE}/#/c/${CLUSTER}/workspaces`);
+    await page.locator(`[data-server="${WS}"]`).waitFor();
+  });
   await deleteFromUi(page);
   await checkpoint("deleted", { workspace: WS });
 }
@@ -234,7 +309,7 @@ async function jupyter() {
     });
     const field = lab.locator("#password_input");
     await field.waitFor({ timeout: 60_000 });
-    expect(new URL(lab.url()).pathname.startsWith(`/proxy/server/${WS}/`), `login page under the prefix: ${lab.url()}`);
+    expect(lab.url().startsWith(WS_URL), `login page under ${WS_URL}: ${lab.url()}`);
     await session.shot("login", lab);
     await field.fill(token);
     await lab.locator("#login_submit").click();

@@ -10,8 +10,12 @@ to this test, which checks the real Pod and the files in it through ``pods/exec`
   (no workspace-trust prompt, DOM terminal renderer so its text is readable); the browser
   logs in inside the IDE tab with the password the UI shows, opens the file, edits and
   saves it (the test reads the saved file in the pod), runs a command in the integrated
-  terminal and sees its output, and deletes the workspace from the UI (the test sees the
-  pod, Deployment, Service and Secret gone).
+  terminal and sees its output. Then the lifecycle: the saved file is on the workspace's
+  home volume (a PersistentVolumeClaim) and the test finds it in every new pod after it
+  deletes the pod, after a stop and a start from the UI's buttons and after an env change
+  from the UI's Change form; the IDE of the last pod, logged in with the same password,
+  shows it. The browser deletes the workspace from the UI (the test sees the pod,
+  Deployment, Service, Secret and home volume gone).
 * JupyterLab: the preset launched from the UI, opened in a new tab under its canonical
   ``/proxy/server/{id}/`` URL, logged in with the token the UI shows; a new notebook runs
   ``1+1`` and shows ``2`` with the kernel idle.
@@ -34,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
@@ -72,10 +77,16 @@ def run_flow(
     tmp: Path,
     handlers: dict[str, Handler],
     diagnose: Callable[[], str] | None = None,
+    ws_url: str | None = None,
+    shots: str | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Run one browser flow, answering its checkpoints with ``handlers``; returns its report.
 
-    ``diagnose`` adds what the workspace itself said (its log) to a failure's message."""
+    ``diagnose`` adds what the workspace itself said (its log) to a failure's message.
+    ``ws_url`` is the workspace's public URL when it is not ``/proxy/server/<id>/`` on the
+    Host App's origin (subdomain mode); ``shots`` the screenshots' name prefix;
+    ``base_url`` the URL the UI is opened at (default ``app.url``)."""
     node = shutil.which("node")
     _need(node is not None, "node is not installed (the machine's Node.js 20 is needed)")
     _need(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install -y chromium")
@@ -84,14 +95,15 @@ def run_flow(
         "ui/node_modules is missing: run `make ui` (cd ui && npm ci)",
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SCREENSHOTS.glob(f"real-{flow}-*.png"):
+    shots = shots or f"real-{flow}"
+    for old in SCREENSHOTS.glob(f"{shots}-*.png"):
         old.unlink()
     handshake = tmp / f"handshake-{flow}"
     handshake.mkdir()
     result = tmp / f"result-{flow}.json"
     env = {
         **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
-        "GUILDNET_URL": app.url,
+        "GUILDNET_URL": base_url or app.url,
         "GUILDNET_FLOW": flow,
         "GUILDNET_WORKSPACE": workspace,
         "GUILDNET_CHROMIUM": str(CHROMIUM),
@@ -100,6 +112,8 @@ def run_flow(
         "GUILDNET_PROFILE_DIR": str(tmp / f"profile-{flow}"),
         "GUILDNET_HANDSHAKE": str(handshake),
         "GUILDNET_SPKI": app.spki(),
+        "GUILDNET_WS_URL": ws_url or f"{app.url}/proxy/server/{workspace}/",
+        "GUILDNET_SHOT_PREFIX": shots,
     }
     proc = subprocess.Popen(
         [str(node), str(SCRIPT)],
@@ -234,12 +248,49 @@ CODE_SERVER_SETTINGS = {
 }
 
 
-def test_code_server_through_the_ui(
-    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
-) -> None:
+@attrs.frozen
+class Ide:
+    """A Host App, its namespace and how it addresses workspaces (``WORKSPACE_ORIGIN``)."""
+
+    mode: str
+    app: HostApp
+    namespace: str
+
+    def name(self, base: str) -> str:
+        return base if self.mode == "single" else f"{base}-sub"
+
+    def url(self, name: str) -> str | None:
+        """The workspace's URL in subdomain mode (None: the default path URL)."""
+        if self.mode == "single":
+            return None
+        return f"https://{name}--default.ws.localhost:{self.app.port}/"
+
+    @property
+    def base_url(self) -> str:
+        """Where the UI is opened: in subdomain mode the domain itself (same site)."""
+        return self.app.url if self.mode == "single" else f"https://ws.localhost:{self.app.port}"
+
+    def shots(self, flow: str) -> str:
+        return f"real-{flow}" if self.mode == "single" else f"real-{flow}-subdomain"
+
+
+@pytest.fixture(params=["single", "subdomain"])
+def ide(request: pytest.FixtureRequest) -> Ide:
+    """Each flow in both isolation modes: under ``/proxy/server/<id>/`` of the Host App's
+    origin, and at the root of the workspace's own origin (``<id>--default.ws.localhost``)."""
+    if request.param == "single":
+        app = request.getfixturevalue("ide_app")
+        namespace = request.getfixturevalue("ide_namespace")
+    else:
+        app, namespace = request.getfixturevalue("ide_subdomain")
+    return Ide(request.param, app, namespace)
+
+
+def test_code_server_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path) -> None:
     core: Any = k8s_client.CoreV1Api(real_kube_api)
     apps: Any = k8s_client.AppsV1Api(real_kube_api)
-    name = "real-code"
+    ide_app, ide_namespace = ide.app, ide.namespace
+    name = ide.name("real-code")
     home = "/home/coder"
     path = f"{home}/hello-from-guildnet.txt"
     content = "hello from the pod"
@@ -262,7 +313,55 @@ def test_code_server_through_the_ui(
     def saved(_: dict[str, Any]) -> dict[str, Any]:
         text = pod_exec(core, ide_namespace, state["pod"], ["cat", path])
         assert text.splitlines() == [content, edit], text
+        # It is on the home volume: a PersistentVolumeClaim the harness bound to a hostPath.
+        claim = core.read_namespaced_persistent_volume_claim(C.home_claim_name(name), ide_namespace)
+        assert claim.status.phase == "Bound", claim.status
+        mounts = pod_exec(core, ide_namespace, state["pod"], ["cat", "/proc/self/mountinfo"])
+        assert any(line.split()[4] == home for line in mounts.splitlines()), mounts
         return {}
+
+    def file_in_new_pod(what: str, env: dict[str, str] | None = None) -> str:
+        """The workspace's new Running pod (not ``state["pod"]``) still has the saved file."""
+
+        def fresh() -> Any:
+            pod = running_pod(core, ide_namespace, name, timeout=180)
+            if pod.metadata.name == state["pod"]:
+                return None
+            have = {e.name: e.value for e in pod.spec.containers[0].env or []}
+            if env and any(have.get(k) != v for k, v in env.items()):
+                return None
+            return pod
+
+        pod = wait_for(f"a new pod after {what}", fresh, 180)
+        text = pod_exec(core, ide_namespace, pod.metadata.name, ["cat", path])
+        assert text.splitlines() == [content, edit], f"after {what}: {text!r}"
+        state["pod"] = pod.metadata.name
+        return str(pod.metadata.name)
+
+    def pod_deleted(_: dict[str, Any]) -> dict[str, Any]:
+        core.delete_namespaced_pod(state["pod"], ide_namespace)
+        return {"pod": file_in_new_pod("deleting the pod")}
+
+    def stopped(_: dict[str, Any]) -> dict[str, Any]:
+        wait_for(f"{name}'s pods to go", lambda: not workspace_pods(core, ide_namespace, name), 90)
+        assert apps.read_namespaced_deployment(name, ide_namespace).spec.replicas == 0
+        core.read_namespaced_persistent_volume_claim(C.home_claim_name(name), ide_namespace)
+        core.read_namespaced_secret(C.password_secret_name(name), ide_namespace)
+        return {}
+
+    def started(_: dict[str, Any]) -> dict[str, Any]:
+        return {"pod": file_in_new_pod("a stop and start")}
+
+    def changed(_: dict[str, Any]) -> dict[str, Any]:
+        pod = file_in_new_pod("an env change", {"GUILDNET_LIFECYCLE": "changed"})
+        wait_for(
+            f"{name} Running after the change",
+            lambda: (
+                json.loads(ide_app.request("GET", f"/api/servers/{name}")[2])["phase"] == "Running"
+            ),
+            120,
+        )
+        return {"pod": pod}
 
     def deleted(_: dict[str, Any]) -> dict[str, Any]:
         wait_for(
@@ -274,6 +373,9 @@ def test_code_server_through_the_ui(
             lambda: apps.read_namespaced_deployment(name, ide_namespace),
             lambda: core.read_namespaced_service(name, ide_namespace),
             lambda: core.read_namespaced_secret(C.password_secret_name(name), ide_namespace),
+            lambda: core.read_namespaced_persistent_volume_claim(
+                C.home_claim_name(name), ide_namespace
+            ),
         ):
             wait_for(f"the objects of {name} to be gone", lambda r=read: _gone(r), 60)  # type: ignore[misc]
         return {}
@@ -283,16 +385,26 @@ def test_code_server_through_the_ui(
         name,
         ide_app,
         tmp_path,
-        {"running": running, "saved": saved, "deleted": deleted},
+        {
+            "running": running,
+            "saved": saved,
+            "pod-deleted": pod_deleted,
+            "stopped": stopped,
+            "started": started,
+            "changed": changed,
+            "deleted": deleted,
+        },
+        ws_url=ide.url(name),
+        shots=ide.shots("code-server"),
+        base_url=ide.base_url,
     )
     print(json.dumps(report["steps"], indent=1))
 
 
-def test_jupyterlab_through_the_ui(
-    ide_app: HostApp, real_kube_api: Any, ide_namespace: str, tmp_path: Path
-) -> None:
+def test_jupyterlab_through_the_ui(ide: Ide, real_kube_api: Any, tmp_path: Path) -> None:
     core: Any = k8s_client.CoreV1Api(real_kube_api)
-    name = "real-lab"
+    ide_app, ide_namespace = ide.app, ide.namespace
+    name = ide.name("real-lab")
 
     def running(_: dict[str, Any]) -> dict[str, Any]:
         pod = running_pod(core, ide_namespace, name)
@@ -302,7 +414,15 @@ def test_jupyterlab_through_the_ui(
 
     try:
         report = run_flow(
-            "jupyter", name, ide_app, tmp_path, {"running": running}, lambda: _pod_logs(core, name)
+            "jupyter",
+            name,
+            ide_app,
+            tmp_path,
+            {"running": running},
+            lambda: _pod_logs(core, name),
+            ws_url=ide.url(name),
+            shots=ide.shots("jupyter"),
+            base_url=ide.base_url,
         )
         print(json.dumps(report["steps"], indent=1))
     finally:

@@ -455,3 +455,115 @@ def test_proxy_preserve_path_takes_host_ports() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"HOSTAPP_PROXY_PRESERVE_PATH": "10.0.0.0/8"})
     assert "HOSTAPP_PROXY_PRESERVE_PATH" in str(info.value)
+
+
+# --- workspace lifecycle knobs ----------------------------------------------
+
+
+def test_storage_and_resource_defaults() -> None:
+    s = load_settings({})
+    assert s.workspace_storage_size == "10Gi" and s.workspace_storage_class is None
+    assert s.workspace_ide_resources == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
+    }
+    assert s.workspace_app_resources["requests"] == {"cpu": "50m", "memory": "64Mi"}
+    s = load_settings(
+        {
+            "WORKSPACE_STORAGE_SIZE": "none",
+            "WORKSPACE_STORAGE_CLASS": "local-path",
+            "WORKSPACE_APP_RESOURCES": "none",
+            "WORKSPACE_IDE_RESOURCES": "requests.memory=1Gi",
+        }
+    )
+    assert s.workspace_storage_size is None and s.workspace_storage_class == "local-path"
+    assert s.workspace_app_resources == {}
+    assert s.workspace_ide_resources == {"requests": {"memory": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "problem"),
+    [
+        ("WORKSPACE_STORAGE_SIZE", "0.5Gi", "is not a size"),
+        ("WORKSPACE_STORAGE_CLASS", "Bad_Class", "DNS name"),
+        ("WORKSPACE_IDE_RESOURCES", "cpu=1", "requests.<resource>"),
+        ("WORKSPACE_IDE_RESOURCES", "requests.cpu=2,limits.cpu=1", "greater than the limit"),
+        ("WORKSPACE_APP_RESOURCES", "requests.memory=1.5Gi", "whole number"),
+    ],
+)
+def test_bad_lifecycle_knobs_name_the_variable(env: str, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings({env: value})
+    assert e.value.variable == env and problem in str(e.value)
+
+
+# --- workspace origins -----------------------------------------------------------------------
+
+
+def test_workspace_origin_defaults_to_single() -> None:
+    settings = load_settings({})
+    assert settings.workspace_origin == "single"
+    assert settings.workspace_origin_domain is None
+
+
+def test_subdomain_mode() -> None:
+    settings = load_settings(
+        {"WORKSPACE_ORIGIN": "Subdomain", "WORKSPACE_ORIGIN_DOMAIN": "WS.Example.COM."}
+    )
+    assert settings.workspace_origin == "subdomain"
+    assert settings.workspace_origin_domain == "ws.example.com"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "words"),
+    [
+        ({"WORKSPACE_ORIGIN": "per-workspace"}, "WORKSPACE_ORIGIN", "neither"),
+        ({"WORKSPACE_ORIGIN": "subdomain"}, "WORKSPACE_ORIGIN_DOMAIN", "required"),
+        (
+            {"WORKSPACE_ORIGIN": "subdomain", "WORKSPACE_ORIGIN_DOMAIN": "127.0.0.1"},
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "address",
+        ),
+        (
+            {"WORKSPACE_ORIGIN": "subdomain", "WORKSPACE_ORIGIN_DOMAIN": "a_b"},
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "not a DNS name",
+        ),
+        (
+            {
+                "WORKSPACE_ORIGIN": "subdomain",
+                "WORKSPACE_ORIGIN_DOMAIN": "example.com",
+                "FRONTEND_ORIGIN": "https://guildnet.example.com",
+            },
+            "WORKSPACE_ORIGIN_DOMAIN",
+            "own host",
+        ),
+    ],
+)
+def test_bad_workspace_origin_settings_name_the_variable(
+    env: dict[str, str], variable: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert info.value.variable == variable
+    assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("1800", 1800), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800),
+     (" 1H ", 3600), ("1.5h", 5400), ("30d", 2592000)],
+)  # fmt: skip
+def test_idle_timeout_takes_seconds_or_durations(text: str, seconds: float) -> None:
+    from guildnet.config import parse_duration
+
+    assert parse_duration(text) == seconds
+    settings = load_settings({"WORKSPACE_IDLE_TIMEOUT": text})
+    assert settings.workspace_idle_timeout == seconds
+
+
+@pytest.mark.parametrize("text", ["-1", "31d", "30x", "m30", "1h 30m", "h", "1hh", "nan"])
+def test_bad_idle_timeout_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings({"WORKSPACE_IDLE_TIMEOUT": text})
+    assert e.value.variable == "WORKSPACE_IDLE_TIMEOUT"

@@ -281,6 +281,16 @@ class HostAPITests(ServingTestCase):
             },
         )
 
+    async def test_openapi_json_is_the_generated_document(self) -> None:
+        from guildnet.http.openapi import document
+
+        r = await self.request("GET", f"{self.base}/api/openapi.json")
+        self.assertEqual(r.code, 200)
+        self.assertEqual(r.header("content-type"), "application/json; charset=utf-8")
+        self.assertIn("default-src 'self'", r.header("content-security-policy") or "")
+        self.assertEqual(r.json(), document())
+        self.assertEqual(r.json()["info"]["version"], __version__)
+
     # request ids ----------------------------------------------------------
 
     async def test_short_printable_request_id_is_echoed(self) -> None:
@@ -519,6 +529,8 @@ class HostAPITests(ServingTestCase):
             self.assertGreaterEqual(event["duration_ms"], 0.0)
             self.assertLess(event["duration_ms"], 10_000.0)
             self.assertEqual(event["client"], "127.0.0.1")
+            self.assertEqual(event["user"], "local")  # the loopback listener's identity
+            self.assertIn(" user=local ", event["guildnet_text"])
 
 
 class AbortedRequestLogTests(ServingTestCase):
@@ -598,6 +610,35 @@ class DefaultClusterTests(ServingTestCase):
         )
         self.assertIn("default", self.registry.instances())  # started on demand
         self.assertIn("/version", [p.rstrip("/") for p in self.fake.paths])
+
+    async def test_readyz_reports_only_the_default_cluster(self) -> None:
+        """Another cluster going down shows in its own health, never in /readyz."""
+        import guildnet.http.api as api_module
+
+        self.patch(api_module, "REACHABILITY_TTL", 0.0)  # probe on every request
+        other = FakeAPIServer()
+        other_url = self.serve(other, tls=False)
+        body = json.dumps({"id": "other", "kubeconfig": kubeconfig_text(other_url)})
+        r = await self.request(
+            "POST", f"{self.base}/api/clusters", {"content-type": "application/json"}, body.encode()
+        )
+        self.assertEqual(r.code, 201, r.body)
+        # The other cluster's API server goes away.
+        wrapper = self._wrappers.pop()
+        await wrapper.port.stopListening()  # type: ignore[attr-defined]
+        for proto in list(wrapper.protocols):
+            proto.transport.abortConnection()  # type: ignore[union-attr]
+        r = await self.request("GET", f"{self.base}/api/clusters/other")
+        self.assertIs(r.json()["reachable"], False, r.body)
+        health = await self.request("GET", f"{self.base}/api/cluster/other/health")
+        self.assertEqual(health.code, 503, health.body)
+        self.assertIs(health.json()["parts"]["kubernetes"]["ok"], False)
+        r = await self.request("GET", f"{self.base}/readyz")
+        self.assertEqual(r.code, 200, r.body)
+        checks = r.json()["checks"]
+        self.assertEqual(checks["cluster"]["server"], self.server)
+        self.assertTrue(checks["cluster"]["ok"])
+        self.assertNotIn(other_url, r.body.decode())
 
     async def test_default_cluster_is_listed_but_not_deletable(self) -> None:
         ui = await self.request("GET", f"{self.base}/api/ui-config")

@@ -111,7 +111,7 @@ def test_every_status_field_is_declared(case: tuple[Any, ...]) -> None:
     status = compute_status(ws, dep, pods, events, datetime(2025, 1, 1, tzinfo=UTC))
     assert_declared(status, STATUS, "status")
     assert set(STATUS["properties"]["phase"]["enum"]) == {
-        "Pending", "Starting", "Running", "Failed", "Terminating"
+        "Pending", "Starting", "Running", "Stopped", "Failed", "Terminating"
     }  # fmt: skip
 
 
@@ -149,6 +149,8 @@ def test_limits_and_patterns_match_parse_spec() -> None:
     assert prop("args")["maxItems"] == prop("command")["maxItems"] == S.ARGS_MAX_ITEMS
     assert prop("exposure.type")["enum"] == list(S.EXPOSURE_TYPES)
     assert prop("proxy.pathMode")["enum"] == list(S.PATH_MODES)
+    idle = prop("idleTimeoutSeconds")
+    assert (idle["minimum"], idle["maximum"]) == (0, S.IDLE_TIMEOUT_MAX)
     labels = prop("labels")
     assert labels["maxProperties"] == S.LABELS_MAX_PROPERTIES
     value = labels["additionalProperties"]
@@ -184,3 +186,12 @@ def test_patterns_are_anchored_and_compile() -> None:
         if "pattern" in schema:
             assert schema["pattern"].startswith("^") and schema["pattern"].endswith("$"), path
             re.compile(schema["pattern"])
+
+
+def test_storage_rules_match_parse_spec() -> None:
+    storage = SPEC["properties"]["storage"]["properties"]
+    assert storage["size"]["pattern"] == S.SIZE_PATTERN
+    assert storage["mountPath"]["pattern"] == S.MOUNT_PATH_PATTERN
+    assert storage["mountPath"]["maxLength"] == S.MOUNT_PATH_MAX_LEN
+    assert storage["storageClassName"]["pattern"] == S.DNS_SUBDOMAIN_PATTERN
+    assert SPEC["properties"]["stopped"]["type"] == "boolean"

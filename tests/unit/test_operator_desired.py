@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,8 @@ from guildnet.operator.desired import (
 )
 from guildnet.operator.images import image_defaults, image_kind
 from guildnet.operator.spec import SpecError, parse_spec
+from guildnet.operator.status import compute_status
+from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.paths import workspace_prefix
 from tests.unit.test_operator_spec import dns_names, valid_spec_dicts
 
@@ -83,7 +86,7 @@ def test_any_valid_workspace_gives_a_hardened_deployment(name, spec_dict, cfg) -
     dep = d.deployment
     assert dep["apiVersion"] == "apps/v1" and dep["kind"] == "Deployment"
     assert dep["metadata"]["name"] == name and dep["metadata"]["namespace"] == "ns1"
-    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["replicas"] == (0 if spec.stopped else 1)
     assert dep["spec"]["selector"] == {"matchLabels": {C.LABEL_WORKSPACE: name}}
     pod = dep["spec"]["template"]
     labels = pod["metadata"]["labels"]
@@ -313,6 +316,19 @@ def test_jupyter_is_told_its_canonical_prefix() -> None:
     base = "/api/cluster/prod/proxy/server/nb/"
     assert f"--ServerApp.base_url={base}" in env_of(c)["NOTEBOOK_ARGS"]["value"]
     assert c["readinessProbe"]["httpGet"]["path"] == base + "api"
+
+
+def test_on_its_own_origin_jupyter_serves_at_the_root() -> None:
+    """Subdomain mode: the workspace is the root of its origin, so preserve mode has no
+    base to tell (and the status URL is that origin)."""
+    ws = workspace("nb", {"image": "quay.io/jupyter/base-notebook:lab-4.6.6"})
+    origins = WorkspaceOrigins("subdomain", "localhost", "https://127.0.0.1:8090")
+    d = desired_objects(ws, OperatorConfig(cluster_id="prod", origins=origins), "tok")
+    (c,) = d.deployment["spec"]["template"]["spec"]["containers"]
+    assert "NOTEBOOK_ARGS" not in env_of(c)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/api"
+    status = compute_status(ws, None, [], [], datetime.now(UTC), cluster_id="prod", origins=origins)
+    assert status["url"] == "https://nb--prod.localhost:8090/"
 
 
 def test_path_mode_from_the_spec_wins() -> None:

@@ -6,6 +6,7 @@ The hypothesis strategies here (``valid_specs``) are shared by the desired/CRD t
 from __future__ import annotations
 
 import re
+import string
 from typing import Any
 
 import pytest
@@ -122,6 +123,29 @@ exposures = st.one_of(
     st.fixed_dictionaries({"type": st.just("Ingress"), "host": dns_names}),
 )
 strings = st.lists(st.text(max_size=20), max_size=4)
+mount_paths = (
+    st.lists(
+        st.text(
+            alphabet=string.ascii_letters + string.digits + "._-", min_size=1, max_size=12
+        ).filter(lambda p: p not in (".", "..")),
+        min_size=1,
+        max_size=3,
+    )
+    .map(lambda parts: "/" + "/".join(parts))
+    .filter(lambda p: p != "/tmp")
+)
+storages = st.one_of(
+    st.just("none"),
+    st.just({"ephemeral": True}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "size": st.sampled_from(["1Gi", "10Gi", "500Mi", "2G"]),
+            "storageClassName": st.sampled_from(["standard", "local-path", "fast.ssd"]),
+            "mountPath": mount_paths,
+        },
+    ),
+)
 proxies = st.fixed_dictionaries({"pathMode": st.sampled_from(S.PATH_MODES)})
 
 
@@ -136,6 +160,9 @@ def valid_spec_dicts(draw: st.DrawFn, min_ports: int = 0) -> dict[str, Any]:
         "labels": st.dictionaries(label_keys, label_values, max_size=4),
         "exposure": exposures,
         "proxy": proxies,
+        "stopped": st.booleans(),
+        "storage": storages,
+        "idleTimeoutSeconds": st.integers(0, S.IDLE_TIMEOUT_MAX),
     }
     spec = draw(st.fixed_dictionaries({"image": images}, optional=optional))
     if min_ports and "ports" not in spec:
@@ -167,6 +194,17 @@ def test_to_dict_is_what_the_api_server_stores(data: dict[str, Any]) -> None:
     assert out.get("env", []) == data.get("env", [])
     assert out.get("args", []) == data.get("args", [])
     assert out.get("labels", {}) == data.get("labels", {})
+
+
+def test_stopped_is_a_boolean_omitted_when_false() -> None:
+    assert parse_spec({"image": "nginx", "stopped": True}).to_dict() == {
+        "image": "nginx",
+        "stopped": True,
+    }
+    assert parse_spec({"image": "nginx", "stopped": False}).to_dict() == {"image": "nginx"}
+    with pytest.raises(SpecError) as e:
+        parse_spec({"image": "nginx", "stopped": "yes"})
+    assert e.value.field == "stopped"
 
 
 def test_nulls_mean_absent() -> None:
@@ -303,6 +341,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"image": "nginx", "proxy": {"pathMode": "keep"}}, "proxy.pathMode"),
     ({"image": "nginx", "proxy": {"pathMode": 1}}, "proxy.pathMode"),
     ({"image": "nginx", "proxy": {"mode": "strip"}}, "proxy.mode"),
+    ({"image": "nginx", "idleTimeoutSeconds": -1}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": 2592001}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": "30m"}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": True}, "idleTimeoutSeconds"),
     ({"image": "nginx", "exposure": {"type": "NodePort"}}, "exposure.type"),
     ({"image": "nginx", "exposure": {"type": "Ingress", "host": "Bad_Host"}}, "exposure.host"),
     ({"image": "nginx", "exposure": {"type": "ClusterIP", "host": "a.b"}}, "exposure.host"),

@@ -324,7 +324,7 @@ CASES: list[tuple[str, dict, dict | None, list, list, str, str | None, str]] = [
         [],
         [],
         "Failed",
-        "FailedCreate",
+        "QuotaExceeded",  # the ReplicaSet's FailedCreate, named for what refused the pod
         "PodScheduled",
     ),
     (

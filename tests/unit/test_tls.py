@@ -22,7 +22,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import SSL
 
-from guildnet.tls import CertPair, find_certificate, server_context_factory, write_self_signed
+from guildnet.tls import (
+    CertPair,
+    dns_names,
+    find_certificate,
+    server_context_factory,
+    wildcard_names,
+    write_self_signed,
+)
 
 # Twisted's CertificateOptions takes pyOpenSSL keys by contract; the warning is theirs to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
@@ -293,3 +300,59 @@ def test_served_certificate_is_the_chosen_one(tls_server: TLSServer, tmp_path: P
             der = tls.getpeercert(binary_form=True)
             assert der == expected.public_bytes(serialization.Encoding.DER)
             assert tls.selected_alpn_protocol() in (None, "http/1.1")
+
+
+# --- subdomain mode: the workspace origins' wildcard -----------------------------------------
+
+
+def test_subdomain_mode_adds_the_wildcard_and_replaces_a_kept_certificate(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    plain = find_certificate(tmp_path, state, "box")
+    assert "*.ws.localhost" not in dns_names(plain.cert)
+    first = plain.cert.read_bytes()
+    wild = find_certificate(tmp_path, state, "box", extra_names=wildcard_names("ws.localhost"))
+    assert dns_names(wild.cert) == {"localhost", "box", "ws.localhost", "*.ws.localhost"}
+    assert wild.cert.read_bytes() != first  # regenerated: the kept one lacked the name
+    again = find_certificate(tmp_path, state, "box", extra_names=("ws.localhost", "*.ws.localhost"))
+    assert again.cert.read_bytes() == wild.cert.read_bytes()  # now kept
+    assert wildcard_names(None) == ()
+
+
+def _verified_names(pair: CertPair, names: list[str]) -> dict[str, str]:
+    """Real handshakes with hostname checking, the certificate as the only trust anchor."""
+    server = TLSServer(server_context_factory(pair).getContext())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(pair.cert))
+    out: dict[str, str] = {}
+    try:
+        for name in names:
+            try:
+                with (
+                    socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+                    ctx.wrap_socket(raw, server_hostname=name),
+                ):
+                    out[name] = "ok"
+            except ssl.SSLCertVerificationError as e:
+                out[name] = e.verify_message
+    finally:
+        server.close()
+    return out
+
+
+def test_wildcard_verifies_for_workspace_hosts(tmp_path: Path) -> None:
+    pair = find_certificate(tmp_path, tmp_path / "s", "box", wildcard_names("ws.localhost"))
+    got = _verified_names(pair, ["ide--default.ws.localhost", "ws.localhost", "a.b.ws.localhost"])
+    assert got["ide--default.ws.localhost"] == "ok"
+    assert got["ws.localhost"] == "ok"  # the Host App, opened same-site with its workspaces
+    assert got["a.b.ws.localhost"] != "ok"  # a wildcard covers one label
+
+
+def test_a_wildcard_directly_under_a_top_level_name_is_not_honoured(tmp_path: Path) -> None:
+    """What the README says about WORKSPACE_ORIGIN_DOMAIN=localhost: OpenSSL (like
+    browsers) ignores ``*.localhost``, so such a certificate is never valid for a
+    workspace host; ``ws.localhost`` (two labels) is."""
+    pair = find_certificate(tmp_path, tmp_path / "s", "box", ("*.localhost",))
+    assert "*.localhost" in dns_names(pair.cert)
+    got = _verified_names(pair, ["ide--default.localhost", "localhost"])
+    assert got == {"ide--default.localhost": got["ide--default.localhost"], "localhost": "ok"}
+    assert got["ide--default.localhost"] != "ok"

@@ -113,6 +113,16 @@ def test_workspace_manifest_is_labelled_managed() -> None:
     assert V.new_name(spec, suffix="bcd23") == "nginx-bcd23"
 
 
+def test_workspace_manifest_records_its_owner() -> None:
+    _, spec = V.parse_job({"image": "nginx:1"})
+    m = V.workspace_manifest("web-1", "team", spec, owner="alice@example.com")
+    assert m["metadata"]["annotations"] == {"guildnet.io/owner": "alice@example.com"}
+    label = m["metadata"]["labels"]["guildnet.io/owner"]
+    assert label.startswith("alice_at_example.com-") and len(label) <= 63
+    assert m["metadata"]["labels"][C.LABEL_MANAGED_BY] == C.MANAGED_BY
+    assert V.server_summary(m, "default")["owner"] == "alice@example.com"
+
+
 # --- servers ------------------------------------------------------------------------------
 
 
@@ -138,7 +148,12 @@ def test_summary_and_list_order() -> None:
         "created": "2026-01-01T00:00:00Z",
         "message": "ok",
         "managed": True,
+        "stopped": False,
+        "owner": None,
+        "idle": None,
     }
+    idle = {"timeoutSeconds": 60, "stopsAt": "x"}
+    assert V.server_list([running], "default", idle=lambda w: idle)[0]["idle"] == idle
     deleting = ws("c", status={"phase": "Running"})
     deleting["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z"
     assert V.server_summary(deleting, "default")["phase"] == "Terminating"

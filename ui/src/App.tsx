@@ -69,6 +69,7 @@ function Shell() {
       </a>
       <Header route={route} cluster={cluster} />
       <HostBanner />
+      <AccessBanner />
       {cluster ? (
         <ServersProvider key={cluster} cluster={cluster}>
           <StreamBanner />
@@ -114,7 +115,9 @@ function Screen({ route }: { route: Route }) {
 }
 
 function Header({ route, cluster }: { route: Route; cluster: string | null }) {
-  const { clusters } = useAppData();
+  const { clusters, whoami } = useAppData();
+  // Admin actions are refused to others (403): do not offer them.
+  const mayAdmin = !whoami.data || whoami.data.role === "admin";
   const list = clusters.data ?? [];
   const current = cluster ?? DEFAULT_CLUSTER;
   const known = list.some((c) => c.id === current);
@@ -127,7 +130,7 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
         },
         { label: "Launch", route: to.launch(cluster), active: route.name === "launch" },
         { label: "Data", route: to.data(cluster), active: route.name === "data" },
-        { label: "Admin", route: to.admin(cluster), active: route.name === "admin" },
+        ...(mayAdmin ? [{ label: "Admin", route: to.admin(cluster), active: route.name === "admin" }] : []),
       ]
     : [];
   return (
@@ -171,7 +174,39 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
           Clusters
         </a>
       </nav>
+      <Me />
     </header>
+  );
+}
+
+/** Who the Host App thinks you are (from the connection, never a login form). */
+function Me() {
+  const { whoami } = useAppData();
+  const me = whoami.data;
+  if (!me) return null;
+  const where = me.source === "local" ? "this machine" : me.node || "the tailnet";
+  return (
+    <span className="whoami" data-testid="whoami" title={`${me.login} on ${where}`}>
+      <span className="visually-hidden">Signed in as </span>
+      {me.displayName || me.login}
+      <span className={`role role-${me.role}`}>{me.role}</span>
+    </span>
+  );
+}
+
+/** A caller without a role sees why everything else is refused. */
+function AccessBanner() {
+  const { whoami } = useAppData();
+  const me = whoami.data;
+  if (!me || me.role !== "none") return null;
+  return (
+    <div className="banner">
+      <div className="notice notice-warn" role="alert">
+        <strong>No access.</strong> GuildNet knows you as <code>{me.login}</code>
+        {me.node ? <> on <code>{me.node}</code></> : null}, with no role. Ask a GuildNet admin
+        to grant you the <code>user</code> role (a Tailscale grant or the policy file).
+      </div>
+    </div>
   );
 }
 

@@ -7,10 +7,12 @@ import type {
   ImagePreset,
   JobCreated,
   JobRequest,
+  ServerChange,
   ServerDetail,
   ServerSummary,
   StopAllResult,
   UiConfig,
+  WhoAmI,
 } from "./types";
 
 export const DEFAULT_CLUSTER = "default";
@@ -175,6 +177,7 @@ export async function clusterHealth(cluster: string, signal?: AbortSignal): Prom
 
 export const api = {
   uiConfig: (signal?: AbortSignal) => request<UiConfig>("/api/ui-config", { signal }),
+  whoami: (signal?: AbortSignal) => request<WhoAmI>("/api/whoami", { signal }),
   health: (signal?: AbortSignal) =>
     request<{ status: string; version: string }>("/healthz", { signal, timeoutMs: 5000 }),
 
@@ -195,8 +198,19 @@ export const api = {
     request<{ password: string }>(apiPath(cluster, `servers/${enc(id)}/password`)).then(
       (r) => r.password,
     ),
-  deleteServer: (cluster: string, id: string) =>
-    request<{ deleted: string }>(apiPath(cluster, `servers/${enc(id)}`), { method: "DELETE" }),
+  deleteServer: (cluster: string, id: string, keepVolume = false) =>
+    request<{ deleted: string; keptVolume?: string | null }>(
+      apiPath(cluster, `servers/${enc(id)}${keepVolume ? "?keep_volume=true" : ""}`),
+      { method: "DELETE" },
+    ),
+  stopServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/stop`), { method: "POST" }),
+  startServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/start`), { method: "POST" }),
+  restartServer: (cluster: string, id: string) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}/restart`), { method: "POST" }),
+  changeServer: (cluster: string, id: string, body: ServerChange) =>
+    request<ServerSummary>(apiPath(cluster, `servers/${enc(id)}`), { method: "PATCH", body }),
   launch: (cluster: string, body: JobRequest) =>
     request<JobCreated>(apiPath(cluster, "jobs"), { method: "POST", body, timeoutMs: 30_000 }),
   stopAll: (cluster: string) =>

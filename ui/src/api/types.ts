@@ -9,6 +9,16 @@ export interface UiConfig {
   features: Record<string, unknown>;
 }
 
+/** `GET /api/whoami`: who the Host App thinks the caller is (from the connection). */
+export interface WhoAmI {
+  login: string;
+  displayName: string;
+  node: string;
+  tags: string[];
+  source: "local" | "tailnet";
+  role: "admin" | "user" | "none";
+}
+
 export interface Cluster {
   id: string;
   name: string | null;
@@ -34,7 +44,21 @@ export interface ClusterHealth {
   parts: Record<string, HealthPart>;
 }
 
-export type Phase = "Pending" | "Starting" | "Running" | "Failed" | "Terminating" | string;
+export type Phase = "Pending" | "Starting" | "Running" | "Stopped" | "Failed" | "Terminating" | string;
+
+/** A spec's resources: requests and limits per resource name. */
+export interface ResourcesSpec {
+  requests?: Record<string, string | number>;
+  limits?: Record<string, string | number>;
+}
+
+/** A spec's home volume; the API also accepts the string "none" (ephemeral). */
+export interface StorageSpec {
+  ephemeral?: boolean;
+  size?: string;
+  storageClassName?: string;
+  mountPath?: string;
+}
 
 export interface Condition {
   type: string;
@@ -45,6 +69,15 @@ export interface Condition {
 }
 
 /** One GET /api/servers item; /sse/servers sends it with conditions. */
+/** Idle culling of a running workspace (null otherwise); times are RFC 3339 UTC. */
+export interface IdleInfo {
+  timeoutSeconds: number;
+  lastActivity: string;
+  idleSince: string;
+  /** When the idle culler stops it if nothing happens; null when culling is off for it. */
+  stopsAt: string | null;
+}
+
 export interface ServerSummary {
   id: string;
   name: string;
@@ -52,10 +85,16 @@ export interface ServerSummary {
   phase: Phase;
   ready: boolean;
   readyReplicas: number;
-  url: string;
+  /** The workspace's URL: a path on this origin, or (subdomain mode) its own origin; null when it has none. */
+  url: string | null;
   created: string | null;
   message: string;
   managed: boolean;
+  /** spec.stopped: asked to stop (the phase follows once the pod is gone). */
+  stopped?: boolean;
+  /** Login of the person who launched it (null: unrecorded; only admins see those). */
+  owner?: string | null;
+  idle?: IdleInfo | null;
   conditions?: Condition[];
 }
 
@@ -112,13 +151,15 @@ export interface ServerDetail extends ServerSummary {
     ports?: PortSpec[];
     args?: string[];
     command?: string[];
-    resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
+    resources?: ResourcesSpec;
     labels?: Record<string, string>;
+    stopped?: boolean;
+    storage?: StorageSpec;
   };
   status: Record<string, unknown>;
   conditions: Condition[];
   ports: PortSpec[];
-  proxyUrl: string;
+  proxyUrl: string | null;
   serviceDNS: string | null;
   hasPassword: boolean;
   pods: PodView[];
@@ -143,6 +184,11 @@ export interface ImageDefaults {
   args: string[];
   command: string[];
   passwordEnv: string | null;
+  homePath?: string;
+  /** The per-kind defaults a launch without "resources" gets (WORKSPACE_*_RESOURCES). */
+  resources?: ResourcesSpec;
+  /** The home volume a launch without "storage" gets; size null: ephemeral. */
+  storage?: { size: string | null; storageClassName: string | null; mountPath: string };
 }
 
 export interface JobRequest {
@@ -154,6 +200,17 @@ export interface JobRequest {
   command?: string[];
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   labels?: Record<string, string>;
+  storage?: StorageSpec | "none";
+}
+
+/** PATCH /api/servers/{id}: each key given replaces that field; null removes it
+ * (resources: null means the image kind's defaults again). */
+export interface ServerChange {
+  image?: string;
+  env?: EnvVarSpec[] | null;
+  args?: string[] | null;
+  command?: string[] | null;
+  resources?: ResourcesSpec | null;
 }
 
 export interface JobCreated {

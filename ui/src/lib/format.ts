@@ -36,6 +36,8 @@ export function phaseClass(phase: string): string {
       return "phase phase-starting";
     case "Failed":
       return "phase phase-failed";
+    case "Stopped":
+      return "phase phase-stopped";
     case "Terminating":
       return "phase phase-terminating";
     default:

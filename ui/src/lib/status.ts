@@ -18,6 +18,7 @@ export const CONDITION_LABELS: Record<string, string> = {
   ImagePulled: "Image pulled",
   ContainersStarted: "Container started",
   Ready: "Ready",
+  Stopped: "Stopped",
 };
 
 export type StepState = "done" | "current" | "failed" | "waiting";

@@ -199,3 +199,29 @@ describe("validateLaunch", () => {
     expect(displayField("args[3]")).toBe("args");
   });
 });
+
+describe("launch: resources and home volume", () => {
+  const base = { ...emptyForm(), image: "codercom/code-server:4.139.1" };
+  const defaults = {
+    image: base.image,
+    kind: "code-server",
+    ports: [],
+    env: [],
+    args: [],
+    command: [],
+    passwordEnv: "PASSWORD",
+    storage: { size: "10Gi", storageClassName: null, mountPath: "/home/coder" },
+  };
+
+  it("BestEffort only when asked: resources {} is sent explicitly", () => {
+    expect(validateLaunch({ ...base, cpuRequest: "1", bestEffort: true }).job?.body.resources).toEqual({});
+    expect(validateLaunch(base).job?.body.resources).toBeUndefined(); // the Host App's defaults apply
+  });
+
+  it("storage: none, a size other than the default, or nothing", () => {
+    expect(validateLaunch({ ...base, ephemeral: true, storageSize: "5Gi" }, defaults).job?.body.storage).toBe("none");
+    expect(validateLaunch({ ...base, storageSize: "5Gi" }, defaults).job?.body.storage).toEqual({ size: "5Gi" });
+    expect(validateLaunch({ ...base, storageSize: "10Gi" }, defaults).job?.body.storage).toBeUndefined();
+    expect(validateLaunch({ ...base, storageSize: "0.5Gi" }, defaults).errors["storage.size"]).toMatch(/size/);
+  });
+});

@@ -45,7 +45,16 @@ export interface LaunchForm {
   cpuLimit: string;
   memoryRequest: string;
   memoryLimit: string;
+  /** No requests or limits at all (BestEffort): only when the user asks. */
+  bestEffort?: boolean;
+  /** Home volume size; blank: the Host App's default (WORKSPACE_STORAGE_SIZE). */
+  storageSize?: string;
+  /** No home volume: files live as long as the container. */
+  ephemeral?: boolean;
 }
+
+/** A volume size: whole, more than zero (guildnet/operator/spec.py SIZE_PATTERN). */
+export const SIZE_RE = /^[1-9][0-9]*([KMGTPE]i|[kMGTPE])?$/;
 
 export const emptyForm = (): LaunchForm => ({
   image: "",
@@ -253,6 +262,11 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
     }
   }
 
+  const storageSize = (form.storageSize ?? "").trim();
+  if (!form.ephemeral && storageSize && !SIZE_RE.test(storageSize)) {
+    errors["storage.size"] = "must be a size such as '10Gi' or '500Mi'";
+  }
+
   if (Object.keys(errors).length) return { errors, job: null };
 
   const body: JobRequest = { image };
@@ -263,11 +277,15 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
   if (sendEnv) body.env = env;
   if (args.length && !(defaults && args.join("\n") === defaults.args.join("\n"))) body.args = args;
   if (command.length) body.command = command;
-  if (Object.keys(requests).length || Object.keys(limits).length) {
+  if (form.bestEffort) {
+    body.resources = {}; // explicit: the Host App adds its defaults only when "resources" is absent
+  } else if (Object.keys(requests).length || Object.keys(limits).length) {
     body.resources = {};
     if (Object.keys(requests).length) body.resources.requests = requests;
     if (Object.keys(limits).length) body.resources.limits = limits;
   }
+  if (form.ephemeral) body.storage = "none";
+  else if (storageSize && storageSize !== (defaults?.storage?.size ?? "")) body.storage = { size: storageSize };
   return {
     errors,
     job: { body, rows: { ports: sendPorts ? portRows : [], env: sendEnv ? envRows : [] } },

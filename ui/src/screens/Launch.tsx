@@ -24,10 +24,25 @@ export function fieldId(field: string): string {
   return `launch-${field.replace(/[[\].]+/g, "-").replace(/-+$/, "")}`;
 }
 
-function advancedFrom(defaults: ImageDefaults | null, preset: ImagePreset | null): Pick<LaunchForm, "ports" | "env" | "args" | "command"> {
+type Prefilled = Pick<
+  LaunchForm,
+  "ports" | "env" | "args" | "command" | "cpuRequest" | "cpuLimit" | "memoryRequest" | "memoryLimit" | "storageSize"
+>;
+
+function quantity(value: string | number | undefined): string {
+  return value === undefined ? "" : String(value);
+}
+
+function advancedFrom(defaults: ImageDefaults | null, preset: ImagePreset | null): Prefilled {
   const ports = preset?.ports ?? defaults?.ports ?? [];
   const args = preset?.args ?? defaults?.args ?? [];
+  const res = defaults?.resources;
   return {
+    cpuRequest: quantity(res?.requests?.cpu),
+    cpuLimit: quantity(res?.limits?.cpu),
+    memoryRequest: quantity(res?.requests?.memory),
+    memoryLimit: quantity(res?.limits?.memory),
+    storageSize: defaults?.storage?.size ?? "",
     ports: ports.map((p) => ({ name: p.name ?? "", containerPort: String(p.containerPort), protocol: p.protocol ?? "TCP" })),
     env: (defaults?.env ?? []).map((e) => ({ name: e.name, value: e.value })),
     args: args.join("\n"),
@@ -358,6 +373,42 @@ export function LaunchScreen({ cluster }: { cluster: string }) {
               <input {...inputProps("resources.limits.memory")} value={form.memoryLimit} placeholder="2Gi" onChange={(e) => update({ memoryLimit: e.target.value }, true)} />
             </Field>
           </div>
+          <label className="check">
+            <input
+              id={fieldId("bestEffort")}
+              type="checkbox"
+              checked={form.bestEffort ?? false}
+              onChange={(e) => update({ bestEffort: e.target.checked }, true)}
+            />{" "}
+            No requests or limits (BestEffort: the first to be evicted when the node runs short)
+          </label>
+
+          <h3>Home volume</h3>
+          <div className="grid-2">
+            <Field
+              id={fieldId("storage.size")}
+              label="Size"
+              error={err("storage.size")}
+              hint={defaults?.homePath ? `Mounted at ${defaults.homePath}; kept across restarts and stops.` : undefined}
+            >
+              <input
+                {...inputProps("storage.size")}
+                value={form.ephemeral ? "" : (form.storageSize ?? "")}
+                disabled={form.ephemeral}
+                placeholder="10Gi"
+                onChange={(e) => update({ storageSize: e.target.value }, true)}
+              />
+            </Field>
+            <label className="check">
+              <input
+                id={fieldId("ephemeral")}
+                type="checkbox"
+                checked={form.ephemeral ?? false}
+                onChange={(e) => update({ ephemeral: e.target.checked }, true)}
+              />{" "}
+              No volume (ephemeral: files are lost when the pod restarts)
+            </label>
+          </div>
         </details>
 
         {formError ? (
@@ -382,5 +433,5 @@ export function LaunchScreen({ cluster }: { cluster: string }) {
 }
 
 function isAdvancedField(field: string): boolean {
-  return /^(ports|env)\[\d+\]\.|^(args|command)$|^resources\.(requests|limits)\.(cpu|memory)$/.test(field);
+  return /^(ports|env)\[\d+\]\.|^(args|command)$|^resources\.(requests|limits)\.(cpu|memory)$|^storage\./.test(field);
 }

@@ -1,10 +1,13 @@
-import { useEffect, useMemo, useRef, useState } from "react";
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { api, ApiError, proxyPath } from "../api/client";
 import type { EventView, ServerDetail, ServerSummary } from "../api/types";
-import { ConfirmDialog, CopyButton, Empty, ErrorNotice, PhaseBadge, Spinner } from "../components/common";
+import { ConfirmDialog, CopyButton, Empty, ErrorNotice, Field, PhaseBadge, Spinner } from "../components/common";
+import { LifecycleButtons } from "../components/lifecycle";
 import { age, when } from "../lib/format";
+import { idleText } from "../lib/idle";
 import { useFetch, useNow, useThrottled } from "../lib/hooks";
 import { href, to, type ServerTab } from "../lib/route";
+import { changeFrom, editFormFrom, stoppedInfo, type EditForm } from "../lib/lifecycle";
 import { progressSteps } from "../lib/status";
 import { mergeEvents } from "../state/servers";
 import { useServers } from "../state/ServersProvider";
@@ -20,6 +23,7 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
   const [deleting, setDeleting] = useState(false);
   const [deleteError, setDeleteError] = useState<string | null>(null);
   const [deleteRequested, setDeleteRequested] = useState(false);
+  const [keepVolume, setKeepVolume] = useState(false);
 
   useEffect(() => {
     if (tab === "ide") setIdeOpened(true);
@@ -89,6 +93,15 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
         >
           Open in new tab ↗
         </a>
+        {!deleted && !deleteRequested ? (
+          <LifecycleButtons
+            cluster={cluster}
+            id={id}
+            phase={phase}
+            stopped={live?.stopped ?? d?.spec.stopped}
+            onDone={detail.reload}
+          />
+        ) : null}
         <button
           type="button"
           className="btn btn-danger-outline"
@@ -129,6 +142,7 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
       {tab === "overview" ? (
         <div role="tabpanel" id="panel-overview" aria-labelledby="tab-overview" className="stack">
           <Overview cluster={cluster} id={id} detail={d} live={live} phase={phase} conditions={conditions} events={events} ideUrl={ideUrl} />
+          {d && !deleted && phase !== "Terminating" ? <ChangeForm cluster={cluster} id={id} detail={d} onDone={detail.reload} /> : null}
         </div>
       ) : null}
       {tab === "logs" ? (
@@ -142,7 +156,11 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
             <iframe className="ide-frame" src={ideUrl} title={`IDE of ${id}`} allow="clipboard-read; clipboard-write" />
           ) : (
             <Empty title={deleted ? "The workspace was deleted." : `The IDE opens when the workspace is Running (now ${phase}).`}>
-              {!deleted ? <a href={href(to.server(cluster, id))}>See its progress</a> : null}
+              {!deleted && phase === "Stopped" ? (
+                <LifecycleButtons cluster={cluster} id={id} phase={phase} stopped withRestart={false} onDone={detail.reload} />
+              ) : !deleted ? (
+                <a href={href(to.server(cluster, id))}>See its progress</a>
+              ) : null}
             </Empty>
           )}
         </div>
@@ -158,7 +176,7 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
         onConfirm={() => {
           setDeleting(true);
           api
-            .deleteServer(cluster, id)
+            .deleteServer(cluster, id, keepVolume)
             .then(() => {
               setDeleteRequested(true);
               setConfirmDelete(false);
@@ -173,9 +191,15 @@ export function ServerScreen({ cluster, id, tab }: { cluster: string; id: string
         }}
       >
         <p>
-          Its Deployment, Service, password and everything stored inside the container are removed. This cannot be
-          undone.
+          Its Deployment, Service and password are removed, and so is its home volume (the files you saved) unless
+          you keep it below. This cannot be undone.
         </p>
+        {d?.spec.storage?.ephemeral ? null : (
+          <label className="check">
+            <input type="checkbox" checked={keepVolume} onChange={(e) => setKeepVolume(e.target.checked)} />{" "}
+            Keep the home volume <code>{id}-home</code>: a new workspace named “{id}” gets its files back.
+          </label>
+        )}
         {deleteError ? (
           <p className="field-error" role="alert">
             {deleteError}
@@ -209,10 +233,21 @@ function Overview({
   const steps = progressSteps(conditions, phase);
   const failed = steps.find((s) => s.state === "failed");
   const message = live?.message || detail?.message || "";
-  const origin = window.location.origin;
+  const stopped = phase === "Stopped" ? stoppedInfo(conditions) : null;
+  // In subdomain mode (WORKSPACE_ORIGIN=subdomain) the URL is already absolute: the workspace's own origin.
+  const fullUrl = /^https?:\/\//.test(ideUrl) ? ideUrl : window.location.origin + ideUrl;
+  const idle = idleText(live?.idle ?? detail?.idle, now);
   return (
     <>
-      {failed ? (
+      {phase === "Stopped" ? (
+        <div className="notice notice-info" role="status" data-stopped-reason={stopped?.reason ?? ""}>
+          <strong>Stopped</strong>
+          {stopped?.since ? <> {age(stopped.since, now)} ago</> : null}
+          {stopped?.reason === "Idle" ? " after being idle" : ""}
+          {stopped?.message ? ` (${stopped.message})` : ""}. Its files and password are kept; start it to use it
+          again.
+        </div>
+      ) : failed ? (
         <div className="notice notice-error" role="alert">
           <strong>Failed at “{failed.label}”{failed.reason ? ` (${failed.reason})` : ""}.</strong>{" "}
           {failed.message || message}
@@ -225,7 +260,7 @@ function Overview({
         <section className="card" aria-labelledby="progress-h">
           <h2 id="progress-h">Status</h2>
           <ol className="steps">
-            {steps.map((s) => (
+            {steps.filter((s) => phase !== "Stopped" || s.state === "done" || s.type === "Stopped").map((s) => (
               <li key={s.type} className={`step step-${s.state}`} data-condition={s.type} data-state={s.state}>
                 <span className="step-mark" aria-hidden="true">
                   {s.state === "done" ? "✓" : s.state === "failed" ? "✕" : s.state === "current" ? "…" : "○"}
@@ -264,9 +299,17 @@ function Overview({
             <dd title={when(detail?.created ?? live?.created)}>{age(detail?.created ?? live?.created, now)} ago</dd>
             <dt>Ready replicas</dt>
             <dd>{live?.readyReplicas ?? detail?.readyReplicas ?? 0}</dd>
+            {phase === "Running" && idle ? (
+              <>
+                <dt>Activity</dt>
+                <dd className={idle.soon ? "text-bad" : undefined} title={idle.title} data-idle>
+                  {idle.text}
+                </dd>
+              </>
+            ) : null}
             <dt>Proxy URL</dt>
             <dd className="mono small">
-              <span className="break">{origin + ideUrl}</span> <CopyButton text={origin + ideUrl} />
+              <span className="break">{fullUrl}</span> <CopyButton text={fullUrl} />
             </dd>
             {detail?.serviceDNS ? (
               <>
@@ -432,5 +475,122 @@ function Password({ cluster, id }: { cluster: string; id: string }) {
       {error ? <div className="field-error">{error}</div> : null}
       <p className="small muted">Sign in to the IDE with it. It is stored in the workspace's Secret.</p>
     </div>
+  );
+}
+
+function envToText(env: EditForm["env"]): string {
+  return env.map((e) => `${e.name}=${e.value}`).join("\n");
+}
+
+function envFromText(text: string): EditForm["env"] {
+  return text
+    .split("\n")
+    .filter((l) => l.trim())
+    .map((l) => {
+      const at = l.indexOf("=");
+      return at < 0 ? { name: l.trim(), value: "" } : { name: l.slice(0, at).trim(), value: l.slice(at + 1) };
+    });
+}
+
+/** Change image, env, args and resources: the operator rolls the pod, the volume stays. */
+function ChangeForm({ cluster, id, detail, onDone }: { cluster: string; id: string; detail: ServerDetail; onDone: () => void }) {
+  const [form, setForm] = useState<EditForm>(() => editFormFrom(detail.spec));
+  const [envText, setEnvText] = useState(() => envToText(form.env));
+  const [open, setOpen] = useState(false);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (open) return;
+    const fresh = editFormFrom(detail.spec);
+    setForm(fresh);
+    setEnvText(envToText(fresh.env));
+  }, [detail.spec, open]);
+  const set = (patch: Partial<EditForm>) => setForm((f) => ({ ...f, ...patch }));
+  const input = (field: string) => ({
+    id: `change-${field.replace(/[[\].]+/g, "-")}`,
+    "aria-invalid": errors[field] ? true : undefined,
+  });
+  function submit(ev: FormEvent) {
+    ev.preventDefault();
+    setError(null);
+    setResult(null);
+    const { errors: errs, body } = changeFrom({ ...form, env: envFromText(envText) }, detail.spec);
+    setErrors(errs);
+    if (!body) return;
+    if (Object.keys(body).length === 0) {
+      setResult("Nothing changed.");
+      return;
+    }
+    setBusy(true);
+    api
+      .changeServer(cluster, id, body)
+      .then(() => {
+        setResult("Saved: the workspace restarts with the change; its files are kept.");
+        onDone();
+      })
+      .catch((e: unknown) => {
+        if (e instanceof ApiError && e.field) setErrors({ [e.field]: e.message });
+        setError(e instanceof ApiError ? e.message : String(e));
+      })
+      .finally(() => setBusy(false));
+  }
+  return (
+    <details className="card" open={open} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
+      <summary>
+        <h2>Change</h2>
+        <span className="muted small">Image, environment, arguments, CPU and memory (the pod restarts; files stay)</span>
+      </summary>
+      <form className="form stack" onSubmit={submit} noValidate aria-label="Change the workspace">
+        <Field id="change-image" label="Image" error={errors.image}>
+          <input {...input("image")} className="mono" value={form.image} spellCheck={false} onChange={(e) => set({ image: e.target.value })} />
+        </Field>
+        <Field id="change-env" label="Environment (NAME=value, one per line)" error={errors.env ?? Object.entries(errors).find(([k]) => k.startsWith("env["))?.[1]}>
+          <textarea
+            {...input("env")}
+            className="mono"
+            rows={3}
+            spellCheck={false}
+            value={envText}
+            onChange={(e) => setEnvText(e.target.value)}
+          />
+        </Field>
+        <Field id="change-args" label="Arguments (one per line)" error={errors.args}>
+          <textarea {...input("args")} className="mono" rows={2} spellCheck={false} value={form.args} onChange={(e) => set({ args: e.target.value })} />
+        </Field>
+        <div className="grid-4">
+          <Field id="change-resources-requests-cpu" label="CPU request" error={errors["resources.requests.cpu"]}>
+            <input {...input("resources.requests.cpu")} value={form.cpuRequest} onChange={(e) => set({ cpuRequest: e.target.value })} />
+          </Field>
+          <Field id="change-resources-limits-cpu" label="CPU limit" error={errors["resources.limits.cpu"]}>
+            <input {...input("resources.limits.cpu")} value={form.cpuLimit} onChange={(e) => set({ cpuLimit: e.target.value })} />
+          </Field>
+          <Field id="change-resources-requests-memory" label="Memory request" error={errors["resources.requests.memory"]}>
+            <input {...input("resources.requests.memory")} value={form.memoryRequest} onChange={(e) => set({ memoryRequest: e.target.value })} />
+          </Field>
+          <Field id="change-resources-limits-memory" label="Memory limit" error={errors["resources.limits.memory"]}>
+            <input {...input("resources.limits.memory")} value={form.memoryLimit} onChange={(e) => set({ memoryLimit: e.target.value })} />
+          </Field>
+        </div>
+        <p className="small muted">Leave CPU and memory blank for the image kind's defaults.</p>
+        {error ? (
+          <div className="notice notice-error" role="alert">
+            {error}
+          </div>
+        ) : null}
+        <div className="row">
+          <span className="spacer" />
+          <button type="submit" className="btn btn-primary" disabled={busy}>
+            {busy ? "Saving…" : "Save and restart"}
+          </button>
+        </div>
+      </form>
+      {result ? (
+        <p className="small" role="status">
+          {result}
+        </p>
+      ) : null}
+    </details>
   );
 }

@@ -1,6 +1,8 @@
 import { useMemo } from "react";
 import { Empty, PhaseBadge, Spinner } from "../components/common";
+import { LifecycleButtons } from "../components/lifecycle";
 import { age, when } from "../lib/format";
+import { idleText } from "../lib/idle";
 import { navigate, useNow } from "../lib/hooks";
 import { href, to } from "../lib/route";
 import { currentStep } from "../lib/status";
@@ -88,7 +90,9 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
               </thead>
               <tbody>
                 {shown.map((s) => {
-                  const step = s.phase === "Running" ? null : currentStep(s.conditions, s.phase);
+                  const step =
+                    s.phase === "Running" || s.phase === "Stopped" ? null : currentStep(s.conditions, s.phase);
+                  const idle = s.phase === "Running" ? idleText(s.idle, now) : null;
                   return (
                     <tr key={s.id} data-server={s.id} data-phase={s.phase}>
                       <td>
@@ -106,6 +110,11 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                             {step.state === "failed" ? `${step.label}: ${step.reason || "failed"}` : `${step.label}…`}
                           </div>
                         ) : null}
+                        {idle ? (
+                          <div className={idle.soon ? "small text-bad" : "small muted"} title={idle.title} data-idle>
+                            {idle.text}
+                          </div>
+                        ) : null}
                       </td>
                       <td>
                         <span className={s.ready ? "ready ready-yes" : "ready"}>
@@ -115,8 +124,9 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                       </td>
                       <td title={when(s.created)}>{age(s.created, now)}</td>
                       <td className="actions">
+                        <LifecycleButtons cluster={cluster} id={s.id} phase={s.phase} stopped={s.stopped} small withRestart={false} />{" "}
                         {s.ready ? (
-                          <a className="btn btn-small" href={s.url} target="_blank" rel="noopener">
+                          <a className="btn btn-small" href={s.url ?? undefined} target="_blank" rel="noopener">
                             Open ↗
                           </a>
                         ) : (

@@ -1,12 +1,14 @@
 // App-wide data: the UI config and the registered clusters (reloaded after changes).
 import { createContext, useContext, type ReactNode } from "react";
 import { api } from "../api/client";
-import type { Cluster, UiConfig } from "../api/types";
+import type { Cluster, UiConfig, WhoAmI } from "../api/types";
 import { useFetch, type Fetched } from "../lib/hooks";
 
 export interface AppData {
   config: Fetched<UiConfig>;
   clusters: Fetched<Cluster[]>;
+  /** Who is asking and their role: the header shows it, a `none` role explains itself. */
+  whoami: Fetched<WhoAmI>;
 }
 
 const AppDataContext = createContext<AppData | null>(null);
@@ -14,7 +16,10 @@ const AppDataContext = createContext<AppData | null>(null);
 export function AppDataProvider({ children }: { children: ReactNode }) {
   const config = useFetch("ui-config", (signal) => api.uiConfig(signal));
   const clusters = useFetch("clusters", (signal) => api.clusters(signal));
-  return <AppDataContext.Provider value={{ config, clusters }}>{children}</AppDataContext.Provider>;
+  const whoami = useFetch("whoami", (signal) => api.whoami(signal));
+  return (
+    <AppDataContext.Provider value={{ config, clusters, whoami }}>{children}</AppDataContext.Provider>
+  );
 }
 
 export function useAppData(): AppData {

@@ -89,7 +89,7 @@ export function sortedServers(state: ServersState): ServerSummary[] {
   });
 }
 
-export const PHASES = ["Pending", "Starting", "Running", "Failed", "Terminating"] as const;
+export const PHASES = ["Pending", "Starting", "Running", "Stopped", "Failed", "Terminating"] as const;
 
 /** Text (name or image, case-insensitive) and phase ("" = any) filter. */
 export function filterServers(list: ServerSummary[], text: string, phase: string): ServerSummary[] {

@@ -1,0 +1,59 @@
+"""Cross-site request forgery: which mutating requests a browser may not make. Pure.
+
+With network identity, any page the user visits could make their browser call the
+Host App as them. The rule is Go's ``net/http.CrossOriginProtection``:
+
+* GET, HEAD and OPTIONS are never refused (they must not change anything);
+* ``Sec-Fetch-Site: same-origin`` or ``none`` (typed URL, bookmark) passes; any other
+  value (``cross-site``, ``same-site``: another subdomain or port is another origin) is
+  refused unless ``Origin`` is a trusted origin (``FRONTEND_ORIGIN``);
+* without ``Sec-Fetch-Site`` (older browsers), an ``Origin`` whose host[:port] is not
+  the request's ``Host`` is refused unless trusted;
+* with neither header the request is not from a browser page (curl, scripts) or is a
+  same-origin request of a browser that sends neither: allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Final
+from urllib.parse import urlsplit
+
+SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+_PASSING_SITES: Final = frozenset({b"same-origin", b"none"})
+
+
+def cross_origin_refusal(
+    method: bytes,
+    sec_fetch_site: bytes | None,
+    origin: bytes | None,
+    host: bytes | None,
+    trusted: Collection[str] = (),
+) -> str | None:
+    """Why the request is refused as cross-origin, or None when it may go on."""
+    if method.upper() in SAFE_METHODS:
+        return None
+    origin_text = origin.decode("latin-1").strip() if origin is not None else None
+    if origin_text is not None and origin_text.lower() in trusted:
+        return None
+    if sec_fetch_site is not None:
+        site = sec_fetch_site.strip().lower()
+        if site in _PASSING_SITES:
+            return None
+        return f"a {site.decode('latin-1')[:20]} request may not change anything here"
+    if origin_text is None:
+        return None
+    if host is not None and _origin_host(origin_text) == host.decode("latin-1").strip().lower():
+        return None
+    return f"origin {origin_text[:100]} may not change anything here"
+
+
+def _origin_host(origin: str) -> str | None:
+    """host[:port] of an origin, lower-case; None for ``null`` and other non-URLs."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return parts.netloc.lower()
