@@ -30,6 +30,7 @@ UI = ROOT / "ui"
 WEB = ROOT / "guildnet" / "web"
 UI_CONFIG_FILES = (
     "index.html",
+    "docs.html",  # the /api/docs page (Swagger UI)
     "package.json",
     "package-lock.json",
     "vite.config.ts",

@@ -143,7 +143,7 @@ class HostApp(MultiService):
         if settings.tailnet_listen is not None:
             tailnet_site = GuildNetSite(
                 self.api.app.resource(),
-                HttpPolicy(settings.frontend_origin),
+                HttpPolicy.from_settings(settings),
                 interceptor=self.proxy,
                 identify=tailnet_identity,
             )
@@ -156,7 +156,7 @@ class HostApp(MultiService):
         if settings.tailnet_serve_socket is not None:
             serve_site = GuildNetSite(
                 self.api.app.resource(),
-                HttpPolicy(settings.frontend_origin),
+                HttpPolicy.from_settings(settings),
                 interceptor=self.proxy,
                 identify=serve_identity,
             )

@@ -68,11 +68,14 @@ class WhoIsCache:
     def forget(self) -> None:
         self._cache.clear()
 
-    async def lookup(self, host: str, port: int) -> PeerIdentity | None:
-        """The peer at host:port, or None when tailscaled does not know it."""
+    async def lookup(self, host: str, port: int, fresh: bool = False) -> PeerIdentity | None:
+        """The peer at host:port, or None when tailscaled does not know it.
+
+        ``fresh`` asks tailscaled even when a cached answer is young (a connection's
+        re-check: its identity must be no older than the TTL, not twice that)."""
         key = whois_cache_key(host, port)
         now = self._now()
-        if key is not None:
+        if key is not None and not fresh:
             hit = self._cache.get(key)
             if hit is not None and now - hit[0] < self.ttl:
                 return hit[1]
@@ -147,14 +150,14 @@ class _GateMixin(BufferingTLSTransport):
         if not isinstance(host, str) or not isinstance(port, int):
             self._settle(NOT_A_PEER)
             return
-        d = Deferred.fromCoroutine(self._resolve(host, port))
+        d = Deferred.fromCoroutine(self._resolve(host, port, fresh=not self._first))
         if not d.called:  # a cached answer has already settled
             self._lookup = d
 
-    async def _resolve(self, host: str, port: int) -> None:
+    async def _resolve(self, host: str, port: int, fresh: bool) -> None:
         result: Identity | Refusal
         try:
-            peer = await self.gate.whois.lookup(host, port)
+            peer = await self.gate.whois.lookup(host, port, fresh)
         except CancelledError:
             return  # the connection closed first
         except LocalAPIError as e:

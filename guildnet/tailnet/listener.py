@@ -217,9 +217,11 @@ class TailnetListener(Service):
     # reporting -------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """The ``tailnet`` part of /readyz: ok while it listens somewhere."""
+        """The ``tailnet`` part of /readyz: ok while it listens somewhere and tailscaled
+        answers as Running (without it no caller can be attributed: every request 503s)."""
+        running = self.status is not None and self.status.running
         out: dict[str, Any] = {
-            "ok": bool(self.ports),
+            "ok": bool(self.ports) and running,
             "mode": self.mode if isinstance(self.mode, str) else "explicit",
             "listening": sorted(str(a) for a in self.ports),
             "tailscaled": self.status.backend_state if self.status is not None else None,
@@ -237,6 +239,8 @@ class TailnetListener(Service):
             out["errors"] = errors
         if not self.ports:
             out["error"] = errors[0] if errors else "not listening yet"
+        elif not running:
+            out["error"] = errors[0] if errors else "tailscaled is not Running"
         return out
 
 

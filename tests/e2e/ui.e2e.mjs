@@ -321,6 +321,23 @@ try {
     await page.getByRole("button", { name: "Clear filters" }).click();
   });
 
+  await step("stop and start from the list; the server page says it is stopped", async () => {
+    const row = page.locator(`tr[data-server="${WS}"]`);
+    await row.locator('[data-action="stop"]').click();
+    await page.locator(`tr[data-server="${WS}"][data-phase="Stopped"]`).waitFor({ timeout: 60_000 });
+    await row.locator('[data-action="start"]').waitFor();
+    await shot("workspaces-stopped");
+    await row.getByRole("link", { name: WS, exact: true }).click();
+    await page.locator(".page-head .phase", { hasText: "Stopped" }).waitFor();
+    await page.locator('[data-stopped-reason="UserRequested"]').waitFor();
+    await shot("server-stopped");
+    await page.locator('.page-head [data-action="start"]').click();
+    await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 60_000 });
+    await page.locator('.page-head [data-action="restart"]').waitFor();
+    await page.getByRole("link", { name: "Workspaces" }).first().click();
+    await page.locator(`tr[data-server="${WS}"][data-phase="Running"]`).waitFor();
+  });
+
   await step("launch again with the same name: the server's 409 at the name field", async () => {
     await page.getByRole("link", { name: "Launch", exact: true }).click();
     await page.locator('[data-preset="web-app"]').waitFor();

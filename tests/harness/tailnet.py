@@ -375,14 +375,22 @@ class Tailnet:
 
         self.procs.wait(time.monotonic() + timeout, f"tailscaled {node.name} Running", running)
 
-    def restart_node(self, name: str) -> None:
-        """Stop a node's tailscaled (SIGKILL if it hangs, which happens) and start it again."""
+    def stop_node(self, name: str) -> None:
+        """Stop a node's tailscaled (SIGKILL if it hangs, which happens)."""
         node = self.nodes[name]
         self.procs.stop([f"tailscaled-{node.name}"], timeout=5.0)
         with contextlib.suppress(FileNotFoundError):
             node.socket_path.unlink()
+
+    def start_node(self, name: str) -> None:
+        """Start a stopped node's tailscaled again (same state: same addresses)."""
+        node = self.nodes[name]
         self._spawn_node(node)
         self._wait_running(node)
+
+    def restart_node(self, name: str) -> None:
+        self.stop_node(name)
+        self.start_node(name)
 
     def wait_peers(self, timeout: float = 60.0) -> None:
         """Every node sees every other node online (its netmap has it)."""

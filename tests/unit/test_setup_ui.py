@@ -38,7 +38,7 @@ def test_build_reason_names_the_missing_build_or_the_newer_source() -> None:
 
 def test_ui_sources_are_the_checkout_config_and_src_files_only() -> None:
     sources = {p.relative_to(REPO).as_posix() for p in setup_py.ui_sources(REPO / "ui")}
-    assert {"ui/package-lock.json", "ui/vite.config.ts", "ui/index.html"} <= sources
+    assert {"ui/package-lock.json", "ui/vite.config.ts", "ui/index.html", "ui/docs.html"} <= sources
     assert "ui/src/main.tsx" in sources
     assert not any("node_modules" in s for s in sources)
 

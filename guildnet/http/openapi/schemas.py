@@ -210,11 +210,20 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "phase": {"type": "string", "enum": list(workspace_phases())},
     "ready": BOOL,
     "readyReplicas": INT,
-    "url": {**STR, "description": "The workspace's canonical proxy URL (a path)."},
+    "url": {
+        **nullable(STR),
+        "description": "The workspace's canonical URL: a path on the Host App's origin, or "
+        "(WORKSPACE_ORIGIN=subdomain) the absolute URL of its own origin; null when it "
+        "can have none there.",
+    },
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
-    "stopped": {**BOOL, "description": "Stopped on purpose (spec.stopped): scaled to zero."},
+    "stopped": {
+        **BOOL,
+        "description": "Asked to be stopped (spec.stopped): ahead of the phase while the "
+        "operator catches up.",
+    },
     "owner": {
         **nullable(STR),
         "description": "Login of the person who launched it (null: unrecorded).",
@@ -494,7 +503,7 @@ def components() -> dict[str, Schema]:
         "Deleted": obj({"deleted": STR}),
         "WorkspaceSpec": workspace_spec(),
         "JobRequest": _job_request(),
-        "JobAccepted": obj({"id": STR, "url": STR}),
+        "JobAccepted": obj({"id": STR, "url": nullable(STR)}),
         "ServerSummary": obj(SERVER_SUMMARY_MEMBERS),
         "ServerList": arr(ref("ServerSummary"), "Oldest first, then by name."),
         "Condition": CONDITION,
@@ -511,7 +520,7 @@ def components() -> dict[str, Schema]:
                 "status": OPEN,
                 "conditions": arr(ref("Condition")),
                 "ports": arr(ref("Port")),
-                "proxyUrl": STR,
+                "proxyUrl": nullable(STR),
                 "serviceDNS": STR,
                 "hasPassword": BOOL,
                 "pods": arr(ref("Pod")),

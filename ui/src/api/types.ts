@@ -201,6 +201,8 @@ export interface JobRequest {
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   labels?: Record<string, string>;
   storage?: StorageSpec | "none";
+  /** Seconds without use before the idle culler stops it (0: never; absent: the Host App's default). */
+  idleTimeoutSeconds?: number;
 }
 
 /** PATCH /api/servers/{id}: each key given replaces that field; null removes it

@@ -44,7 +44,9 @@ export function progressSteps(conditions: Condition[] | undefined, phase: string
   return types.map((type) => {
     const c = byType.get(type);
     let state: StepState;
-    if (blocked) state = "waiting";
+    // Stopped is a state, not a step: true even though the pod steps are not.
+    if (type === "Stopped" && c?.status === "True") state = "done";
+    else if (blocked) state = "waiting";
     else if (c?.status === "True") state = "done";
     else {
       blocked = true;

@@ -146,6 +146,16 @@ describe("validateLaunch", () => {
     expect(ok.job?.body.resources).toEqual({ requests: { cpu: "250m" }, limits: { cpu: "1", memory: "1Gi" } });
   });
 
+  it("sends the idle timeout in seconds from whole minutes, blank for the default", () => {
+    expect(validateLaunch(form({ idleMinutes: "30" })).job?.body.idleTimeoutSeconds).toBe(1800);
+    expect(validateLaunch(form({ idleMinutes: " 0 " })).job?.body.idleTimeoutSeconds).toBe(0);
+    expect(validateLaunch(form({ idleMinutes: "" })).job?.body).not.toHaveProperty("idleTimeoutSeconds");
+    expect(validateLaunch(form({ idleMinutes: "1.5" })).errors).toEqual({
+      idleTimeoutSeconds: "must be a whole number of minutes",
+    });
+    expect(validateLaunch(form({ idleMinutes: "43201" })).errors.idleTimeoutSeconds).toMatch(/at most 43200/);
+  });
+
   it("sends args and command one per line", () => {
     const v = validateLaunch(form({ args: "\n--port\n8080\n\n", command: "/bin/app" }));
     expect(v.job?.body.args).toEqual(["--port", "8080"]);

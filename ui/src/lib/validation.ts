@@ -51,10 +51,15 @@ export interface LaunchForm {
   storageSize?: string;
   /** No home volume: files live as long as the container. */
   ephemeral?: boolean;
+  /** Minutes without use before the idle culler stops it: blank = the Host App's default, 0 = never. */
+  idleMinutes?: string;
 }
 
 /** A volume size: whole, more than zero (guildnet/operator/spec.py SIZE_PATTERN). */
 export const SIZE_RE = /^[1-9][0-9]*([KMGTPE]i|[kMGTPE])?$/;
+
+/** 30 days, the CRD's maximum idleTimeoutSeconds. */
+export const IDLE_MAX_MINUTES = 43200;
 
 export const emptyForm = (): LaunchForm => ({
   image: "",
@@ -67,6 +72,7 @@ export const emptyForm = (): LaunchForm => ({
   cpuLimit: "",
   memoryRequest: "",
   memoryLimit: "",
+  idleMinutes: "",
 });
 
 export type FieldErrors = Record<string, string>;
@@ -267,6 +273,15 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
     errors["storage.size"] = "must be a size such as '10Gi' or '500Mi'";
   }
 
+  // idle culling: whole minutes, at most 30 days (the CRD's idleTimeoutSeconds limit)
+  const idleRaw = (form.idleMinutes ?? "").trim();
+  let idleSeconds: number | null = null;
+  if (idleRaw) {
+    if (!/^[0-9]+$/.test(idleRaw)) errors.idleTimeoutSeconds = "must be a whole number of minutes";
+    else if (Number(idleRaw) > IDLE_MAX_MINUTES) errors.idleTimeoutSeconds = `must be at most ${IDLE_MAX_MINUTES} minutes (30 days)`;
+    else idleSeconds = Number(idleRaw) * 60;
+  }
+
   if (Object.keys(errors).length) return { errors, job: null };
 
   const body: JobRequest = { image };
@@ -286,6 +301,7 @@ export function validateLaunch(form: LaunchForm, defaults?: ImageDefaults | null
   }
   if (form.ephemeral) body.storage = "none";
   else if (storageSize && storageSize !== (defaults?.storage?.size ?? "")) body.storage = { size: storageSize };
+  if (idleSeconds !== null) body.idleTimeoutSeconds = idleSeconds;
   return {
     errors,
     job: { body, rows: { ports: sendPorts ? portRows : [], env: sendEnv ? envRows : [] } },

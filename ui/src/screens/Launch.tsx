@@ -409,6 +409,13 @@ export function LaunchScreen({ cluster }: { cluster: string }) {
               No volume (ephemeral: files are lost when the pod restarts)
             </label>
           </div>
+
+          <h3>Idle culling</h3>
+          <div className="grid-4">
+            <Field id={fieldId("idleTimeoutSeconds")} label="Stop after idle (minutes)" error={err("idleTimeoutSeconds")}>
+              <input {...inputProps("idleTimeoutSeconds")} inputMode="numeric" value={form.idleMinutes ?? ""} placeholder="default" title="Blank: the Host App's WORKSPACE_IDLE_TIMEOUT; 0: never. Stopping keeps the home volume." onChange={(e) => update({ idleMinutes: e.target.value }, true)} />
+            </Field>
+          </div>
         </details>
 
         {formError ? (
@@ -433,5 +440,5 @@ export function LaunchScreen({ cluster }: { cluster: string }) {
 }
 
 function isAdvancedField(field: string): boolean {
-  return /^(ports|env)\[\d+\]\.|^(args|command)$|^resources\.(requests|limits)\.(cpu|memory)$|^storage\./.test(field);
+  return /^(ports|env)\[\d+\]\.|^(args|command|idleTimeoutSeconds)$|^resources\.(requests|limits)\.(cpu|memory)$|^storage\./.test(field);
 }

@@ -537,7 +537,7 @@ function ChangeForm({ cluster, id, detail, onDone }: { cluster: string; id: stri
       .finally(() => setBusy(false));
   }
   return (
-    <details className="card" open={open} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
+    <details className="card advanced" open={open} onToggle={(e) => setOpen((e.target as HTMLDetailsElement).open)}>
       <summary>
         <h2>Change</h2>
         <span className="muted small">Image, environment, arguments, CPU and memory (the pod restarts; files stay)</span>
