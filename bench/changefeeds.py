@@ -40,6 +40,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -359,7 +360,7 @@ def stopping(*things: Any) -> Iterator[None]:
                 thing.stop()
 
 
-def run(args: argparse.Namespace, work: Path) -> int:
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     expect = int(args.rate * args.seconds)
     drain = args.drain
     client_bin = build_client(work)
@@ -405,7 +406,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     flush=True,
                 )
                 if hello["failed"]:
-                    return 1
+                    return None
                 time.sleep(3)  # let the connection burst settle before measuring memory
                 rss1 = memory_kib(app.pid)["VmRSS"]
                 alongside = start_direct_feed(server, "sse", expect, args.seconds + drain, work)
@@ -413,6 +414,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     pids = {"app": app.pid, "client": client.pid, "rdb": server.proc.pid}  # type: ignore[union-attr]
                     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
                     t0 = time.monotonic()
+                    profiler = start_profile(args, app.pid, work)
                     w1 = write(server, "sse", args.rate, args.seconds)
                     load_during = loadavg()
                     client.send({"expect": expect, "timeout": drain})
@@ -421,6 +423,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
                     mem = memory_kib(app.pid)
                     beside = alongside.read(drain + 30)
+                    if profiler is not None:
+                        profiler.wait(60)
         log_text = app.log_path.read_text(errors="replace")
     finally:
         server.close()
@@ -481,7 +485,61 @@ def run(args: argparse.Namespace, work: Path) -> int:
         )
     if "Traceback" in log_text:
         print(f"the Host App logged a traceback: {app.log_path}")
-    return 0
+    events = max(sse["delivered"], 1)
+    us_per_event = 1e6 * cpu["app"] / events
+    print(f"Host App CPU per subscriber-event delivered: {us_per_event:.2f} us")
+    if args.profile:
+        print_profile(work / "hostapp.pyspy")
+    return {
+        "p50_ms": sse["p50_ms"],
+        "p99_ms": sse["p99_ms"],
+        "base_p50_ms": base["p50_ms"],
+        "base_p99_ms": base["p99_ms"],
+        "beside_p99_ms": beside["p99_ms"],
+        "all_delivered": sse["delivered"] == sse["expected"],
+        "resyncs": sse["resyncs"],
+        "app_cpu_pct": 100 * cpu["app"] / window,
+        "us_per_event": us_per_event,
+        "kib_per_sub": (rss1 - rss0) / max(n, 1),
+        "peak_mib": mem["VmHWM"] / 1024,
+        "load": float(load_during.split()[0]),
+    }
+
+
+def start_profile(args: argparse.Namespace, pid: int, work: Path) -> subprocess.Popen[bytes] | None:
+    """``--profile``: py-spy (pip install py-spy into the venv) samples the Host App while
+    the writer runs; the raw (collapsed) stacks land in the work directory."""
+    if not args.profile:
+        return None
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        print("--profile: py-spy is not installed in this venv (pip install py-spy)")
+        return None
+    out = work / "hostapp.pyspy"
+    argv = [str(spy), "record", "-p", str(pid), "-d", str(int(args.seconds)), "-r", "100"]
+    argv += ["--nonblocking", "--format", "raw", "-o", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def print_profile(path: Path, top: int = 15) -> None:
+    """The functions the samples were in (self time), the busiest first."""
+    if not path.exists():
+        print("no profile was written")
+        return
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack:
+            continue
+        leaf = stack.split(";")[-1]
+        name, _, where = leaf.partition(" (")
+        key = f"{name} ({where.split(':')[0].rsplit('/', 1)[-1]}"
+        own[key] = own.get(key, 0) + int(samples)
+        total += int(samples)
+    print(f"profile of the Host App during the write ({total} samples, self time):")
+    for key, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * n / max(total, 1):5.1f}%  {key})")
 
 
 def main() -> int:
@@ -499,6 +557,10 @@ def main() -> int:
         help="seconds after the writer stops to wait for every event to arrive",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat, then print the medians")
+    parser.add_argument(
+        "--profile", action="store_true", help="sample the Host App with py-spy during the write"
+    )
     parser.add_argument("--direct-feed", help=argparse.SUPPRESS)  # child mode: the table
     parser.add_argument("--feed-server", help=argparse.SUPPRESS)
     parser.add_argument("--feed-expect", type=int, help=argparse.SUPPRESS)
@@ -515,14 +577,44 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * args.subscribers + 256:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    work = Path(tempfile.mkdtemp(prefix="guildnet-bench-cf-"))
-    try:
-        return run(args, work)
-    finally:
-        if args.keep:
-            print(f"logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    results: list[dict[str, Any]] = []
+    for i in range(args.runs):
+        if args.runs > 1:
+            print(f"\n=== run {i + 1} of {args.runs}", flush=True)
+        work = Path(tempfile.mkdtemp(prefix="guildnet-bench-cf-"))
+        try:
+            result = run(args, work)
+        finally:
+            if args.keep:
+                print(f"logs kept in {work}")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        if result is None:
+            return 1
+        results.append(result)
+    if len(results) > 1:
+        print_medians(args, results)
+    return 0
+
+
+def print_medians(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    def med(key: str) -> float:
+        return float(statistics.median(r[key] for r in results))
+
+    print(
+        f"\nmedians of {len(results)} runs, {args.subscribers} subscribers x {args.rate:g} rows/s"
+        f" for {args.seconds:g}s: SSE p50 {med('p50_ms'):.1f} ms p99 {med('p99_ms'):.1f} ms;"
+        f" direct feed p50 {med('base_p50_ms'):.1f} ms p99 {med('base_p99_ms'):.1f} ms"
+        f" (during the SSE run p99 {med('beside_p99_ms'):.1f} ms); SSE/direct p99"
+        f" x{med('p99_ms') / max(med('base_p99_ms'), 1e-9):.1f}; every event delivered in"
+        f" {sum(r['all_delivered'] for r in results)}/{len(results)} runs; resyncs"
+        f" {sum(r['resyncs'] for r in results)}; Host App {med('app_cpu_pct'):.0f}% of a core,"
+        f" {med('us_per_event'):.2f} us CPU per subscriber-event; {med('kib_per_sub'):.0f} KiB"
+        f" per subscriber, peak RSS {med('peak_mib'):.0f} MiB; load average {med('load'):.1f}"
+    )
+    print(
+        "per run (p50 / p99 ms):", [(round(r["p50_ms"], 1), round(r["p99_ms"], 1)) for r in results]
+    )
 
 
 if __name__ == "__main__":

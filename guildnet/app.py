@@ -5,6 +5,9 @@
     ├── Registry (MultiService) -> Instance per cluster
     ├── ProxyService (the /proxy engine: pooled upstreams, WebSocket splices)
     ├── HTTPS listener (one Site; Klein inside; the proxy intercepts /proxy heads)
+    ├── tailnet HTTPS listener (only with TAILNET_LISTEN: a second Site on the same
+    │   resource, each connection attributed by tailscaled's WhoIs)
+    ├── tailscale serve's unix socket (only with TAILNET_SERVE_SOCKET)
     └── plain-HTTP /metrics listener (only with METRICS_LISTEN)
 
 Children stop in reverse order, so the listener closes before the Registry
@@ -38,10 +41,15 @@ from guildnet.metrics.state import AppCollector
 from guildnet.monitor import ReactorMonitor
 from guildnet.operator.desired import OperatorConfig
 from guildnet.proxy.access import ProxyAccess
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine, ProxyService
 from guildnet.proxy.routes import RouteOptions, ServerRoutes
 from guildnet.rdb.manager import RDBConfig, manager_factory
+from guildnet.tailnet.gate import tailnet_identity
+from guildnet.tailnet.listener import ServeSocketService, TailnetListener
+from guildnet.tailnet.serve import serve_identity
 from guildnet.tls import find_certificate, server_context_factory, wildcard_names
+from guildnet.workspaces import culler
 from guildnet.workspaces.service import attach
 
 log = Logger()
@@ -84,6 +92,7 @@ class HostApp(MultiService):
         # The proxy sees each request head before Klein does (see GuildNetRequest).
         proxy_cfg = ProxyConfig.from_settings(settings)
         self.proxy = ProxyEngine(reactor, proxy_cfg)
+        self.activity = ActivityBook()
         routes = ServerRoutes(
             self.registry,
             lambda instance: attach(instance, operator_cfg, settings.embed_operator, reactor),
@@ -91,6 +100,18 @@ class HostApp(MultiService):
             reactor,
             RouteOptions.from_settings(settings),
             proxy_cfg.allowlist,
+            activity=self.activity,
+        )
+        # Idle culling: the proxy records activity per workspace; a culler per cluster.
+        self.registry.instance_hooks.append(
+            lambda instance: culler.attach(
+                attach(instance, operator_cfg, settings.embed_operator, reactor),
+                self.activity,
+                reactor,
+                default_timeout=settings.workspace_idle_timeout,
+                interval=settings.workspace_idle_check_interval,
+                routes=routes,
+            )
         )
         self.proxy.servers = routes
         self.proxy.managed = routes.managed
@@ -118,6 +139,31 @@ class HostApp(MultiService):
         self.listener = StreamServerEndpointService(endpoint, tls)
         self.listener._raiseSynchronously = True
         self.listener.setServiceParent(self)
+        self.tailnet: TailnetListener | None = None
+        if settings.tailnet_listen is not None:
+            tailnet_site = GuildNetSite(
+                self.api.app.resource(),
+                HttpPolicy(settings.frontend_origin),
+                interceptor=self.proxy,
+                identify=tailnet_identity,
+            )
+            self.tailnet = TailnetListener(
+                settings, tailnet_site, server_context_factory(self.cert), reactor
+            )
+            self.tailnet.setServiceParent(self)
+            self.api.tailnet = self.tailnet
+        self.serve_listener: ServeSocketService | None = None
+        if settings.tailnet_serve_socket is not None:
+            serve_site = GuildNetSite(
+                self.api.app.resource(),
+                HttpPolicy(settings.frontend_origin),
+                interceptor=self.proxy,
+                identify=serve_identity,
+            )
+            self.serve_listener = ServeSocketService(
+                settings.tailnet_serve_socket, serve_site, reactor
+            )
+            self.serve_listener.setServiceParent(self)
         self.metrics_listener: StreamServerEndpointService | None = None
         if settings.metrics_listen is not None:
             where = settings.metrics_listen
@@ -150,6 +196,12 @@ class HostApp(MultiService):
             listen=str(self.settings.listen),
             cert=str(self.cert.cert),
         )
+        if self.settings.tailnet_listen is not None:
+            log.info(
+                "tailnet listener: {mode} (tailscaled at {socket})",
+                mode=str(self.settings.tailnet_listen),
+                socket=str(self.settings.tailscale_socket),
+            )
         if self.settings.metrics_listen is not None:
             log.info("metrics on http://{listen}/metrics", listen=str(self.settings.metrics_listen))
         super().startService()

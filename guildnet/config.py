@@ -253,6 +253,32 @@ def parse_seconds(value: str) -> float:
     return seconds
 
 
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = 30 * 86400
+
+
+def parse_duration(value: str) -> float:
+    """Seconds (``1800``) or a duration (``30m``, ``1h30m``, ``2d``), 0 to 30 days; 0 is off."""
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for m in _DURATION_PART.finditer(text):
+            if m.start() != pos:
+                break
+            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(
+                f"{value!r} is not seconds or a duration such as 30m, 1h30m or 2d"
+            ) from None
+    if not 0 <= seconds <= MAX_DURATION:
+        raise ValueError(f"{value!r} out of range (0 to 30 days)")
+    return seconds
+
+
 def parse_file(value: str) -> Path:
     path = parse_path(value)
     if not path.is_file():
@@ -276,6 +302,26 @@ def parse_workspace_origin(value: str) -> str:
     if word not in ("single", "subdomain"):
         raise ValueError(f"{value!r} is neither 'single' nor 'subdomain'")
     return word
+
+
+def parse_tailnet_listen(value: str) -> ListenAddress | str | None:
+    """``off`` (None), ``auto`` (this node's Tailscale addresses, port 443) or host:port."""
+    word = value.strip().lower()
+    if word in ("off", "false", "no", "0"):
+        return None
+    if word == "auto":
+        return "auto"
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise ValueError(f"use off, auto or host:port ({e})") from None
+
+
+def parse_whois_ttl(value: str) -> float:
+    seconds = parse_seconds(value)
+    if not 1 <= seconds <= 600:
+        raise ValueError(f"{seconds} out of range (1-600 seconds)")
+    return seconds
 
 
 def parse_policy_file(value: str) -> Policy:
@@ -370,9 +416,26 @@ KNOBS: tuple[Knob, ...] = (
          "their base URL), comma-separated.", parse_hostports, ""),
     Knob("PORT_FORWARD_IDLE_TIMEOUT", "port-forward-idle-timeout",
          "Seconds an unused port-forward stays open.", parse_seconds, "600"),
+    Knob("WORKSPACE_IDLE_TIMEOUT", "workspace-idle-timeout",
+         "Stop a running workspace nobody used for this long: seconds or 30m, 1h30m, 2d "
+         "(0: never; spec.idleTimeoutSeconds overrides).", parse_duration, "0"),
+    Knob("WORKSPACE_IDLE_CHECK_INTERVAL", "workspace-idle-check-interval",
+         "Seconds between idle-culling checks.", parse_seconds, "30"),
     Knob("METRICS_LISTEN", "metrics-listen",
          "Also serve /metrics over plain HTTP here, host:port (unset: HTTPS listener only).",
          parse_listen, None),
+    Knob("TAILNET_LISTEN", "tailnet-listen",
+         "Serve HTTPS to the tailnet: off, auto (this node's Tailscale addresses, port 443) or "
+         "host:port (e.g. where a userspace-networking tailscaled forwards).",
+         parse_tailnet_listen, "off"),
+    Knob("TAILSCALE_SOCKET", "tailscale-socket", "tailscaled's LocalAPI unix socket.",
+         parse_path, "/var/run/tailscale/tailscaled.sock"),
+    Knob("TAILNET_SERVE_SOCKET", "tailnet-serve-socket",
+         "Also listen (plain HTTP, mode 0600) on this unix socket for `tailscale serve`, "
+         "trusting the identity headers it sets there.", parse_path, None),
+    Knob("TAILNET_WHOIS_TTL", "tailnet-whois-ttl",
+         "Seconds a tailnet peer's WhoIs answer is trusted before it is asked again (1-600).",
+         parse_whois_ttl, "15"),
     Knob("LOCAL_ROLE", "local-role",
          "Role of every caller on the loopback listener: admin, user or none.", parse_role,
          "admin"),
@@ -421,6 +484,11 @@ class Settings:
     metrics_listen: ListenAddress | None = None
     workspace_origin: str = "single"
     workspace_origin_domain: str | None = None
+    #: None (off), "auto", or an explicit address.
+    tailnet_listen: ListenAddress | str | None = None
+    tailscale_socket: Path = Path("/var/run/tailscale/tailscaled.sock")
+    tailnet_whois_ttl: float = 15.0
+    tailnet_serve_socket: Path | None = None
     workspace_storage_size: str | None = "10Gi"
     workspace_storage_class: str | None = None
     #: Default spec.resources per image kind ({} when the knob says none).
@@ -428,6 +496,8 @@ class Settings:
     workspace_app_resources: dict[str, Any] = attrs.field(factory=dict, hash=False)
     local_role: Role = Role.ADMIN
     policy: Policy = EMPTY_POLICY
+    workspace_idle_timeout: float = 0.0
+    workspace_idle_check_interval: float = 30.0
 
     @property
     def certs_dir(self) -> Path:
@@ -510,12 +580,18 @@ def load_settings(
         metrics_listen=values["METRICS_LISTEN"],
         workspace_origin=values["WORKSPACE_ORIGIN"],
         workspace_origin_domain=values["WORKSPACE_ORIGIN_DOMAIN"],
+        tailnet_listen=values["TAILNET_LISTEN"],
+        tailscale_socket=values["TAILSCALE_SOCKET"],
+        tailnet_whois_ttl=values["TAILNET_WHOIS_TTL"],
+        tailnet_serve_socket=values["TAILNET_SERVE_SOCKET"],
         workspace_storage_size=values["WORKSPACE_STORAGE_SIZE"],
         workspace_storage_class=values["WORKSPACE_STORAGE_CLASS"],
         workspace_ide_resources=values["WORKSPACE_IDE_RESOURCES"],
         workspace_app_resources=values["WORKSPACE_APP_RESOURCES"],
         local_role=values["LOCAL_ROLE"],
         policy=values["GUILDNET_POLICY"] or EMPTY_POLICY,
+        workspace_idle_timeout=values["WORKSPACE_IDLE_TIMEOUT"],
+        workspace_idle_check_interval=values["WORKSPACE_IDLE_CHECK_INTERVAL"],
     )
 
 

@@ -120,12 +120,19 @@ def write_self_signed(crt: Path, key: Path, hostname: str, extra_names: Sequence
 
 def server_context_factory(pair: CertPair) -> ssl.CertificateOptions:
     """TLS 1.2+ server options; extra certificates in the file form the chain."""
-    pem = pair.cert.read_bytes()
+    return server_context_from_pem(pair.cert.read_bytes(), pair.key.read_bytes(), str(pair.cert))
+
+
+def server_context_from_pem(pem: bytes, key_pem: bytes, where: str) -> ssl.CertificateOptions:
+    """TLS 1.2+ server options from PEM in memory (the certificate chain, then its key)."""
     marker = b"-----BEGIN CERTIFICATE-----"
     blocks = [marker + part for part in pem.split(marker)[1:]]
     if not blocks:
-        raise ValueError(f"{pair.cert}: no PEM certificate found")
-    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + pair.key.read_bytes())
+        raise ValueError(f"{where}: no PEM certificate found")
+    # Anything after the last certificate's END line (a key in a combined file) is not part of it.
+    end = b"-----END CERTIFICATE-----"
+    blocks = [b[: b.index(end) + len(end)] if end in b else b for b in blocks]
+    leaf = ssl.PrivateCertificate.loadPEM(blocks[0] + b"\n" + key_pem)
     chain = [ssl.Certificate.loadPEM(b).original for b in blocks[1:]]
     return ssl.CertificateOptions(
         privateKey=leaf.privateKey.original,

@@ -133,13 +133,18 @@ class Access:
         setattr(request, _CALLER_ATTR, caller)
         return caller
 
-    def cross_origin(self, request: Any) -> Refusal | None:
-        """The CSRF rule (``auth.csrf``) applied to the request's headers."""
-        if request.method in SAFE_METHODS:
+    def cross_origin(self, request: Any, upgrade: bool = False) -> Refusal | None:
+        """The CSRF rule (``auth.csrf``) applied to the request's headers.
+
+        ``upgrade``: a protocol upgrade (WebSocket) is a GET that opens a channel able to
+        act, and browsers let any page open one to any origin: it is judged as a POST.
+        """
+        method = b"POST" if upgrade else request.method
+        if method in SAFE_METHODS:
             return None  # the common case, without looking at headers
         headers = request.requestHeaders
         why = cross_origin_refusal(
-            request.method,
+            method,
             _first(headers.getRawHeaders(b"sec-fetch-site")),
             _first(headers.getRawHeaders(b"origin")),
             _first(headers.getRawHeaders(b"host")),

@@ -49,13 +49,13 @@ REQUIRED: Final[dict[tuple[str, str], Level]] = {
     ("GET", "/index.html"): P,
     ("GET", "/assets/"): P,
     ("GET", "/assets/{__rest__}"): P,
+    # the API's description and its page: static, the same for everyone (like the UI's JS)
+    ("GET", "/api/openapi.json"): P,
+    ("GET", "/api/docs"): P,
     # Per-route counters and cluster names: for people of the tailnet, not for any
     # device on it (a scraper gets a tag in the policy, or uses METRICS_LISTEN).
     ("GET", "/metrics"): U,
     ("GET", "/api/whoami"): A,
-    # The API's description is not a secret (the source is open); any identified caller.
-    ("GET", "/api/openapi.json"): A,
-    ("GET", "/api/docs"): A,
     ("GET", "/api/ui-config"): U,
     # clusters
     ("GET", "/api/clusters"): U,

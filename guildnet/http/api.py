@@ -15,7 +15,8 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from guildnet import __version__
-from guildnet.auth.access import Access
+from guildnet.auth.access import Access, caller_of
+from guildnet.auth.identity import Role
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Reachability
 from guildnet.cluster.kubeclient import KubeconfigError
@@ -56,6 +57,8 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
         self.registry = registry
         self.monitor = monitor
         self.exposition = exposition or Exposition()
+        #: The tailnet listener (TAILNET_LISTEN), reported by /readyz.
+        self.tailnet: Any = None
         self.access = Access.from_settings(settings)
 
     # errors ---------------------------------------------------------------
@@ -114,12 +117,17 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
         else:
             reach = yield self._reachability(DEFAULT_CLUSTER_ID)
             checks["cluster"] = _reach_json(reach)
+        if self.tailnet is not None:
+            checks["tailnet"] = self.tailnet.report()
         ok = all(c["ok"] for c in checks.values())
         # Non-fatal: the Host App serves workspaces without RethinkDB.
         checks["rethinkdb"] = self._rdb_check()
-        return write_json(
-            request, 200 if ok else 503, {"status": "ok" if ok else "unavailable", "checks": checks}
-        )
+        body: dict[str, Any] = {"status": "ok" if ok else "unavailable"}
+        # The details (paths, cluster errors) only for people with a role; a probe
+        # needs the status code, and /readyz answers anyone who reaches the listener.
+        if caller_of(request).role.at_least(Role.USER):
+            body["checks"] = checks
+        return write_json(request, 200 if ok else 503, body)
 
     def _rdb_check(self) -> dict[str, Any]:
         instance = self.registry.running_instance(DEFAULT_CLUSTER_ID)

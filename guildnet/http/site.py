@@ -18,6 +18,7 @@ from twisted.web import server
 from twisted.web.resource import IResource
 
 from guildnet.auth.access import user_header_value
+from guildnet.auth.attribution import Refusal, strip_identity_headers
 from guildnet.auth.identity import LOCAL_LOGIN, Identity, Source, identity_of, set_identity
 from guildnet.http.errors import error_body
 from guildnet.metrics import http as http_metrics
@@ -148,6 +149,9 @@ class GuildNetRequest(server.Request):
     metered = False
     #: An SSE stream or upgraded connection: no latency sample for its whole life.
     streaming = False
+    #: Set at the head when the listener would not attribute the request: answered
+    #: with this error before any routing (and never handed to the proxy).
+    refusal: Refusal | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The API speaks JSON: Twisted's form parsing would only buffer large
@@ -158,16 +162,25 @@ class GuildNetRequest(server.Request):
 
     def _identify(self, site: Any) -> None:
         """Attach the listener's identity for this request (never from its headers)."""
-        if identity_of(self) is None:
+        if identity_of(self) is None and self.refusal is None:
             identify = getattr(site, "identify", None)
             identity = identify(self) if identify is not None else None
-            if identity is not None:
+            if isinstance(identity, Refusal):
+                self.refusal = identity
+            elif identity is not None:
                 set_identity(self, identity)
 
     def gotLength(self, length: int | None) -> None:
         site = self.channel.site  # type: ignore[union-attr,attr-defined]
-        # Before the proxy or the router looks at the request.
+        # Who is asking: decided once, at the head, before the proxy or the router see
+        # the request, from the connection (only the serve socket's attribution reads
+        # the headers tailscaled set); then identity headers are dropped, so no handler
+        # or upstream ever sees a client's.
         self._identify(site)
+        strip_identity_headers(self.requestHeaders)
+        if self.refusal is not None:
+            super().gotLength(length)
+            return
         interceptor = getattr(site, "interceptor", None)
         if interceptor is not None:
             self._intercepted = interceptor.intercept(self, length)
@@ -218,10 +231,18 @@ class GuildNetRequest(server.Request):
                 return
         for name, value in cors_headers(policy, origin):
             self.setHeader(name, value)
+        if self.refusal is not None:
+            self._refuse(self.refusal)
+            return
         if self.method == b"OPTIONS" and self.getHeader(b"access-control-request-method"):
             self._preflight(origin is not None and bool(cors_headers(policy, origin)))
             return
         super().process()
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.route_template = "refused"
+        self.write(error_body(self, refusal.status, refusal.code, refusal.message))
+        self.finish()
 
     def _preflight(self, allowed: bool) -> None:
         self.route_template = "cors_preflight"
@@ -280,14 +301,15 @@ class GuildNetSite(server.Site):
         resource: IResource,
         policy: HttpPolicy,
         interceptor: RequestInterceptor | None = None,
-        identify: Callable[[Any], Identity | None] | None = local_identity,
+        identify: Callable[[Any], Identity | Refusal | None] | None = local_identity,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, requestFactory=GuildNetRequest, **kwargs)
         self.policy = policy
         self.interceptor = interceptor
         #: Who each request is from (per listener: loopback = the local user); None
-        #: leaves requests unidentified, which authorization refuses.
+        #: leaves requests unidentified, which authorization refuses; a Refusal is
+        #: answered before any routing (the tailnet listener's unknown peers).
         self.identify = identify
         self.noisy = False
 

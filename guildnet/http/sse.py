@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from guildnet.http import errors
 from guildnet.metrics import http as http_metrics
+from guildnet.proxy.netutil import send_at_once, set_nodelay, write_through
 
 log = Logger()
 
@@ -70,6 +71,39 @@ def json_data(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+class Frames:
+    """Encoded SSE events, written unchanged to any number of streams.
+
+    A fan-out (one changefeed, many subscribers) encodes each event once and hands the
+    same bytes to every stream; ``chunk`` (the HTTP/1.1 chunk carrying them) is also made
+    once, on first use, so a stream on a chunked HTTP/1.1 response only copies it out.
+    """
+
+    __slots__ = ("_chunk", "count", "data")
+
+    def __init__(self, data: bytes, count: int = 1) -> None:
+        self.data = data
+        self.count = count
+        self._chunk: bytes | None = None
+
+    @classmethod
+    def event(cls, obj: Any, event: str | None = None, event_id: str | None = None) -> Frames:
+        return cls(frame(json_data(obj), event, event_id))
+
+    @classmethod
+    def join(cls, parts: list[Frames]) -> Frames:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(b"".join(p.data for p in parts), sum(p.count for p in parts))
+
+    @property
+    def chunk(self) -> bytes:
+        c = self._chunk
+        if c is None:
+            c = self._chunk = b"%x\r\n%b\r\n" % (len(self.data), self.data)
+        return c
+
+
 @implementer(IPushProducer)
 class SSEStream:
     """One ``text/event-stream`` response; all methods run on the reactor thread.
@@ -103,6 +137,8 @@ class SSEStream:
         self.closed = False
         self.client_gone = False
         self.events_sent = 0
+        #: Writes a ready-made HTTP/1.1 chunk straight to the TLS layer (see ``start``).
+        self._direct: Callable[[bytes], object] | None = None
         self.done: Deferred[None] = Deferred(lambda _: self._cancelled())
 
     # life cycle ---------------------------------------------------------------------------
@@ -126,6 +162,7 @@ class SSEStream:
         if self._retry is not None:
             first = f"retry: {self._retry}\n\n".encode() + first
         request.write(first)
+        self._direct = _direct_writer(request)
         loop = LoopingCall(self._beat)
         loop.clock = self._reactor
         loop.start(self._heartbeat_interval, now=False)
@@ -191,7 +228,7 @@ class SSEStream:
     def send(self, data: str, event: str | None = None, event_id: str | None = None) -> None:
         if not self.open:
             return
-        self.request.write(frame(data, event, event_id))
+        self._write(frame(data, event, event_id))
         self.events_sent += 1
 
     def send_json(self, obj: Any, event: str | None = None, event_id: str | None = None) -> None:
@@ -202,13 +239,33 @@ class SSEStream:
             check_event(self.request, event, obj)
         self.send(json_data(obj), event, event_id)
 
+    def send_frames(self, frames: Frames) -> None:
+        """Events encoded once for many streams (``Frames``): no per-stream encoding."""
+        if not self.open:
+            return
+        direct = self._direct
+        if direct is not None:
+            direct(frames.chunk)
+            self.request.sentLength += len(frames.data)
+        else:
+            self.request.write(frames.data)
+        self.events_sent += frames.count
+
     def comment(self, text: str) -> None:
         if self.open:
-            self.request.write(comment(text))
+            self._write(comment(text))
 
     def _beat(self) -> None:
         if self.open and self.flow.is_set():
-            self.request.write(comment("heartbeat"))
+            self._write(comment("heartbeat"))
+
+    def _write(self, data: bytes) -> None:
+        direct = self._direct
+        if direct is not None:
+            direct(b"%x\r\n%b\r\n" % (len(data), data))
+            self.request.sentLength += len(data)
+        else:
+            self.request.write(data)
 
     # IPushProducer ------------------------------------------------------------------------
 
@@ -235,3 +292,34 @@ class SSEStream:
         self.client_gone = True
         self.flow.set()
         self._reactor.callLater(0, self._close)
+
+
+def _direct_writer(request: Any) -> Callable[[bytes], object] | None:
+    """How to write body chunks of this response without ``Request.write``, if it can be.
+
+    Only for a chunked HTTP/1.1 response (headers sent, no content encoding) over a TLS
+    transport that can encrypt a write at once (``LeanTLSTransport.write_now``): a
+    changefeed writes the same event to hundreds of streams in one reactor turn, and per
+    stream ``Request.write`` re-frames the chunk while Twisted's TLS layer holds each write
+    for a timer of its own. The ciphertext is sent at once (``send_at_once``, behind
+    anything written before) with Nagle off; a full socket buffer still queues in
+    Twisted and pauses the stream (back-pressure is unchanged).
+    """
+    channel = getattr(request, "channel", None)
+    transport: Any = getattr(channel, "transport", None)
+    write_now = getattr(transport, "write_now", None)
+    if (
+        write_now is None
+        or not getattr(request, "chunked", False)
+        or not getattr(request, "startedWriting", False)
+        or getattr(request, "_encoder", None) is not None
+        or getattr(request, "method", b"GET") == b"HEAD"
+    ):
+        return None
+    set_nodelay(transport)
+    write_through(transport)
+    # The encrypted event leaves at once, not at the end of the turn: with hundreds of
+    # streams written in one turn, the first would otherwise wait for the last.
+    transport._send_at_once = send_at_once(transport)
+    result: Callable[[bytes], object] = write_now
+    return result

@@ -21,7 +21,7 @@ from typing import Any
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
 try:  # OpenSSL itself, through the cffi binding pyOpenSSL is built on
@@ -117,7 +117,8 @@ class RawTLS:
         size = _bio_pending(self._from, _NULL)
         if size <= 0:
             return b""
-        buf = _new("char[]", size)
+        # Small amounts (an event or a few) through the shared buffer: no allocation.
+        buf = _read_buffer if size <= READ_SIZE else _new("char[]", size)
         n = _BIO_read(self._from, buf, size)
         return _buffer(buf, n)[:] if n > 0 else b""
 
@@ -148,6 +149,49 @@ class LeanTLSTransport(BufferingTLSTransport):
             return None
         raw = self._raw = RawTLS(conn)
         return raw
+
+    def write_now(self, data: bytes) -> None:
+        """Encrypt ``data`` now, behind what the small-write aggregator holds, and hand
+        the ciphertext to ``send`` (the socket's immediate send, ``send_at_once``) or to
+        the TCP transport.
+
+        For a writer that already gathers a whole reactor turn's output into one write
+        per connection (a changefeed fanned out to many streams): the aggregator would
+        only add a timer per connection and a turn of delay. The common case (handshake
+        done, one record, nothing held back) is a straight line of OpenSSL calls.
+        """
+        aggregator = self._aggregator
+        held = getattr(aggregator, "_buffer", None)
+        if held is None:
+            return  # the connection is gone (Twisted swapped in its null aggregator)
+        if held:
+            aggregator.flush()
+        raw = self._raw
+        if (
+            raw is None
+            or raw._conn is not self._tlsConnection
+            or self._lostTLSConnection
+            or self.disconnecting
+            or self._appSendBuffer
+            or len(data) > 16384
+        ):
+            TLSMemoryBIOProtocol.write(self, data)
+            return
+        try:
+            raw.write(data)  # all of it: one record's worth at most
+        except Error:
+            TLSMemoryBIOProtocol.write(self, data)  # Twisted's path buffers or fails it
+            return
+        out = raw.drain()
+        if out:
+            send = self._send_at_once
+            if send is not None:
+                send(out)
+            elif self.transport is not None:
+                self.transport.write(out)
+
+    #: Set by the SSE layer: the socket's immediate send (``netutil.send_at_once``).
+    _send_at_once: Any = None
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:

@@ -188,6 +188,12 @@ def _server_id(value: str, field: str = "id") -> str:
         raise bad_field(field, e.message) from None
 
 
+def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
+    """The cluster's idle culler's view of a workspace (``idle`` in its JSON), if any."""
+    culler = getattr(svc, "culler", None)
+    return None if culler is None else culler.view  # type: ignore[no-any-return]
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
 
@@ -386,7 +392,9 @@ class WorkspaceRoutes:
         _, svc = await self._workspaces(cluster_id)
         visible = _visible_to(caller_of(request))
         shown = [w for w in svc.workspaces() if visible(w)]
-        return write_json(request, 200, views.server_list(shown, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_list(shown, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>", ["GET"])
     async def get_server(
@@ -403,7 +411,7 @@ class WorkspaceRoutes:
         secret = svc.informers["Secret"].get(svc.namespace, C.password_secret_name(server_id))
         has_password = secret_password(secret) is not None
         detail = views.server_detail(
-            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins
+            ws, cluster_id, svc.namespace, pods, events, has_password, self._origins, _idle_of(svc)
         )
         return write_json(request, 200, detail)
 
@@ -507,7 +515,9 @@ class WorkspaceRoutes:
                     409, "conflict", f"server {server_id!r} changed meanwhile; read it again"
                 ) from None
             raise _kube_error(e) from None
-        return write_json(request, 200, views.server_summary(patched, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_summary(patched, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/admin/stop-all", ["POST"])
     async def stop_all(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
@@ -568,7 +578,9 @@ class WorkspaceRoutes:
             request.setHeader(b"location", url.encode())
             request.setHeader(b"cache-control", b"no-store")
             return b""
-        return write_json(request, 200, views.server_summary(ws, cluster_id, self._origins))
+        return write_json(
+            request, 200, views.server_summary(ws, cluster_id, self._origins, _idle_of(svc))
+        )
 
     @cluster_route("/api/servers/<server_id>/stop", ["POST"])
     async def stop_server(
@@ -682,6 +694,7 @@ class WorkspaceRoutes:
         stream = SSEStream(request, _reactor(), cluster=instance.cluster_id, kind="servers")
         visible = _visible_to(caller_of(request))
         origins = self._origins
+        idle = _idle_of(svc)
 
         def on_workspace(type_: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
             # Another's workspace is not there at all; one whose owner changed appears
@@ -691,9 +704,9 @@ class WorkspaceRoutes:
                 if visible(obj) or shown_before:
                     stream.send_json({"id": views.name_of(obj)}, event="deleted")
                 return
-            new_state = views.server_state(obj, cluster_id, origins)
+            new_state = views.server_state(obj, cluster_id, origins, idle)
             old_state = (
-                views.server_state(old, cluster_id, origins) if shown_before and old else None
+                views.server_state(old, cluster_id, origins, idle) if shown_before and old else None
             )
             change = views.server_change(type_, new_state, old_state)
             if change is not None:
@@ -720,7 +733,7 @@ class WorkspaceRoutes:
             {
                 "cluster": cluster_id,
                 "servers": views.server_list(
-                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins
+                    [w for w in svc.workspaces() if visible(w)], cluster_id, origins, idle
                 ),
             },
             event="snapshot",

@@ -51,3 +51,19 @@ INFORMER_RELISTS = per_cluster(
         registry=REGISTRY,
     )
 )
+IDLE_CULLS = per_cluster(
+    Counter(
+        "guildnet_workspaces_idle_culled",
+        "Workspaces the idle culler stopped (spec.stopped with reason Idle).",
+        ["cluster"],
+        registry=REGISTRY,
+    )
+)
+ACTIVITY_RECORDS = per_cluster(
+    Counter(
+        "guildnet_workspace_activity_records",
+        "Writes of the guildnet.io/last-activity annotation by this Host App.",
+        ["cluster"],
+        registry=REGISTRY,
+    )
+)

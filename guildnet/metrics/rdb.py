@@ -3,8 +3,9 @@
 Connection state, open changefeeds and SSE subscribers are read at scrape time from the
 cluster's ``RDBManager`` and feed hub (``state``: guildnet_rdb_connected,
 guildnet_rdb_changefeeds_active, guildnet_rdb_sse_subscribers). The event families below
-are declared for the DB code to increment where its events happen (reconnect, subscriber
-drop or resync, query); not all of those call sites are wired yet.
+are incremented where their events happen: reconnects by the manager, when an established
+connection is lost or its ping fails; subscriber resets by the feed hub; query latency by
+``RDBManager.run`` (every query the API, the feeds and the monitor make).
 """
 
 from __future__ import annotations
@@ -13,10 +14,20 @@ from prometheus_client import Counter, Histogram
 
 from guildnet.metrics.core import REGISTRY, per_cluster
 
+RECONNECTS = per_cluster(
+    Counter(
+        "guildnet_rdb_reconnects",
+        "Established RethinkDB connections lost (dropped, or a failed ping) and reconnected.",
+        ["cluster"],
+        registry=REGISTRY,
+    )
+)
 SUBSCRIBER_RESETS = per_cluster(
     Counter(
         "guildnet_rdb_subscriber_resets",
-        "Subscribers dropped (too slow) or resynced (feed error or reconnect), by action.",
+        "Changefeed subscribers resynced, by action: slow_client (its bounded buffer "
+        "overflowed), feed_lost (the server feed failed or restarted), reconnected "
+        "(Last-Event-ID), gone (the table was dropped and the stream ended).",
         ["cluster", "action"],
         registry=REGISTRY,
     )
@@ -24,7 +35,8 @@ SUBSCRIBER_RESETS = per_cluster(
 QUERY_DURATION = per_cluster(
     Histogram(
         "guildnet_rdb_query_duration_seconds",
-        "RethinkDB query latency, by operation.",
+        "RethinkDB query latency, by operation (the outermost ReQL term, e.g. insert, "
+        "changes; ping for the monitor's).",
         ["cluster", "op"],
         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         registry=REGISTRY,

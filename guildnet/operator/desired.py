@@ -20,7 +20,8 @@ Decisions (see the issue and lessons.md):
   image put in that directory, which is what users expect of a home (JupyterHub does the
   same); ``"storage": "none"`` keeps the old ephemeral behaviour.
 * Probes: HTTP GET on the first TCP port (redirects count as success) of the image's
-  probe path (``/``; Jupyter ``/api``, which answers without the token) under the app's
+  probe path (``/``; code-server ``/healthz``, which is not counted as use; Jupyter ``/api``,
+  which answers without the token) under the app's
   base path: ``/`` in strip mode, the workspace's canonical prefix in preserve mode.
   Readiness from 5 s every 10 s; liveness only after 60 s and then 6 misses 20 s apart,
   so a slow IDE gets ~3 minutes before a restart. No startup probe.

@@ -135,6 +135,9 @@ def image_defaults(image: str) -> ImageDefaults:
         ports: tuple[Port, ...] = (Port(port, "http"),)
         password_env: str | None = "PASSWORD"
         home = LINUXSERVER_HOME if linuxserver else CODE_SERVER_HOME
+        # /healthz answers without a login and, unlike every other path, does not count
+        # as use (code-server's heartbeat): probes on / would keep it busy forever.
+        probe_path = "/healthz"
     elif kind == "jupyter":
         ports = (Port(JUPYTER_PORT, "http"),)
         password_env = "JUPYTER_TOKEN"

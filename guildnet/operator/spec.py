@@ -70,6 +70,7 @@ RESERVED_LABEL_KEYS: Final = (LABEL_MANAGED_BY, LABEL_NAME)
 EXPOSURE_TYPES: Final = ("ClusterIP", "LoadBalancer", "Ingress")
 PATH_MODES: Final = ("strip", "preserve")
 HOST_MAX_LEN: Final = 253
+IDLE_TIMEOUT_MAX: Final = 30 * 86400  # seconds; ``workspaces.idle.MAX_IDLE_TIMEOUT``
 
 _SPEC_KEYS: Final = frozenset(
     {
@@ -82,6 +83,9 @@ MOUNT_PATH_MAX_LEN: Final = 1024
 MOUNT_PATH_PATTERN: Final = r"^(/[^/:\x00]+)+$"
 SIZE_PATTERN: Final = r"^[1-9][0-9]*([KMGTPE]i|[kMGTPE])?$"  # whole, more than zero
 STORAGE_CLASS_MAX_LEN: Final = 253
+
+#: Idle culling (``workspaces.idle``): ``idleTimeoutSeconds`` overrides WORKSPACE_IDLE_TIMEOUT.
+_IDLE_KEYS: Final = frozenset({"idleTimeoutSeconds"})
 
 
 class SpecError(ValueError):
@@ -228,6 +232,8 @@ class WorkspaceSpec:
     #: Scaled to zero: the volume, Secret and Service stay (``POST /api/servers/{id}/stop``).
     stopped: bool = False
     storage: Storage | None = None
+    #: Seconds without use before the idle culler stops it (0: never; None: the knob).
+    idle_timeout_seconds: int | None = None
 
     @property
     def labels_dict(self) -> dict[str, str]:
@@ -263,6 +269,8 @@ class WorkspaceSpec:
             out["stopped"] = True
         if self.storage is not None:
             out["storage"] = self.storage.to_dict()
+        if self.idle_timeout_seconds is not None:
+            out["idleTimeoutSeconds"] = self.idle_timeout_seconds
         return out
 
 
@@ -577,7 +585,7 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
     Raises SpecError naming the first bad field. Unknown fields are errors: the API server
     would prune them silently, and a setting that vanishes is worse than a 400.
     """
-    spec = _obj(data, "", _SPEC_KEYS)
+    spec = _obj(data, "", _SPEC_KEYS | _IDLE_KEYS)
     if "image" not in spec:
         raise SpecError("image", "is required")
     image = _str(spec["image"], "image", max_len=IMAGE_MAX_LEN, min_len=1)
@@ -598,6 +606,11 @@ def parse_spec(data: Mapping[str, Any]) -> WorkspaceSpec:
         proxy=_parse_proxy(spec["proxy"]) if "proxy" in spec else None,
         stopped=stopped,
         storage=_parse_storage(spec["storage"]) if "storage" in spec else None,
+        idle_timeout_seconds=(
+            _int(spec["idleTimeoutSeconds"], "idleTimeoutSeconds", 0, IDLE_TIMEOUT_MAX)
+            if "idleTimeoutSeconds" in spec
+            else None
+        ),
     )
 
 

@@ -1,6 +1,9 @@
 """Authorization of ``/proxy/...`` requests, decided before anything is dialed.
 
-* Mutating requests pass the CSRF rule (``auth.csrf``), as API requests do.
+* Mutating requests pass the CSRF rule (``auth.csrf``), as API requests do, and so do
+  WebSocket handshakes: any page may open a WebSocket to any origin, and a workspace
+  app that does not check ``Origin`` itself (a terminal, say) would then take orders
+  from every site its owner visits.
 * Admins may use every proxy path.
 * Users may open their own workspaces (``/proxy/server/{id}/`` and the per-cluster
   spelling): the Workspace comes from the cluster's caches, synchronously when they are
@@ -47,7 +50,8 @@ class ProxyAccess:
 
     def check(self, request: Any, path: ProxyPath) -> Deferred[None] | None:
         caller = self.access.caller(request)
-        refusal = self.access.cross_origin(request) or decide(Level.USER, caller)
+        upgrade = bool(request.requestHeaders.getRawHeaders(b"upgrade"))
+        refusal = self.access.cross_origin(request, upgrade) or decide(Level.USER, caller)
         if refusal is not None:
             raise _refused(refusal, caller)
         if caller.role is Role.ADMIN or path.redirect_to is not None:

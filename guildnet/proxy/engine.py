@@ -46,6 +46,7 @@ from guildnet.http.site import accept_request_id, new_request_id
 from guildnet.metrics import http as http_metrics
 from guildnet.metrics import proxy as proxy_metrics
 from guildnet.proxy import headers as H
+from guildnet.proxy.activity import Activity
 from guildnet.proxy.netutil import (
     flush_tls,
     is_ip,
@@ -123,6 +124,9 @@ class Target:
     #: Path mode "preserve": the upstream gets the full public path (``/proxy/server/
     #: ws1/lab``), for apps told their base URL (Jupyter); else the path below the prefix.
     preserve_path: bool = False
+    #: The workspace's activity record (``activity``): requests and chunks through this
+    #: target write its time. None for explicit ``/proxy/{host:port}`` targets.
+    activity: Activity | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -532,6 +536,7 @@ class ProxyExchange:
         self._waiting: Deferred[Any] | None = None
         self._finish_pending = False
         self._fallback_tried = False
+        self.activity: Activity | None = None
         # Request fields the access log and Request.write rely on.
         request.defaultContentType = None
         request.request_id = _request_id(request)
@@ -652,6 +657,9 @@ class ProxyExchange:
     def _got_target(self, resolved: Resolved) -> None:
         self._waiting = None
         self.target = resolved.target
+        activity = self.activity = resolved.target.activity
+        if activity is not None:
+            activity.at = self.engine.now()
         if self.client_gone:
             if resolved.connection is not None:
                 self.engine.pool._release(resolved.connection)
@@ -800,7 +808,9 @@ class ProxyExchange:
         self.bytes_in += len(data)
         if self.done or self.client_gone:
             return
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
+        if self.activity is not None:
+            self.activity.at = t
         if self.length is None:
             data = b"%x\r\n%s\r\n" % (len(data), data)
         conn = self.conn
@@ -937,7 +947,9 @@ class ProxyExchange:
         self.channel.write(b"".join(lines))
 
     def upstream_body(self, data: bytes) -> None:
-        self.last_active = self.engine.now()
+        self.last_active = t = self.engine.now()
+        if self.activity is not None:
+            self.activity.at = t
         if not self.client_gone:
             self.request.write(data)
 
@@ -1019,6 +1031,7 @@ class ProxyExchange:
             description=f"{self.path.prefix} via {self.target.route}",
         )
         splice.metric_labels = (self._metric_cluster(), self.target.route)
+        splice.activity = self.activity
         self.engine.splices.add(splice)
         self.engine.stats["upgrades"] += 1
         # Hand the client connection over: the channel stops parsing HTTP.

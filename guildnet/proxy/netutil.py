@@ -142,14 +142,17 @@ def write_through(transport: Any) -> None:
 
     at_end_of_turn = getattr(getattr(tcp, "reactor", None), "at_end_of_turn", None)
     write: Callable[[bytes], None]
+    at_once: Callable[[bytes], None]
     if at_end_of_turn is None:
-        write = send_now
+        write = at_once = send_now
     else:
         # With guildnet.reactor: what is written during a reactor turn leaves in one
         # send at its end (Twisted's own write path would wait a whole turn more).
         pending: list[bytes] = []
 
         def flush() -> None:
+            if not pending:
+                return
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
             send_now(data)
@@ -160,9 +163,27 @@ def write_through(transport: Any) -> None:
                     at_end_of_turn(flush)
                 pending.append(data)
 
+        def at_once(data: bytes) -> None:
+            if pending:
+                flush()
+            send_now(data)
+
     target.__dict__["_guildnet_write_through"] = True
+    #: For a writer that gathered a whole turn already (``send_at_once``).
+    target.__dict__["_guildnet_send_at_once"] = at_once
     target.__dict__["write"] = write  # as BufferingTLSTransport does with its aggregator
     target.__dict__["writeSequence"] = lambda seq: write(b"".join(seq))
+
+
+def send_at_once(transport: Any) -> Callable[[bytes], None] | None:
+    """After ``write_through(transport)``: a write that leaves now rather than at the end
+    of the turn (behind anything written before it), for a writer whose one write per
+    connection is already the whole turn's output; else None."""
+    found = _raw_writer(transport)
+    if found is None:
+        return None
+    fn: Callable[[bytes], None] | None = found[0].__dict__.get("_guildnet_send_at_once")
+    return fn
 
 
 def flush_tls(transport: Any) -> None:

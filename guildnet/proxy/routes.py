@@ -31,6 +31,7 @@ from guildnet.metrics import proxy as proxy_metrics
 from guildnet.operator.constants import LABEL_WORKSPACE
 from guildnet.operator.desired import path_mode
 from guildnet.operator.status import is_stopped
+from guildnet.proxy.activity import ActivityBook
 from guildnet.proxy.engine import ProxyFailure, Resolved, Target, resolve_host
 from guildnet.proxy.kubeapi import ApiServer, api_server
 from guildnet.proxy.netutil import is_ip
@@ -103,8 +104,11 @@ class ServerRoutes:
         reactor: Any,
         options: RouteOptions,
         allowlist: Allowlist,
+        activity: ActivityBook | None = None,
     ) -> None:
         self.registry = registry
+        #: Where resolved targets get their workspace's activity record (the culler reads it).
+        self.activity = activity
         self.workspaces = workspaces
         self.pool = pool
         self.reactor = reactor
@@ -305,6 +309,7 @@ class ClusterRoutes:
                     resolved.target,
                     upstream_origins=target.upstream_origins,
                     preserve_path=target.preserve_path,
+                    activity=target.activity,
                 ),
                 resolved.connection,
             )
@@ -406,6 +411,12 @@ class ClusterRoutes:
             if preserve:
                 resolved = Resolved(
                     attrs.evolve(resolved.target, preserve_path=True), resolved.connection
+                )
+            book = self.parent.activity
+            if book is not None:
+                entry = book.entry(self.cluster_id, self.workspaces.namespace, name)
+                resolved = Resolved(
+                    attrs.evolve(resolved.target, activity=entry), resolved.connection
                 )
             if not self.closed:
                 self.cache[name] = resolved.target

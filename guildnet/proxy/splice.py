@@ -20,6 +20,7 @@ from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from guildnet.proxy.activity import PING_PONG, Activity, is_keepalive
 from guildnet.proxy.netutil import set_keepalive, set_nodelay, write_through
 from guildnet.proxy.tlsdirect import take_over
 from guildnet.proxy.upstream import UpstreamConnection
@@ -63,6 +64,9 @@ class Splice:
 
     #: ``(cluster, route kind)`` of guildnet_proxy_websockets_open (set by the engine).
     metric_labels: tuple[str, str] = ("", "direct")
+    #: The workspace's activity record (set by the engine): each chunk either way that
+    #: is not a lone WebSocket ping/pong writes its time.
+    activity: Activity | None = None
 
     def __init__(
         self,
@@ -126,8 +130,11 @@ class Splice:
     def from_client(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_active = self.now()
+        self.last_active = t = self.now()
         self.bytes_up += len(data)
+        activity = self.activity
+        if activity is not None and (data[0] not in PING_PONG or not is_keepalive(data)):
+            activity.at = t
         self.upstream.write_body(data)
 
     def client_lost(self, reason: Failure) -> None:
@@ -151,8 +158,11 @@ class Splice:
     def raw_data(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_active = self.now()
+        self.last_active = t = self.now()
         self.bytes_down += len(data)
+        activity = self.activity
+        if activity is not None and (data[0] not in PING_PONG or not is_keepalive(data)):
+            activity.at = t
         self._write_client(data)
 
     def raw_lost(self, reason: Failure) -> None:

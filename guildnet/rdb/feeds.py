@@ -30,6 +30,8 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, ensur
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from guildnet.http.sse import Frames, frame, json_data
+from guildnet.metrics import rdb as rdb_metrics
 from guildnet.rdb import query as Q
 from guildnet.rdb.driver import r
 from guildnet.rdb.manager import RDBManager, RDBUnavailable
@@ -50,7 +52,7 @@ class Sink:
 
     writable: bool
 
-    def send_json(self, obj: Any, event: str | None = None, event_id: str | None = None) -> None:
+    def send_frames(self, frames: Frames) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -58,34 +60,44 @@ class Sink:
 
 
 class Subscriber:
-    """One client of a feed with a bounded queue of events not yet written."""
+    """One client of a feed with a bounded queue of encoded events not yet written."""
 
     def __init__(self, feed: Feed, sink: Any, resume: bool) -> None:
         self.feed = feed
         self.sink = sink
-        self.queue: collections.deque[tuple[str, Any, str | None]] = collections.deque()
+        self.queue: collections.deque[Frames] = collections.deque()
+        self.queued = 0  # events in ``queue``
         self.synced = False  # has had a snapshot of the current feed epoch
         self.overflowed = False
         self.pending_resync = resume
         self.resyncs = 0
 
-    def emit(self, event: str, data: Any, event_id: str | None = None) -> None:
+    def push(self, frames: Frames) -> None:
+        """Write now while the client keeps up; else queue, bounded (then a resync)."""
         if self.overflowed:
             return
         if not self.queue and self.sink.writable:
-            self.sink.send_json(data, event=event, event_id=event_id)
+            self.sink.send_frames(frames)
             return
-        self.queue.append((event, data, event_id))
-        if len(self.queue) > SUBSCRIBER_QUEUE:
+        self.queue.append(frames)
+        self.queued += frames.count
+        if self.queued > SUBSCRIBER_QUEUE:
             # Never unbounded memory: drop what it has not read; it re-reads on resync.
             self.queue.clear()
+            self.queued = 0
             self.overflowed = True
             self.synced = False
 
+    def emit(self, event: str, data: Any, event_id: str | None = None) -> None:
+        self.push(Frames.event(data, event, event_id))
+
     def drained(self) -> None:
-        while self.queue and self.sink.writable:
-            event, data, event_id = self.queue.popleft()
-            self.sink.send_json(data, event=event, event_id=event_id)
+        if self.queue and self.sink.writable:
+            # What piled up leaves as one write (the same bytes, in order).
+            parts = list(self.queue)
+            self.queue.clear()
+            self.queued = 0
+            self.sink.send_frames(Frames.join(parts))
         if self.overflowed and self.sink.writable:
             self.overflowed = False
             self.resync("slow_client")
@@ -94,11 +106,23 @@ class Subscriber:
     def resync(self, reason: str) -> None:
         self.resyncs += 1
         self.synced = False
+        self.feed.count_resets(_reset_action(reason))
         self.emit("resync", {"reason": reason, "at": time.time()})
 
 
+def _reset_action(reason: str) -> str:
+    return reason if reason in ("slow_client", "reconnected") else "feed_lost"
+
+
 class Feed:
-    """One server changefeed and its subscribers."""
+    """One server changefeed and its subscribers.
+
+    Changes are encoded once (JSON, SSE frame with its ``id:``) and gathered until the end
+    of the reactor turn, then written to every synced subscriber as one piece: a cursor
+    batch (or whatever arrived while the reactor was busy writing the last one) costs each
+    subscriber one write. The snapshot is encoded once per state of the rows and shared by
+    every subscriber that asks for it in that state (all of them after a resync).
+    """
 
     def __init__(self, hub: Hub, db: str, table: str, filt: Q.Expr | None, key: str) -> None:
         self.hub = hub
@@ -119,6 +143,10 @@ class Feed:
         self._cursor: Any = None
         self._loop: Deferred[None] | None = None
         self._sleep: Deferred[None] | None = None
+        self._pending: list[bytes] = []  # encoded changes not yet written
+        self._flush_due = False
+        self._rows_version = 0
+        self._snapshot: tuple[tuple[int, int, int], Frames] | None = None
 
     # subscribers ------------------------------------------------------------------------------
 
@@ -138,27 +166,63 @@ class Feed:
         if not self.subscribers:
             self.hub.drop(self)
 
-    def send_snapshot(self, sub: Subscriber) -> None:
-        sub.emit(
+    def count_resets(self, action: str, n: int = 1) -> None:
+        if n:
+            rdb_metrics.SUBSCRIBER_RESETS.labels(self.hub.manager.cluster_id, action).inc(n)
+
+    def snapshot_frames(self) -> Frames:
+        """``snapshot`` and ``ready`` of the rows as they are now, encoded once for all."""
+        key = (self.epoch, self.seq, self._rows_version)
+        cached = self._snapshot
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        snapshot = frame(
+            json_data(
+                {
+                    "db": self.db,
+                    "table": self.table,
+                    "primaryKey": self.primary_key,
+                    "rows": list(self.rows.values()),
+                    "truncated": self.truncated,
+                }
+            ),
             "snapshot",
-            {
-                "db": self.db,
-                "table": self.table,
-                "primaryKey": self.primary_key,
-                "rows": list(self.rows.values()),
-                "truncated": self.truncated,
-            },
             f"{self.epoch}.{self.seq}",
         )
-        sub.emit("ready", {"epoch": self.epoch})
+        ready = frame(json_data({"epoch": self.epoch}), "ready")
+        frames = Frames(snapshot + ready, 2)
+        self._snapshot = (key, frames)
+        return frames
+
+    def send_snapshot(self, sub: Subscriber) -> None:
+        self.flush()  # changes already in the rows must not follow the snapshot
+        sub.push(self.snapshot_frames())
         sub.synced = True
 
     def _broadcast(self, event: str, data: Any) -> None:
         self.seq += 1
-        event_id = f"{self.epoch}.{self.seq}"
+        self._pending.append(frame(json_data(data), event, f"{self.epoch}.{self.seq}"))
+        if not self._flush_due:
+            self._flush_due = True
+            at_end_of_turn = getattr(self.hub.reactor, "at_end_of_turn", None)
+            if at_end_of_turn is not None:
+                at_end_of_turn(self.flush)
+            else:
+                self.hub.reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write the changes gathered this turn to every synced subscriber, as one piece."""
+        self._flush_due = False
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if self.closed:
+            return
+        frames = Frames(pending[0] if len(pending) == 1 else b"".join(pending), len(pending))
         for sub in list(self.subscribers):
             if sub.synced:
-                sub.emit(event, data, event_id)
+                sub.push(frames)
 
     # the server feed --------------------------------------------------------------------------
 
@@ -168,6 +232,7 @@ class Feed:
 
     def close(self) -> Deferred[None]:
         self.closed = True
+        self._pending = []
         if self._cursor is not None:
             with contextlib.suppress(Exception):
                 self._cursor.close()
@@ -214,6 +279,7 @@ class Feed:
             self.epoch += 1
             self.seq = 0
             self.rows.clear()
+            self._rows_version += 1
             self.truncated = False
             self.ready = False
             self.state = "initializing"
@@ -274,6 +340,7 @@ class Feed:
         kind = item.get("type")
         old, new = item.get("old_val"), item.get("new_val")
         pk = self.primary_key
+        self._rows_version += 1
         if old is not None and kind in ("remove", "change", "uninitial"):
             self.rows.pop(_k(old.get(pk)), None)
         if new is not None and kind in ("add", "change", "initial"):
@@ -289,6 +356,7 @@ class Feed:
     def _lost(self, e: BaseException, announce: bool = True) -> None:
         c = classify(e) if not isinstance(e, RDBUnavailable) else None
         reason = e.reason if isinstance(e, RDBUnavailable) else c.reason if c else "error"
+        self.flush()  # what was read before the loss goes first
         self.ready = False
         self.state = "recovering"
         self.reason = reason
@@ -298,14 +366,24 @@ class Feed:
             table=self.table,
             reason=reason,
         )
+        # One encoding of the resync for every subscriber.
+        resync = Frames.event({"reason": reason, "at": time.time()}, "resync")
+        told = 0
         for sub in list(self.subscribers):
             if sub.synced or announce:
-                sub.resync(reason)
+                sub.resyncs += 1
+                sub.synced = False
+                sub.push(resync)
+                told += 1
+        self.count_resets("feed_lost", told)
 
     def _gone(self, e: BaseException) -> None:
+        self.flush()
         self.state = "gone"
+        gone = Frames.event({"reason": "not_found", "message": classify(e).message}, "gone")
+        self.count_resets("gone", len(self.subscribers))
         for sub in list(self.subscribers):
-            sub.emit("gone", {"reason": "not_found", "message": classify(e).message})
+            sub.push(gone)
             sub.sink.close()
         self.subscribers.clear()
         self.hub.drop(self)

@@ -33,6 +33,8 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import Logger
 
 from guildnet.cluster.rest import KubeApiError, object_path
+from guildnet.metrics import rdb as rdb_metrics
+from guildnet.monitor import lag_free_timeout
 from guildnet.rdb import driver
 from guildnet.rdb.discovery import DiscoveryConfig, DiscoveryError, Target, discover
 from guildnet.rdb.driver import ConnectOptions, r
@@ -336,6 +338,7 @@ class RDBManager(Service):
     def _lost(self, conn: Any) -> None:
         if conn is not self._conn or self.stopping:
             return
+        rdb_metrics.RECONNECTS.labels(self.cluster_id).inc()
         self._conn = None
         self._closing.append(driver.close(conn))
         self._closing = [d for d in self._closing if not d.called]
@@ -358,10 +361,13 @@ class RDBManager(Service):
         if conn is None or self._pinging or self.stopping:
             return
         self._pinging = True
-        d = r.expr(1).run(conn)
-        d.addTimeout(self.cfg.ping_timeout, self._reactor)
+        started = time.monotonic()
+        # The deadline excludes the reactor's own lag: a Host App too busy to read the
+        # answer in time (a large fan-out) must not call a healthy server dead.
+        d = lag_free_timeout(r.expr(1).run(conn), self.cfg.ping_timeout, self._reactor)
 
         def ok(_: object) -> None:
+            self._observe("ping", time.monotonic() - started)
             self.health = attrs.evolve(self.health, last_ok_at=time.time())
 
         def bad(f: Any) -> None:
@@ -375,6 +381,7 @@ class RDBManager(Service):
                 cluster=self.cluster_id,
                 reason=reason,
             )
+            rdb_metrics.RECONNECTS.labels(self.cluster_id).inc()
             self._conn = None
             self._closing.append(driver.close(conn))
             self._set(BACKOFF, reason=reason, message=f"ping failed: {reason}")
@@ -430,13 +437,19 @@ class RDBManager(Service):
         if not d.called:
             d.errback(self.unavailable())
 
+    def _observe(self, op: str, seconds: float) -> None:
+        rdb_metrics.QUERY_DURATION.labels(self.cluster_id, op).observe(seconds)
+
     async def run(self, term: Any, timeout: float | None = None, **optargs: Any) -> Any:
         """Run one ReQL term; connection trouble becomes RDBUnavailable, query errors pass."""
         conn = await self.connection()
+        started = time.monotonic()
         d = term.run(conn, **optargs)
         d.addTimeout(timeout or self.cfg.query_timeout, self._reactor)
         try:
-            return await d
+            result = await d
+            self._observe(term_op(term), time.monotonic() - started)
+            return result
         except (DeferredTimeout, CancelledError):
             raise RDBUnavailable("timeout", "the query took too long") from None
         except ReqlAvailabilityError as e:
@@ -468,6 +481,15 @@ class RDBManager(Service):
                 await deferLater(self._reactor, delay, lambda: None)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
+
+
+def term_op(term: Any) -> str:
+    """The ``op`` label of a query: its outermost ReQL term (``insert``, ``changes``,
+    ``table_list``; ``expr`` for a plain value), a small fixed set."""
+    st = getattr(term, "statement", None) or getattr(term, "st", None)
+    if isinstance(st, str) and st:
+        return st
+    return "expr"
 
 
 def manager_factory(

@@ -8,7 +8,7 @@ own endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from guildnet.auth.ownership import owner_metadata, owner_of
@@ -24,6 +24,8 @@ from guildnet.operator.spec import (
 from guildnet.proxy.origins import WorkspaceOrigins
 
 Obj = Mapping[str, Any]
+#: ``idle`` of a workspace's JSON (``culler.IdleCuller.view``): timeout, idle since, stops at.
+IdleOf = Callable[[Obj], dict[str, Any] | None]
 
 MAX_EVENTS: Final = 50
 JOB_EXTRA_KEYS: Final = frozenset({"name"})
@@ -131,9 +133,13 @@ def is_ready(ws: Obj) -> bool:
 
 
 def server_summary(
-    ws: Obj, cluster_id: str, origins: WorkspaceOrigins | None = None
+    ws: Obj,
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
 ) -> dict[str, Any]:
-    """One ``GET /api/servers`` item (``url`` as ``server_url`` gives it)."""
+    """One ``GET /api/servers`` item (``url`` as ``server_url`` gives it); ``idle`` (the
+    culler's view) is null unless the workspace is running."""
     name = name_of(ws)
     status = _status(ws)
     return {
@@ -150,22 +156,29 @@ def server_summary(
         # The wish (spec), ahead of the phase while the operator catches up.
         "stopped": _spec(ws).get("stopped") is True,
         "owner": owner_of(ws),
+        "idle": idle(ws) if idle is not None else None,
     }
 
 
 def server_list(
-    workspaces: Iterable[Obj], cluster_id: str, origins: WorkspaceOrigins | None = None
+    workspaces: Iterable[Obj],
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
 ) -> list[dict[str, Any]]:
     """Oldest first, then by name: a stable order for UIs and tests."""
     items = sorted(workspaces, key=lambda w: (created_of(w) or "", name_of(w)))
-    return [server_summary(w, cluster_id, origins) for w in items]
+    return [server_summary(w, cluster_id, origins, idle) for w in items]
 
 
 def server_state(
-    ws: Obj, cluster_id: str, origins: WorkspaceOrigins | None = None
+    ws: Obj,
+    cluster_id: str,
+    origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
 ) -> dict[str, Any]:
     """What ``/sse/servers`` sends for a workspace: the summary plus its conditions."""
-    return {**server_summary(ws, cluster_id, origins), "conditions": conditions_of(ws)}
+    return {**server_summary(ws, cluster_id, origins, idle), "conditions": conditions_of(ws)}
 
 
 def workspace_ports(ws: Obj) -> list[dict[str, Any]]:
@@ -185,11 +198,12 @@ def server_detail(
     events: Sequence[Obj],
     has_password: bool,
     origins: WorkspaceOrigins | None = None,
+    idle: IdleOf | None = None,
 ) -> dict[str, Any]:
     """``GET /api/servers/{id}``: everything a server page shows, never the password."""
     status = _status(ws)
     return {
-        **server_summary(ws, cluster_id, origins),
+        **server_summary(ws, cluster_id, origins, idle),
         "namespace": _meta(ws).get("namespace") or namespace,
         "cluster": cluster_id,
         "labels": dict(_labels(ws)),

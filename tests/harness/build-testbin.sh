@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the test clusters' binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS) and promtool (checks /metrics'
-# exposition) from the Go module proxy, cached by version.
+# kube-scheduler, kubelet, kube-proxy, kwok, CoreDNS), promtool (checks /metrics'
+# exposition) and the test tailnet's headscale, tailscaled and tailscale from the Go
+# module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
 # minimal version selection never mixes their dependency graphs.
@@ -13,6 +14,9 @@ KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 # Prometheus publishes its Go module as v0.3MM.P for release v3.MM.P.
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v0.316.0}
+# headscale v0.29.2 lists tailscale up to v1.98 in its supported capability versions.
+HEADSCALE_VERSION=${HEADSCALE_VERSION:-v0.29.2}
+TAILSCALE_VERSION=${TAILSCALE_VERSION:-v1.98.10}
 CACHE=${GUILDNET_TESTBIN_CACHE:-$HOME/.cache/guildnet/testbin}
 WORK=${GUILDNET_TESTBIN_WORK:-$HOME/.cache/guildnet/build}
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
@@ -169,6 +173,42 @@ GO
   rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
+# The test tailnet's control server. The module proxy refuses headscale's version list
+# (403), which `go install pkg@version` asks for, so it builds through a wrapper module
+# that requires the exact version.
+build_headscale() {
+  local out="$CACHE/headscale-$HEADSCALE_VERSION"
+  [ -x "$out/headscale" ] && return 0
+  log "building headscale $HEADSCALE_VERSION"
+  local dir="$WORK/headscale-$HEADSCALE_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+  cd "$dir"
+  local goline
+  goline=$(go mod download -json "github.com/juanfont/headscale@$HEADSCALE_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' | xargs grep -m1 -E '^go [0-9]')
+  printf 'module guildnet.local/hswrap\n\n%s\n\nrequire github.com/juanfont/headscale %s\n' \
+    "$goline" "$HEADSCALE_VERSION" > go.mod
+  cat > tools.go <<GO
+//go:build tools
+package tools
+import _ "github.com/juanfont/headscale/cmd/headscale"
+GO
+  go mod tidy
+  go build -trimpath -ldflags=-s -o "$out.tmp/headscale" github.com/juanfont/headscale/cmd/headscale
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
+# The test tailnet's nodes: tailscaled (userspace networking) and its CLI.
+build_tailscale() {
+  local out="$CACHE/tailscale-$TAILSCALE_VERSION"
+  [ -x "$out/tailscaled" ] && [ -x "$out/tailscale" ] && return 0
+  log "building tailscale $TAILSCALE_VERSION"
+  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+  GOBIN="$out.tmp" GOFLAGS="$GOFLAGS -mod=mod" go install -trimpath -ldflags=-s \
+    "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION" "tailscale.com/cmd/tailscale@$TAILSCALE_VERSION"
+  rm -rf "$out"; mv "$out.tmp" "$out"
+}
+
 what=${1:-all}
 case "$what" in
   etcd) build_etcd ;;
@@ -176,7 +216,10 @@ case "$what" in
   kube) build_kube ;;
   coredns) build_coredns ;;
   promtool) build_promtool ;;
-  all) build_etcd; build_kwok; build_kube; build_coredns; build_promtool ;;
-  *) echo "usage: $0 [all|etcd|kwok|kube|coredns|promtool]" >&2; exit 2 ;;
+  headscale) build_headscale ;;
+  tailscale) build_tailscale ;;
+  tailnet) build_headscale; build_tailscale ;;
+  all) build_etcd; build_kwok; build_kube; build_coredns; build_promtool; build_headscale; build_tailscale ;;
+  *) echo "usage: $0 [all|etcd|kwok|kube|coredns|promtool|headscale|tailscale|tailnet]" >&2; exit 2 ;;
 esac
 log "ok: $CACHE"

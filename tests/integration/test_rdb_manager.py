@@ -8,6 +8,7 @@ socket or timer behind.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -17,11 +18,13 @@ import pytest
 from kubernetes import client as k8s_client
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from guildnet.cluster.kubeclient import ClusterSource
 from guildnet.cluster.registry import Registry
+from guildnet.metrics.core import REGISTRY
 from guildnet.rdb.discovery import DiscoveryConfig
 from guildnet.rdb.driver import r
 from guildnet.rdb.manager import RDBConfig, RDBManager, RDBUnavailable, manager_factory
@@ -47,6 +50,54 @@ def until(what: str, probe: Any, timeout: float = 10.0, step: float = 0.05) -> A
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         yield sleep(step)
+
+
+class Stall:
+    """A descriptor whose read blocks the reactor thread for ``seconds``: a reactor turn
+    that runs long while answers wait on other sockets (as a big fan-out's turn does)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.stalls = 0
+        self._a, self._b = socket.socketpair()
+        self._a.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._a.fileno()
+
+    def logPrefix(self) -> str:
+        return "stall"
+
+    def doRead(self) -> None:
+        self._a.recv(64)
+        self.stalls += 1
+        time.sleep(self.seconds)
+
+    def connectionLost(self, reason: object) -> None:
+        pass
+
+    def trigger(self) -> None:
+        self._b.send(b"x")
+
+    def close(self) -> None:
+        reactor.removeReader(self)
+        self._a.close()
+        self._b.close()
+
+
+def reconnects(cluster: str = "default") -> float:
+    value = REGISTRY.get_sample_value("guildnet_rdb_reconnects_total", {"cluster": cluster})
+    return value or 0.0
+
+
+def resets(action: str, cluster: str = "default") -> float:
+    labels = {"cluster": cluster, "action": action}
+    return REGISTRY.get_sample_value("guildnet_rdb_subscriber_resets_total", labels) or 0.0
+
+
+def queries(op: str, cluster: str = "default") -> float:
+    labels = {"cluster": cluster, "op": op}
+    return REGISTRY.get_sample_value("guildnet_rdb_query_duration_seconds_count", labels) or 0.0
 
 
 def manager_for(server: RethinkServer | None, port: int | None = None, **cfg: Any) -> RDBManager:
@@ -127,6 +178,76 @@ class RecoveryTests(ManagerCase):
         finally:
             self.server.resume()
         yield until("ready again", lambda: mgr.health.state == "ready", timeout=20)
+
+    @inlineCallbacks
+    def test_monitor_does_not_count_the_reactors_own_lag(self) -> Any:
+        """A Host App too busy to read the answer in time (a 1.5 s reactor turn, as a large
+        fan-out makes) must not call a healthy server dead: its ping deadline excludes the
+        reactor's lag. The control shows a plain ``addTimeout`` fails the same way."""
+        mgr = self.start(manager_for(self.server, ping_interval=60, ping_timeout=0.5))
+        conn = yield mgr.connection()
+        before = reconnects()
+        stall = Stall(1.5)
+        reactor.addReader(stall)
+        self.addCleanup(stall.close)
+
+        plain = r.expr(1).run(conn).addTimeout(0.5, reactor)
+        stall.trigger()
+        with self.assertRaises(DeferredTimeout):
+            yield plain
+        for _ in range(3):
+            mgr._monitor()
+            self.assertTrue(mgr._pinging)
+            stall.trigger()
+            yield until("the ping answered", lambda: not mgr._pinging, timeout=5)
+            self.assertEqual(mgr.health.state, "ready")
+        self.assertEqual(stall.stalls, 4)
+        self.assertEqual(reconnects(), before)
+        self.assertIs(mgr._conn, conn)
+
+    @inlineCallbacks
+    def test_rdb_metrics_move_with_real_events(self) -> Any:
+        """Query latency, reconnects and subscriber resets (every action) against the
+        real server: queries, a feed's subscribers, a slow one, a kill, a table drop."""
+        from guildnet.rdb.feeds import SUBSCRIBER_QUEUE, hub_of
+        from tests.unit.test_rdb_feeds_queue import RecordingSink
+
+        mgr = self.start(manager_for(self.server, ping_interval=0.2))
+        yield mgr.connection()
+        inserts = queries("insert")
+        yield mgr.run(r.db_create("mx"))
+        yield mgr.run_meta(lambda: r.db("mx").table_create("t"))
+        yield mgr.run(r.db("mx").table("t").insert({"id": 1}))
+        self.assertEqual(queries("insert"), inserts + 1)
+        yield until("a ping observed", lambda: queries("ping") > 0, timeout=5)
+
+        hub = hub_of(mgr)
+        resets0 = {a: resets(a) for a in ("slow_client", "feed_lost", "reconnected", "gone")}
+        fast, slow, back = RecordingSink(), RecordingSink(), RecordingSink()
+        hub.subscribe("mx", "t", None, fast, resume=False)
+        slow_sub, _ = hub.subscribe("mx", "t", None, slow, resume=False)
+        yield until("snapshots", lambda: "ready" in fast.kinds() and "ready" in slow.kinds())
+        hub.subscribe("mx", "t", None, back, resume=True)  # Last-Event-ID
+        self.assertEqual(resets("reconnected"), resets0["reconnected"] + 1)
+
+        slow.writable = False
+        rows = [{"id": 100 + i} for i in range(SUBSCRIBER_QUEUE + 100)]
+        yield mgr.run(r.db("mx").table("t").insert(rows))
+        yield until("the slow one overflowed", lambda: slow_sub.overflowed, timeout=10)
+        slow.writable = True
+        slow_sub.drained()
+        self.assertEqual(resets("slow_client"), resets0["slow_client"] + 1)
+
+        reconnects0 = reconnects()
+        self.server.kill()
+        yield until("feed lost", lambda: resets("feed_lost") >= resets0["feed_lost"] + 3)
+        self.assertEqual(reconnects(), reconnects0 + 1)
+        self.server.start()
+        yield until("ready", lambda: fast.kinds().count("ready") >= 2, timeout=30)
+
+        yield mgr.run_meta(lambda: r.db("mx").table_drop("t"))
+        yield until("gone", lambda: resets("gone") >= resets0["gone"] + 3, timeout=15)
+        self.assertIn("gone", fast.kinds())
 
 
 class FailureTests(ManagerCase):

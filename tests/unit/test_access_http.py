@@ -43,6 +43,9 @@ from guildnet.tls import find_certificate, server_context_factory
 from tests.backend.server import BackendFactory
 from tests.unit.test_http import FRONTEND, Reply, ServingTestCase
 from tests.unit.test_proxy_engine import (
+    FRONTEND as PROXY_FRONTEND,
+)
+from tests.unit.test_proxy_engine import (
     FakeRegistry,
     FakeWorkspaces,
     RawClient,
@@ -148,6 +151,11 @@ class GateTests(ServingTestCase):
             self.assertIn(r.code, (200, 503), path)
         r = await self.as_(STRANGER, "GET", "/metrics")
         self.assert_forbidden(r, "role", "user")
+        # /readyz: the status for anyone, the details for people with a role.
+        for who, detailed in ((None, False), (STRANGER, False), (ALICE, True), (ADMIN, True)):
+            r = await self.as_(who, "GET", "/readyz")
+            self.assertEqual(r.json()["status"], "unavailable")  # no cluster here
+            self.assertEqual("checks" in r.json(), detailed, who)
 
     async def test_role_none_is_denied_everything_but_whoami(self) -> None:
         for method, path, required in [
@@ -274,8 +282,9 @@ class ProxyGateTests(TestCase):
             config.allowlist,
         )
         self.engine.servers = routes
+        # The raw client's WebSocket handshakes carry Origin: PROXY_FRONTEND.
         self.engine.gate = ProxyAccess(
-            Access(POLICY, Role.ADMIN, (FRONTEND,)), routes, self.engine.owner
+            Access(POLICY, Role.ADMIN, (PROXY_FRONTEND,)), routes, self.engine.owner
         )
         self.identity: Identity | None = ALICE
         site = GuildNetSite(
@@ -308,16 +317,20 @@ class ProxyGateTests(TestCase):
             assert time.monotonic() < deadline, "connections did not close"
             await deferLater(reactor, 0.01, lambda: None)
 
-    async def fetch(
-        self, who: Identity | None, method: str, path: str, headers: dict[str, str] | None = None
-    ) -> Any:
-        self.identity = who
+    async def connect_raw(self) -> RawClient:
         endpoint = wrapClientTLS(
             CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
         )
         client = RawClient()
         await connectProtocol(endpoint, client)
         self.clients.append(client)
+        return client
+
+    async def fetch(
+        self, who: Identity | None, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> Any:
+        self.identity = who
+        client = await self.connect_raw()
         body = b"" if method in ("POST", "PUT") else None
         return await client.request(method, path, headers=headers, body=body)
 
@@ -374,3 +387,22 @@ class ProxyGateTests(TestCase):
             ALICE, "POST", "/proxy/server/ide/echo", {"Sec-Fetch-Site": "same-origin"}
         )
         self.assertEqual(r.status, 200)
+
+    async def test_cross_site_websockets_are_refused(self) -> None:
+        """A page on any site may open a WebSocket anywhere: the handshake is judged as a
+        POST, so a workspace app that forgets to check Origin is still protected."""
+        for extra in (
+            {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+            {"Origin": "https://evil.example"},
+        ):
+            r = await self.fetch(
+                ALICE,
+                "GET",
+                "/proxy/server/ide/ws",
+                {"Upgrade": "websocket", "Connection": "Upgrade", **extra},
+            )
+            self.assertEqual(r.status, 403, extra)
+            self.assertEqual(r.json()["reason"], "cross_origin")
+        client = await self.connect_raw()
+        head = await client.upgrade("/proxy/server/ide/ws?hello=1")  # Origin: FRONTEND
+        self.assertIn(b"101", head.split(b"\r\n")[0], head)

@@ -52,7 +52,16 @@ def test_admin_only_actions() -> None:
     ):
         assert template in admin, template
     public = sorted(t for (m, t), lvl in REQUIRED.items() if lvl is Level.PUBLIC)
-    assert public == ["/", "/assets/", "/assets/{__rest__}", "/healthz", "/index.html", "/readyz"]
+    assert public == [
+        "/",
+        "/api/docs",
+        "/api/openapi.json",
+        "/assets/",
+        "/assets/{__rest__}",
+        "/healthz",
+        "/index.html",
+        "/readyz",
+    ]
     # Nothing that changes anything is public or "any".
     for (method, template), lvl in REQUIRED.items():
         if method != "GET":

@@ -547,3 +547,23 @@ def test_bad_workspace_origin_settings_name_the_variable(
         load_settings(env)
     assert info.value.variable == variable
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0), ("1800", 1800), ("90s", 90), ("30m", 1800), ("1h30m", 5400), ("2d", 172800),
+     (" 1H ", 3600), ("1.5h", 5400), ("30d", 2592000)],
+)  # fmt: skip
+def test_idle_timeout_takes_seconds_or_durations(text: str, seconds: float) -> None:
+    from guildnet.config import parse_duration
+
+    assert parse_duration(text) == seconds
+    settings = load_settings({"WORKSPACE_IDLE_TIMEOUT": text})
+    assert settings.workspace_idle_timeout == seconds
+
+
+@pytest.mark.parametrize("text", ["-1", "31d", "30x", "m30", "1h 30m", "h", "1hh", "nan"])
+def test_bad_idle_timeout_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_settings({"WORKSPACE_IDLE_TIMEOUT": text})
+    assert e.value.variable == "WORKSPACE_IDLE_TIMEOUT"

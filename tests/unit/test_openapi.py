@@ -72,13 +72,13 @@ def test_every_documented_route_exists() -> None:
 def test_a_missing_entry_names_itself_and_where_to_add_it() -> None:
     extra = RouteEntry("GET", "/api/whatever/{server_id}", "whatever")
     with pytest.raises(Undocumented) as e:
-        build([*ROUTES, extra], strict=True)
+        build([extra], strict=True)
     message = str(e.value)
     assert 'add ("GET", "/api/whatever/{server_id}"): Op(...) to OPERATIONS' in message
     assert OPERATIONS_MODULE in message
     twin = RouteEntry("GET", "/api/cluster/{cluster_id}/whatever", "whatever__cluster")
     with pytest.raises(Undocumented, match="add /api/whatever"):
-        build([*ROUTES, twin], strict=True)
+        build([twin], strict=True)
     # Served (not strict), the route is listed as undocumented and the document stays valid.
     doc = build([*ROUTES, extra])
     assert doc["paths"]["/api/whatever/{server_id}"]["get"]["x-undocumented"] == message

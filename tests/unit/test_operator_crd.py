@@ -149,6 +149,8 @@ def test_limits_and_patterns_match_parse_spec() -> None:
     assert prop("args")["maxItems"] == prop("command")["maxItems"] == S.ARGS_MAX_ITEMS
     assert prop("exposure.type")["enum"] == list(S.EXPOSURE_TYPES)
     assert prop("proxy.pathMode")["enum"] == list(S.PATH_MODES)
+    idle = prop("idleTimeoutSeconds")
+    assert (idle["minimum"], idle["maximum"]) == (0, S.IDLE_TIMEOUT_MAX)
     labels = prop("labels")
     assert labels["maxProperties"] == S.LABELS_MAX_PROPERTIES
     value = labels["additionalProperties"]

@@ -162,6 +162,7 @@ def valid_spec_dicts(draw: st.DrawFn, min_ports: int = 0) -> dict[str, Any]:
         "proxy": proxies,
         "stopped": st.booleans(),
         "storage": storages,
+        "idleTimeoutSeconds": st.integers(0, S.IDLE_TIMEOUT_MAX),
     }
     spec = draw(st.fixed_dictionaries({"image": images}, optional=optional))
     if min_ports and "ports" not in spec:
@@ -340,6 +341,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"image": "nginx", "proxy": {"pathMode": "keep"}}, "proxy.pathMode"),
     ({"image": "nginx", "proxy": {"pathMode": 1}}, "proxy.pathMode"),
     ({"image": "nginx", "proxy": {"mode": "strip"}}, "proxy.mode"),
+    ({"image": "nginx", "idleTimeoutSeconds": -1}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": 2592001}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": "30m"}, "idleTimeoutSeconds"),
+    ({"image": "nginx", "idleTimeoutSeconds": True}, "idleTimeoutSeconds"),
     ({"image": "nginx", "exposure": {"type": "NodePort"}}, "exposure.type"),
     ({"image": "nginx", "exposure": {"type": "Ingress", "host": "Bad_Host"}}, "exposure.host"),
     ({"image": "nginx", "exposure": {"type": "ClusterIP", "host": "a.b"}}, "exposure.host"),

@@ -134,3 +134,32 @@ class LeanTLSTests(TestCase):
         await self.until(lambda: bool(self.echo.lost), "server kept a broken connection")
         await client.closed
         self.assertIn("bad record mac", str(client.reason.value))  # type: ignore[union-attr]
+
+    async def test_write_now_keeps_order_behind_held_writes_and_sends_at_once(self) -> None:
+        """The SSE fan-out's path: ``write_now`` (optionally through the socket's immediate
+        send, as ``guildnet.http.sse`` sets it up) after writes the aggregator holds, and
+        sizes on both sides of one record."""
+        from guildnet.proxy.netutil import send_at_once, write_through
+
+        client = await self.connect()
+        client.transport.write(b"x")  # type: ignore[union-attr]
+        await self.until(lambda: client.received == b"x", "no echo")
+        (server,) = self.echo.connections
+        tls: Any = server.transport
+        expected = bytearray(b"x")
+        for immediate in (False, True):
+            if immediate:
+                write_through(tls)
+                tls._send_at_once = send_at_once(tls)
+                self.assertIsNotNone(tls._send_at_once)
+            for size in (5, 16384, 16385, 70_000, 1):
+                held = b"held-%d;" % size
+                tls.write(held)  # into the aggregator, for the next turn
+                now = bytes((size + i) % 251 for i in range(size))
+                tls.write_now(now)  # must follow ``held``
+                expected += held + now
+        await self.until(lambda: len(client.received) >= len(expected), "data incomplete")
+        self.assertEqual(bytes(client.received), bytes(expected))
+        tls.loseConnection()
+        await client.closed
+        tls.write_now(b"after the end")  # ignored, as Twisted's write is

@@ -150,7 +150,10 @@ def test_summary_and_list_order() -> None:
         "managed": True,
         "stopped": False,
         "owner": None,
+        "idle": None,
     }
+    idle = {"timeoutSeconds": 60, "stopsAt": "x"}
+    assert V.server_list([running], "default", idle=lambda w: idle)[0]["idle"] == idle
     deleting = ws("c", status={"phase": "Running"})
     deleting["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z"
     assert V.server_summary(deleting, "default")["phase"] == "Terminating"

@@ -115,7 +115,9 @@ function Screen({ route }: { route: Route }) {
 }
 
 function Header({ route, cluster }: { route: Route; cluster: string | null }) {
-  const { clusters } = useAppData();
+  const { clusters, whoami } = useAppData();
+  // Admin actions are refused to others (403): do not offer them.
+  const mayAdmin = !whoami.data || whoami.data.role === "admin";
   const list = clusters.data ?? [];
   const current = cluster ?? DEFAULT_CLUSTER;
   const known = list.some((c) => c.id === current);
@@ -128,7 +130,7 @@ function Header({ route, cluster }: { route: Route; cluster: string | null }) {
         },
         { label: "Launch", route: to.launch(cluster), active: route.name === "launch" },
         { label: "Data", route: to.data(cluster), active: route.name === "data" },
-        { label: "Admin", route: to.admin(cluster), active: route.name === "admin" },
+        ...(mayAdmin ? [{ label: "Admin", route: to.admin(cluster), active: route.name === "admin" }] : []),
       ]
     : [];
   return (

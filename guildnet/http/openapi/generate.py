@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from guildnet import __version__
+from guildnet.auth.routes import Level, required_level
 from guildnet.http.openapi.model import JSON, Op, Resp, Schema
 from guildnet.http.openapi.operations import OPERATIONS, PATH_PARAMS
 from guildnet.http.openapi.schemas import components, ref
@@ -24,7 +25,8 @@ _PARAM: Final = re.compile(r"\{([^{}]+)\}")
 
 ERROR_DESCRIPTIONS: Final[dict[int, str]] = {
     400: "Bad input; `field` names the parameter or body member at fault.",
-    403: "Refused (RethinkDB permissions).",
+    403: "Refused: `forbidden` (the caller's role, ownership, a cross-site request; "
+    "`reason`, `role` and `required` say which) or RethinkDB permissions.",
     404: "No such cluster, workspace, database, table, row or file (`field` says which).",
     409: "Conflict: it exists already, or cannot be deleted.",
     413: "The request body is too large.",
@@ -41,6 +43,7 @@ TAGS: Final = [
     {"name": "workspaces", "description": "IDE workspaces: launch, inspect, logs, live changes."},
     {"name": "db", "description": "RethinkDB: databases, tables, rows, queries, changefeeds."},
     {"name": "proxy", "description": "The reverse proxy to workspaces and allowed targets."},
+    {"name": "access", "description": "Who is asking, and what their role allows."},
     {"name": "ui", "description": "The browser UI and its configuration."},
     {"name": "docs", "description": "This description and its page."},
 ]
@@ -64,6 +67,16 @@ path), 403 (a target the policy refuses), 404 (no such workspace), 502 (the upst
 not be reached or failed), 503 (not ready yet), 504 (no answer in time). Exchanges have idle
 timeouts, never whole-exchange deadlines.
 """
+
+
+#: What each level of ``guildnet.auth.routes.REQUIRED`` means, for the descriptions.
+ROLE_TEXT: Final[dict[Level | None, str]] = {
+    Level.PUBLIC: "anyone who reaches the listener",
+    Level.ANY: "any identified caller, even with role none",
+    Level.USER: "role user or admin",
+    Level.OWNER: "the workspace's owner (role user) or an admin",
+    Level.ADMIN: "role admin",
+}
 
 
 class Undocumented(LookupError):
@@ -92,12 +105,11 @@ def cluster_scoped(method: str, template: str, routes: set[tuple[str, str]]) -> 
     return (method, f"/{head}/cluster/{{cluster_id}}/{rest}") in routes
 
 
-def error_statuses(op: Op, scoped: bool) -> list[int]:
-    """Every route may answer 403: the access gate (``guildnet.auth``) runs before any
-    handler (no identity, a role below the route's, a cross-site write, a peer the
-    tailnet does not know)."""
+def error_statuses(op: Op, scoped: bool, level: Level | None = None) -> list[int]:
+    """The op's error statuses, plus 500 always, 400/404 for a cluster id, 403 unless public."""
     extra = (400, 404) if scoped else ()
-    return sorted({*op.errors, *extra, 403, 500})
+    refused = (403,) if level is not Level.PUBLIC else ()
+    return sorted({*op.errors, *extra, *refused, 500})
 
 
 def build(
@@ -249,8 +261,15 @@ def _operation(route: RouteEntry, op: Op, scoped: bool) -> dict[str, Any]:
         if op.body.description:
             body["description"] = op.body.description
         out["requestBody"] = body
+    level = required_level(route.method, route.template)
+    out["x-required-role"] = level.value if level is not None else "undeclared"
+    out["description"] = (
+        out.get("description", "")
+        + ("\n\n" if out.get("description") else "")
+        + f"Requires: **{out['x-required-role']}** ({ROLE_TEXT.get(level, 'refused')})."
+    )
     responses: dict[str, Any] = {str(s): _response(r) for s, r in sorted(op.responses.items())}
-    for status in error_statuses(op, scoped):
+    for status in error_statuses(op, scoped, level):
         if status not in op.responses:
             responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
             continue

@@ -43,14 +43,6 @@ _BODY_ERRORS: Final = (400, 413, 415)
 _DB_ERRORS: Final = (400, 403, 404, 422, 503)
 _DB_WRITE_ERRORS: Final = (*_DB_ERRORS, 409, 413, 415)
 
-_LIFECYCLE_RESPONSES: Final = {
-    200: json_resp(ref("ServerSummary"), "Done; the operator converges the workspace."),
-    303: Resp(
-        "A form post (the proxy's stopped page) is sent back to the workspace.",
-        headers={"Location": "The workspace's URL."},
-    ),
-}
-
 _CONFIRM = Param(
     "confirm", "Repeat the name being dropped (a guard against accidents).", required=True
 )
@@ -76,6 +68,33 @@ _UI = Resp(
     "The UI's app shell or file (HTML, JS, CSS, fonts...).",
     {HTML: {"type": "string"}, "*/*": {"type": "string", "format": "binary"}},
 )
+
+
+def _lifecycle(summary: str) -> Op:
+    """stop, start and restart: idempotent, JSON or (from the proxy's page) a form post."""
+    return Op(
+        summary,
+        "workspaces",
+        {
+            200: json_resp(ref("ServerSummary"), "Done (or already so)."),
+            303: Resp(
+                "A form post (the proxy's stopped page): back to the workspace.",
+                headers={"Location": "The workspace's URL."},
+            ),
+        },
+        "Idempotent. No body, an empty JSON body, or an HTML form post (which must come from "
+        "this origin; other sites' requests are refused with 403).",
+        body=Body(
+            {
+                JSON: {"type": "object", "maxProperties": 0},
+                "application/x-www-form-urlencoded": {"type": "object"},
+            },
+            "Nothing needed.",
+            required=False,
+        ),
+        errors=(*_BODY_ERRORS, 403, *_WS_WRITE_ERRORS),
+    )
+
 
 _NOT_MODIFIED = Resp("The ETag in If-None-Match still matches.")
 _NOT_BUILT = Resp(
@@ -132,15 +151,15 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
         ),
         errors=(503,),
     ),
+    ("GET", "/api/whoami"): Op(
+        "Who the Host App thinks the caller is, and their role",
+        "access",
+        {200: json_resp(ref("WhoAmI"), "The caller (role none: identified, no access).")},
+    ),
     ("GET", "/api/ui-config"): Op(
         "What the UI needs to start",
         "ui",
         {200: json_resp(ref("UIConfig"), "Version, origin, default cluster and features.")},
-    ),
-    ("GET", "/api/whoami"): Op(
-        "Who GuildNet thinks the caller is, and their role",
-        "access",
-        {200: json_resp(ref("Whoami"), "The caller's identity (role none: no access).")},
     ),
     ("GET", "/api/openapi.json"): Op(
         "This OpenAPI description",
@@ -206,39 +225,33 @@ OPERATIONS: Final[dict[tuple[str, str], Op]] = {
     ("DELETE", "/api/servers/{server_id}"): Op(
         "Delete a workspace",
         "workspaces",
-        {200: json_resp(ref("Deleted"), "Deleted (its pods terminate asynchronously).")},
+        {200: json_resp(ref("ServerDeletedResult"), "Deleted (pods terminate asynchronously).")},
+        query=(
+            Param(
+                "keep_volume",
+                "true: keep the home volume (a new workspace of the same name adopts it).",
+                {"type": "string", "enum": ["true", "false"]},
+            ),
+        ),
         errors=_WS_WRITE_ERRORS,
     ),
     ("PATCH", "/api/servers/{server_id}"): Op(
-        "Change a workspace (image, env, args, command, resources, ports, labels, proxy)",
+        "Change a workspace's image, env, args, command, resources, ports, labels or proxy",
         "workspaces",
-        {200: json_resp(ref("ServerSummary"), "Changed; the operator rolls the pod, volume kept.")},
-        body=json_body(
-            {
-                "type": "object",
-                "description": "Spec members to replace (null removes one); validated like "
-                "a launch.",
-            }
-        ),
-        errors=(*_BODY_ERRORS, 409, 422, *_WS_WRITE_ERRORS),
+        {200: json_resp(ref("ServerSummary"), "Changed; the operator rolls the pod.")},
+        "409 when the workspace changed meanwhile (read it again). A request from another "
+        "site (an Origin that is neither this origin nor FRONTEND_ORIGIN) is refused (403).",
+        body=json_body(ref("ServerChange")),
+        errors=(*_BODY_ERRORS, 403, 409, *_WS_WRITE_ERRORS),
     ),
-    ("POST", "/api/servers/{server_id}/stop"): Op(
-        "Stop a workspace (scale to zero; volume, Secret and Service kept)",
-        "workspaces",
-        _LIFECYCLE_RESPONSES,
-        errors=(403, 415, *_WS_WRITE_ERRORS),
+    ("POST", "/api/servers/{server_id}/stop"): _lifecycle(
+        "Stop a workspace: scale to zero, keep volume, Secret and Service (phase Stopped)"
     ),
-    ("POST", "/api/servers/{server_id}/start"): Op(
-        "Start a stopped workspace (same volume and password)",
-        "workspaces",
-        _LIFECYCLE_RESPONSES,
-        errors=(403, 415, *_WS_WRITE_ERRORS),
+    ("POST", "/api/servers/{server_id}/start"): _lifecycle(
+        "Start a stopped workspace again (same volume and password)"
     ),
-    ("POST", "/api/servers/{server_id}/restart"): Op(
-        "Restart a workspace (roll its pod, volume kept)",
-        "workspaces",
-        _LIFECYCLE_RESPONSES,
-        errors=(403, 415, *_WS_WRITE_ERRORS),
+    ("POST", "/api/servers/{server_id}/restart"): _lifecycle(
+        "Restart a workspace: a new pod, same volume and password (like rollout restart)"
     ),
     ("GET", "/api/servers/{server_id}/password"): Op(
         "A workspace's generated password",

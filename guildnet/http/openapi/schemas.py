@@ -99,6 +99,31 @@ def workspace_spec() -> Schema:
     return out
 
 
+@cache
+def workspace_phases() -> tuple[str, ...]:
+    """The CRD's ``status.phase`` values (what the operator may write)."""
+    from guildnet.workspaces.crd import crd_manifest
+
+    version = crd_manifest()["spec"]["versions"][0]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return tuple(status["properties"]["phase"]["enum"])
+
+
+def _server_change() -> Schema:
+    """``PATCH /api/servers/{id}``: the changeable spec fields; null removes one."""
+    from guildnet.workspaces.lifecycle import CHANGEABLE
+
+    props = workspace_spec()["properties"]
+    return {
+        "type": "object",
+        "description": "Each member given replaces that spec field (null removes it); the "
+        "operator rolls the pod, the home volume kept. storage, stopped and name cannot "
+        "change here (400 naming the field).",
+        "properties": {k: {"anyOf": [props[k], {"type": "null"}]} for k in sorted(CHANGEABLE)},
+        "additionalProperties": False,
+    }
+
+
 def _job_request() -> Schema:
     spec = workspace_spec()
     return {
@@ -132,7 +157,13 @@ ERROR: Final = obj(
             "description": "The request field at fault (body member, query "
             "parameter or path part), when one is.",
         },
-        "reason": {**STR, "description": "A classified cause (RethinkDB errors)."},
+        "reason": {
+            **STR,
+            "description": "A classified cause: RethinkDB errors; for 403 forbidden "
+            "unidentified, role, owner or cross_origin.",
+        },
+        "role": {**STR, "description": "403 forbidden: the caller's role."},
+        "required": {**STR, "description": "403 forbidden: the role the route needs."},
     },
     ["error", "message", "request_id"],
     closed=False,
@@ -176,17 +207,31 @@ SERVER_SUMMARY_MEMBERS: Final[dict[str, Schema]] = {
     "id": STR,
     "name": STR,
     "image": nullable(STR),
-    "phase": {
-        "type": "string",
-        "enum": ["Pending", "Starting", "Running", "Stopped", "Failed", "Terminating"],
-    },
+    "phase": {"type": "string", "enum": list(workspace_phases())},
     "ready": BOOL,
     "readyReplicas": INT,
     "url": {**STR, "description": "The workspace's canonical proxy URL (a path)."},
     "created": nullable(TIME),
     "message": STR,
     "managed": {**BOOL, "description": "Labelled as created by GuildNet (stop-all deletes it)."},
-    "owner": {**nullable(STR), "description": "Login of who launched it (null: unrecorded)."},
+    "owner": {
+        **nullable(STR),
+        "description": "Login of the person who launched it (null: unrecorded).",
+    },
+    "idle": {
+        **nullable(
+            obj(
+                {
+                    "timeoutSeconds": {**INT, "description": "0: idle culling is off for it."},
+                    "lastActivity": TIME,
+                    "idleSince": TIME,
+                    "stopsAt": nullable(TIME),
+                }
+            )
+        ),
+        "description": "Idle culling of a running workspace (null otherwise): when it was "
+        "last used and when the culler stops it (null: never).",
+    },
     "stopped": {
         **BOOL,
         "description": "spec.stopped: asked to stop (phase Stopped once its pod is gone).",
@@ -356,6 +401,16 @@ def components() -> dict[str, Schema]:
     return {
         "Error": ERROR,
         "Healthz": obj({"status": {"const": "ok"}, "version": STR}),
+        "WhoAmI": obj(
+            {
+                "login": STR,
+                "displayName": STR,
+                "node": STR,
+                "tags": arr(STR),
+                "source": {"type": "string", "enum": ["local", "tailnet"]},
+                "role": {"type": "string", "enum": ["none", "user", "admin"]},
+            }
+        ),
         "Ready": obj(
             {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -373,10 +428,29 @@ def components() -> dict[str, Schema]:
                             {"ok": BOOL, "fatal": {"const": False}, **RDB_HEALTH_MEMBERS},
                             ["ok", "fatal", "state"],
                         ),
-                    }
+                        "tailnet": obj(
+                            {
+                                "ok": BOOL,
+                                "mode": {"type": "string", "enum": ["auto", "explicit"]},
+                                "listening": arr(STR),
+                                "tailscaled": nullable(STR),
+                                "addresses": arr(STR),
+                                "certificate": nullable(STR),
+                                "connections": INT,
+                                "dnsName": STR,
+                                "errors": arr(STR),
+                                "error": STR,
+                            },
+                            ["ok", "mode", "listening"],
+                        ),
+                    },
+                    ["reactor", "registry", "cluster", "rethinkdb"],
                 ),
             },
-            description="The default cluster only: other clusters' health never changes it.",
+            ["status"],
+            description="The default cluster only: other clusters' health never changes it. "
+            "``checks`` only for callers with a role (a probe sees the status); ``tailnet`` "
+            "only with TAILNET_LISTEN.",
         ),
         "HealthPart": HEALTH_PART,
         "ClusterHealth": obj(
@@ -420,27 +494,7 @@ def components() -> dict[str, Schema]:
             },
             ["id", "kubeconfig"],
         ),
-        "Deleted": obj(
-            {
-                "deleted": STR,
-                "keptVolume": {
-                    **nullable(STR),
-                    "description": "With ?keep_volume=true: the PersistentVolumeClaim kept "
-                    "(null: the workspace had none).",
-                },
-            },
-            ["deleted"],
-        ),
-        "Whoami": obj(
-            {
-                "login": STR,
-                "displayName": STR,
-                "node": STR,
-                "tags": arr(STR),
-                "source": {"type": "string", "enum": ["local", "tailnet"]},
-                "role": {"type": "string", "enum": ["none", "user", "admin"]},
-            }
-        ),
+        "Deleted": obj({"deleted": STR}),
         "WorkspaceSpec": workspace_spec(),
         "JobRequest": _job_request(),
         "JobAccepted": obj({"id": STR, "url": STR}),
@@ -469,6 +523,16 @@ def components() -> dict[str, Schema]:
             description="Everything a server page shows; never the password.",
         ),
         "Password": obj({"password": STR}),
+        "ServerChange": _server_change(),
+        "ServerDeletedResult": obj(
+            {
+                "deleted": STR,
+                "keptVolume": nullable(
+                    {**STR, "description": "The kept home volume's claim (keep_volume=true)."}
+                ),
+            },
+            ["deleted"],
+        ),
         "StopAll": obj(
             {"deleted": arr(STR), "failed": arr(obj({"id": STR, "error": STR}))}, ["deleted"]
         ),
@@ -501,11 +565,11 @@ def components() -> dict[str, Schema]:
                 "command": arr(STR),
                 "passwordEnv": nullable(STR),
                 "pathMode": {"type": "string", "enum": ["strip", "preserve"]},
-                "homePath": {**STR, "description": "Where the home volume is mounted."},
+                "homePath": {**STR, "description": "The home volume's default mount path."},
                 "resources": {
-                    **OPEN,
-                    "description": "The resources a launch without any gets "
-                    "(WORKSPACE_IDE_RESOURCES / WORKSPACE_APP_RESOURCES); {} means BestEffort.",
+                    **workspace_spec()["properties"]["resources"],
+                    "description": "WORKSPACE_IDE_RESOURCES (code-server, Jupyter) or "
+                    "WORKSPACE_APP_RESOURCES.",
                 },
                 "storage": obj(
                     {
@@ -513,8 +577,7 @@ def components() -> dict[str, Schema]:
                         "storageClassName": nullable(STR),
                         "mountPath": STR,
                     },
-                    description="The home volume a launch without storage gets (size null: "
-                    "ephemeral).",
+                    description="The home volume a launch gets by default.",
                 ),
             }
         ),

@@ -69,6 +69,15 @@ export interface Condition {
 }
 
 /** One GET /api/servers item; /sse/servers sends it with conditions. */
+/** Idle culling of a running workspace (null otherwise); times are RFC 3339 UTC. */
+export interface IdleInfo {
+  timeoutSeconds: number;
+  lastActivity: string;
+  idleSince: string;
+  /** When the idle culler stops it if nothing happens; null when culling is off for it. */
+  stopsAt: string | null;
+}
+
 export interface ServerSummary {
   id: string;
   name: string;
@@ -85,6 +94,7 @@ export interface ServerSummary {
   stopped?: boolean;
   /** Login of the person who launched it (null: unrecorded; only admins see those). */
   owner?: string | null;
+  idle?: IdleInfo | null;
   conditions?: Condition[];
 }
 

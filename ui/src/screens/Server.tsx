@@ -4,6 +4,7 @@ import type { EventView, ServerDetail, ServerSummary } from "../api/types";
 import { ConfirmDialog, CopyButton, Empty, ErrorNotice, Field, PhaseBadge, Spinner } from "../components/common";
 import { LifecycleButtons } from "../components/lifecycle";
 import { age, when } from "../lib/format";
+import { idleText } from "../lib/idle";
 import { useFetch, useNow, useThrottled } from "../lib/hooks";
 import { href, to, type ServerTab } from "../lib/route";
 import { changeFrom, editFormFrom, stoppedInfo, type EditForm } from "../lib/lifecycle";
@@ -235,6 +236,7 @@ function Overview({
   const stopped = phase === "Stopped" ? stoppedInfo(conditions) : null;
   // In subdomain mode (WORKSPACE_ORIGIN=subdomain) the URL is already absolute: the workspace's own origin.
   const fullUrl = /^https?:\/\//.test(ideUrl) ? ideUrl : window.location.origin + ideUrl;
+  const idle = idleText(live?.idle ?? detail?.idle, now);
   return (
     <>
       {phase === "Stopped" ? (
@@ -297,6 +299,14 @@ function Overview({
             <dd title={when(detail?.created ?? live?.created)}>{age(detail?.created ?? live?.created, now)} ago</dd>
             <dt>Ready replicas</dt>
             <dd>{live?.readyReplicas ?? detail?.readyReplicas ?? 0}</dd>
+            {phase === "Running" && idle ? (
+              <>
+                <dt>Activity</dt>
+                <dd className={idle.soon ? "text-bad" : undefined} title={idle.title} data-idle>
+                  {idle.text}
+                </dd>
+              </>
+            ) : null}
             <dt>Proxy URL</dt>
             <dd className="mono small">
               <span className="break">{fullUrl}</span> <CopyButton text={fullUrl} />

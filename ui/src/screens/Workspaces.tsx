@@ -2,6 +2,7 @@ import { useMemo } from "react";
 import { Empty, PhaseBadge, Spinner } from "../components/common";
 import { LifecycleButtons } from "../components/lifecycle";
 import { age, when } from "../lib/format";
+import { idleText } from "../lib/idle";
 import { navigate, useNow } from "../lib/hooks";
 import { href, to } from "../lib/route";
 import { currentStep } from "../lib/status";
@@ -91,6 +92,7 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                 {shown.map((s) => {
                   const step =
                     s.phase === "Running" || s.phase === "Stopped" ? null : currentStep(s.conditions, s.phase);
+                  const idle = s.phase === "Running" ? idleText(s.idle, now) : null;
                   return (
                     <tr key={s.id} data-server={s.id} data-phase={s.phase}>
                       <td>
@@ -106,6 +108,11 @@ export function WorkspacesScreen({ cluster, q, phase }: { cluster: string; q: st
                         {step && s.phase !== "Terminating" ? (
                           <div className={step.state === "failed" ? "small text-bad" : "small muted"}>
                             {step.state === "failed" ? `${step.label}: ${step.reason || "failed"}` : `${step.label}…`}
+                          </div>
+                        ) : null}
+                        {idle ? (
+                          <div className={idle.soon ? "small text-bad" : "small muted"} title={idle.title} data-idle>
+                            {idle.text}
                           </div>
                         ) : null}
                       </td>
