@@ -234,6 +234,21 @@ class GateTests(ServingTestCase):
         r = await self.as_(ALICE, "GET", "/api/ui-config", headers={"sec-fetch-site": "cross-site"})
         self.assertEqual(r.code, 200)
 
+    async def test_lifecycle_form_posts_must_carry_origin(self) -> None:
+        """The stopped page's form posts to the lifecycle routes: one without Origin is
+        refused even where the plain rule lets it by (no headers, or a typed URL)."""
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        for path in ("/api/servers/ws1/start", "/api/servers/ws1/stop", "/api/servers/ws1/restart"):
+            for headers in [{}, {"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"}]:
+                r = await self.as_(ADMIN, "POST", path, headers={**form, **headers})
+                body = self.assert_forbidden(r, "cross_origin")
+                self.assertIn("Origin", body["message"])
+        # With this origin, or as a script's JSON post, the handler answers (no cluster).
+        for headers in [{**form, "origin": self.base}, {}]:
+            r = await self.as_(ADMIN, "POST", "/api/servers/ws1/start", headers=headers)
+            self.assertNotEqual(r.code, 403, (headers, r.body))
+            self.assertEqual(r.json()["error"], "cluster_not_found", r.body)
+
     async def test_client_headers_cannot_claim_an_identity(self) -> None:
         for name in ("X-GuildNet-User", "Tailscale-User-Login", "X-Forwarded-User"):
             r = await self.as_(STRANGER, "GET", "/api/whoami", headers={name: "ada@example.com"})
