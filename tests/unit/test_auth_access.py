@@ -144,6 +144,13 @@ def test_owner_labels_of_different_logins_differ() -> None:
 
 HOST = b"127.0.0.1:8090"
 TRUSTED = ("https://ui.example.test:8443",)
+MUTATING = st.sampled_from([b"POST", b"PUT", b"PATCH", b"DELETE"])
+SITES = st.one_of(
+    st.none(), st.sampled_from([b"cross-site", b"same-site", b"same-origin", b"none"])
+)
+ORIGINS = st.one_of(
+    st.none(), st.sampled_from([b"https://127.0.0.1:8090", b"https://evil.example", b"null"])
+)
 
 
 @pytest.mark.parametrize(
@@ -174,13 +181,7 @@ def test_cross_origin_rule(
     assert (refusal is None) is allowed, refusal
 
 
-@given(
-    st.sampled_from([b"POST", b"PUT", b"PATCH", b"DELETE"]),
-    st.one_of(st.none(), st.sampled_from([b"cross-site", b"same-site", b"same-origin", b"none"])),
-    st.one_of(
-        st.none(), st.sampled_from([b"https://127.0.0.1:8090", b"https://evil.example", b"null"])
-    ),
-)
+@given(MUTATING, SITES, ORIGINS)
 def test_mutating_requests_pass_only_from_the_same_origin_or_non_browsers(
     method: bytes, site: bytes | None, origin: bytes | None
 ) -> None:
@@ -230,13 +231,7 @@ def test_a_form_post_must_say_where_it_comes_from(
     assert cross_origin_refusal(b"GET", site, origin, HOST, TRUSTED, form=True) is None
 
 
-@given(
-    st.sampled_from([b"POST", b"PUT", b"PATCH", b"DELETE"]),
-    st.one_of(st.none(), st.sampled_from([b"cross-site", b"same-site", b"same-origin", b"none"])),
-    st.one_of(
-        st.none(), st.sampled_from([b"https://127.0.0.1:8090", b"https://evil.example", b"null"])
-    ),
-)
+@given(MUTATING, SITES, ORIGINS)
 def test_form_rule_only_adds_refusals_of_posts_without_origin(
     method: bytes, site: bytes | None, origin: bytes | None
 ) -> None:
