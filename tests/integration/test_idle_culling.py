@@ -93,9 +93,7 @@ def app(
         yield host
     finally:
         host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
+    host.assert_no_traceback()
 
 
 class WebSocket:

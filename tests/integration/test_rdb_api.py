@@ -39,9 +39,7 @@ def app(rdb_server: RethinkServer, tmp_path_factory: pytest.TempPathFactory) -> 
         yield host
     finally:
         host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
+    host.assert_no_traceback()
 
 
 def new_db(app: HostProc, **extra: Any) -> str:

@@ -46,9 +46,7 @@ def app(server: RethinkServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield host
     finally:
         host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
+    host.assert_no_traceback()
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.harness.tailnet import Node, Tailnet, login_of, running_tailnet
-from tests.integration.hostproc import HostProc, free_port, wait_for
+from tests.integration.hostproc import HostProc, cluster_env, free_port, wait_for
 
 NODES = {
     "host": "hostuser",
@@ -371,14 +371,11 @@ def test_access_matrix_over_the_tailnet(
     """User A creates a workspace and opens it; user B, the stranger (no grant) and a
     connection tailscaled does not know are refused; the admin sees all and stops all.
     Every request is a real tailnet connection from that person's node."""
-    from tests.integration.test_workspace_api import HostApp
-
     port = free_port()
-    app = HostApp(
-        kubeconfig,
-        namespace,
+    app = HostProc(
         tmp_path,
         {
+            **cluster_env(kubeconfig, namespace),
             "TAILNET_LISTEN": f"127.0.0.1:{port}",
             "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket_path),
             "TAILNET_WHOIS_TTL": str(WHOIS_TTL),
@@ -387,7 +384,6 @@ def test_access_matrix_over_the_tailnet(
     upstream = _Upstream("198.18.0.77")
     host_ip = tailnet.nodes["host"].ipv4
     try:
-        app.wait_ready()
 
         def call(who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
             if who == "direct":

@@ -94,7 +94,7 @@ class WebSocket:
 
     def __init__(self, app: HostApp, path: str) -> None:
         raw = socket.create_connection(("127.0.0.1", app.port), timeout=15)
-        self.sock = app._ctx.wrap_socket(raw, server_hostname="localhost")
+        self.sock = app.ctx.wrap_socket(raw, server_hostname="localhost")
         key = wsframes.new_key().decode()
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
