@@ -37,8 +37,7 @@ from zope.interface import implementer
 
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.instance import describe_error
-from guildnet.cluster.kubeclient import KubeconfigError
-from guildnet.cluster.registry import Registry, UnknownCluster
+from guildnet.cluster.registry import Registry
 from guildnet.cluster.rest import KubeApiError
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json, read_json_object, string_field
@@ -367,15 +366,7 @@ class DBRoutes:
         return error_body(request, api.status, api.code, api.message, api.field, api.extra)
 
     def _rdb(self, cluster_id: str) -> RDBManager:
-        self._cluster_record(cluster_id)  # type: ignore[attr-defined]
-        try:
-            instance = self.registry.get(cluster_id)
-        except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
-        except KubeconfigError as e:
-            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        instance = self._instance(cluster_id)  # type: ignore[attr-defined]
         try:
             manager = instance.ensure_rdb()
         except RuntimeError as e:

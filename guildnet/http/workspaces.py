@@ -30,7 +30,7 @@ from guildnet.auth.ownership import may_access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Instance, describe_error
 from guildnet.cluster.kubeclient import KubeconfigError
-from guildnet.cluster.registry import Registry, UnknownCluster
+from guildnet.cluster.registry import ClusterRecord, Registry, UnknownCluster
 from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, object_path
 from guildnet.config import Settings
 from guildnet.http.access import forbidden
@@ -196,6 +196,10 @@ def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
     return None if culler is None else culler.view  # type: ignore[no-any-return]
 
 
+def _cluster_not_found(cluster_id: str) -> ApiError:
+    return ApiError(404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId")
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
 
@@ -239,31 +243,33 @@ class WorkspaceRoutes:
         origins = WorkspaceOrigins.from_settings(self.settings)
         return origins if origins.subdomain else None
 
-    def _cluster_record(self, cluster_id: str) -> None:
+    def _cluster_record(self, cluster_id: str) -> ClusterRecord:
+        """The cluster's record: 400 for a bad id, 404 for an unknown cluster."""
         try:
             validate_cluster_id(cluster_id)
         except InvalidClusterId as e:
             raise bad_field("clusterId", str(e)) from None
         try:
-            self.registry.record(cluster_id)
+            return self.registry.record(cluster_id)
         except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
+            raise _cluster_not_found(cluster_id) from None
+
+    def _instance(self, cluster_id: str) -> Instance:
+        """The cluster's Instance: 400 for a bad id, 404 for an unknown cluster, 503 when its
+        kubeconfig cannot be used."""
+        self._cluster_record(cluster_id)
+        try:
+            return self.registry.get(cluster_id)
+        except UnknownCluster:
+            raise _cluster_not_found(cluster_id) from None
+        except KubeconfigError as e:
+            raise ApiError(503, "cluster_unavailable", str(e)) from None
 
     async def _workspaces(
         self, cluster_id: str, synced: bool = True
     ) -> tuple[Instance, WorkspaceService]:
         """The cluster's Instance and WorkspaceService, CRD installed and caches filled."""
-        self._cluster_record(cluster_id)
-        try:
-            instance = self.registry.get(cluster_id)
-        except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
-        except KubeconfigError as e:
-            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        instance = self._instance(cluster_id)
         svc = attach(
             instance,
             OperatorConfig.from_settings(self.settings),

@@ -11,7 +11,9 @@ ones it means.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -22,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -51,6 +53,39 @@ def insecure_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any, http.client.HTTPResponse]:
+    """One request on ``conn`` (closed after): ``body`` as JSON, or ``raw`` bytes.
+
+    Returns the status, the body (JSON decoded unless an attachment, other text as str,
+    anything else bytes) and the response (its headers).
+    """
+    try:
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("content-type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+    finally:
+        conn.close()
+    ctype = resp.getheader("content-type") or ""
+    parsed: Any = payload
+    if ctype.startswith("application/json") and not resp.getheader("content-disposition"):
+        parsed = json.loads(payload)
+    elif ctype.startswith(("text/", "application/")):
+        parsed = payload.decode()
+    return resp.status, parsed, resp
 
 
 class HostProcess:
@@ -137,6 +172,19 @@ class HostProcess:
         log = self.output()
         at = log.find("Traceback")
         assert at < 0, log[max(0, at - 2000) : at + 4000]
+
+    @contextlib.contextmanager
+    def running(self, *, clean_log: bool = True) -> Iterator[Self]:
+        """The Host App for a ``with`` block (a fixture's life): started unless it is,
+        stopped after it; ``clean_log``: then its log must hold no Traceback."""
+        if self.proc is None:
+            self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+        if clean_log:
+            self.assert_no_traceback()
 
     def stop(self) -> None:
         proc = self.proc

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.hostapp import HostProcess, free_port
+from tests.harness.hostapp import HostProcess, exchange, free_port
 
 __all__ = ["SSE", "HostProc", "closed_url", "cluster_env", "free_port", "wait_for"]
 
@@ -83,25 +83,7 @@ class HostProc(HostProcess):
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, http.client.HTTPResponse]:
-        conn = self.connection()
-        try:
-            hdrs = dict(headers or {})
-            data = raw
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs.setdefault("content-type", "application/json")
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            payload = resp.read()
-        finally:
-            conn.close()
-        ctype = resp.getheader("content-type") or ""
-        parsed: Any = payload
-        if ctype.startswith("application/json") and not resp.getheader("content-disposition"):
-            parsed = json.loads(payload)
-        elif ctype.startswith(("text/", "application/")):
-            parsed = payload.decode()
-        return resp.status, parsed, resp
+        return exchange(self.connection(), method, path, body, raw, headers)
 
     def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
         got, data, _ = self.request(method, path, body)

@@ -50,12 +50,8 @@ def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
 
 
 def _start(kubeconfig: str, ns: str, work: Path, env: dict[str, str]) -> Iterator[Client]:
-    host = Client(work, {**cluster_env(kubeconfig, ns), **env})
-    try:
+    with Client(work, {**cluster_env(kubeconfig, ns), **env}).running() as host:
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 @pytest.fixture(scope="module")

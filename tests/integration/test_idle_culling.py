@@ -89,11 +89,8 @@ def app(
             "NO_PROXY": "*",
         },
     )
-    try:
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 class WebSocket:

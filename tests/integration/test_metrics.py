@@ -106,12 +106,8 @@ def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def app(kubeconfig: str, ns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
     work = tmp_path_factory.mktemp("hostapp-metrics")
-    host = Metered(kubeconfig, ns, work)
-    try:
+    with Metered(kubeconfig, ns, work).running() as host:
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 @pytest.fixture(scope="module")

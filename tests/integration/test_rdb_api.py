@@ -35,11 +35,8 @@ def app(rdb_server: RethinkServer, tmp_path_factory: pytest.TempPathFactory) -> 
     host = HostProc(
         work, {"HOSTAPP_API_PROXY_URL": closed_url(), "RETHINKDB_ADDR": rdb_server.addr}
     )
-    try:
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 def new_db(app: HostProc, **extra: Any) -> str:

@@ -42,11 +42,8 @@ def app(server: RethinkServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "RETHINKDB_PING_INTERVAL": "1",
         },
     )
-    try:
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 @pytest.fixture(autouse=True)

@@ -36,11 +36,8 @@ def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def app(kubeconfig: str, ns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProc]:
     host = HostProc(tmp_path_factory.mktemp("hostapp"), cluster_env(kubeconfig, ns))
-    try:
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    host.assert_no_traceback()
 
 
 @pytest.fixture(scope="module")
