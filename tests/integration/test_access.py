@@ -13,7 +13,6 @@ tailnet by the tailnet tests.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from guildnet.operator import constants as C
-from tests.integration.conftest import temporary_namespace
 from tests.integration.hostproc import SSE, HostProc, cluster_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -40,13 +38,6 @@ class Client(HostProc):
     ) -> tuple[int, Any]:
         status, parsed, _ = self.request(method, path, body, headers=headers)
         return status, parsed
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    name = f"access-{uuid.uuid4().hex[:6]}"
-    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
-        yield n
 
 
 def _start(kubeconfig: str, ns: str, work: Path, env: dict[str, str]) -> Iterator[Client]:

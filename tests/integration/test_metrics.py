@@ -18,10 +18,8 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -30,7 +28,6 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.backend import ws
-from tests.integration.conftest import temporary_namespace
 from tests.integration.hostproc import SSE, HostProc, cluster_env, free_port, wait_for
 from tests.integration.test_workspace_api import phase_is
 
@@ -95,12 +92,6 @@ class Metered(HostProc):
 
     def scrape(self) -> Samples:
         return parse(self.scrape_plain()[0])
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    with temporary_namespace(kube_api, _deleted_namespaces, f"metrics-{uuid.uuid4().hex[:6]}") as n:
-        yield n
 
 
 @pytest.fixture(scope="module")

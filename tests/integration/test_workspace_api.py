@@ -9,7 +9,6 @@ bring workspaces to Running.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,11 @@ import pytest
 from kubernetes import client as k8s_client
 
 from guildnet.operator import constants as C
-from tests.integration.conftest import temporary_namespace
 from tests.integration.hostproc import SSE, HostProc, cluster_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 IMAGE = "codercom/code-server:4.139.1"  # never pulled: kwok runs no containers
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    name = f"ws-api-{uuid.uuid4().hex[:6]}"
-    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
-        yield n
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,18 +19,10 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from guildnet.operator import constants as C
-from tests.integration.conftest import temporary_namespace
 from tests.integration.hostproc import HostProc, cluster_env, wait_for
 from tests.integration.test_workspace_api import IMAGE, phase_is
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    name = f"ws-life-{uuid.uuid4().hex[:6]}"
-    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
-        yield n
 
 
 @pytest.fixture(scope="module")
