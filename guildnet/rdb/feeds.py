@@ -57,6 +57,8 @@ SUBSCRIBER_QUEUE: Final = 1000
 RECOVER_CAP: Final = 5.0
 #: Subscribers written per reactor turn before the reactor reads the network again.
 RING_CHUNK: Final = 50
+#: Changes the log may hold before a trip's end trims what everyone has had.
+LOG_KEEP: Final = 256
 RAW: Final[dict[str, Any]] = {"time_format": "raw", "binary_format": "raw"}
 
 
@@ -339,7 +341,10 @@ class Feed:
 
     def _trim(self) -> None:
         """Forget the changes every subscriber that keeps up has had; a paused one that
-        fell more than ``SUBSCRIBER_QUEUE`` behind is resynced when it drains."""
+        fell more than ``SUBSCRIBER_QUEUE`` behind is resynced when it drains. Only
+        once the log has grown (a pass over every subscriber is not free)."""
+        if len(self._log) < LOG_KEEP:
+            return
         end = self.log_end
         low = end
         for sub in self.subscribers:
