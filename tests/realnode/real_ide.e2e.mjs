@@ -20,7 +20,8 @@
 // Environment: GUILDNET_URL, GUILDNET_FLOW, GUILDNET_WORKSPACE (name to launch), GUILDNET_CLUSTER_ID
 // (default "default"), GUILDNET_SCREENSHOTS, GUILDNET_RESULT, GUILDNET_PROFILE_DIR,
 // GUILDNET_HANDSHAKE, GUILDNET_CHROMIUM.
-import { checkpoint, env, expect, log, main, Session } from "./browser.mjs";
+import { env, expect, main, Session } from "../browser/session.mjs";
+import { checkpoint } from "./checkpoint.mjs";
 
 const BASE = env("GUILDNET_URL");
 const FLOW = env("GUILDNET_FLOW");
@@ -79,13 +80,17 @@ const ALLOWED = {
 };
 
 const session = new Session({
+  tag: "real-ide",
   shots: env("GUILDNET_SCREENSHOTS"),
   prefix: env("GUILDNET_SHOT_PREFIX", `real-${FLOW}`),
   allowed: ALLOWED[FLOW] ?? [],
   // Trust the Host App's self-signed certificate the way a user who installed it would (by
   // its public key): Chromium refuses service workers on an origin with a certificate error.
   extraArgs: [`--ignore-certificate-errors-spki-list=${env("GUILDNET_SPKI")}`],
+  viewport: { width: 1440, height: 900 },
+  contextOptions: { permissions: ["clipboard-read", "clipboard-write"] },
 });
+const { log } = session;
 
 async function launch(page, preset) {
   await session.step(`launch the ${preset} preset from the UI`, async () => {
