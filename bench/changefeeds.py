@@ -135,6 +135,19 @@ class HostApp(HostProcess):
             conn.close()
         return resp.status, json.loads(raw) if raw else None
 
+    def fanout_writes(self) -> float:
+        """``guildnet_rdb_fanout_writes_total`` of the default cluster (0 before any)."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        for line in text.splitlines():
+            if line.startswith('guildnet_rdb_fanout_writes_total{cluster="default"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     def wait(self, path: str, timeout: float = 150.0) -> None:
         """Until ``path`` answers 200."""
         deadline = time.monotonic() + timeout
@@ -374,6 +387,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
                 alongside = start_direct_feed(server, "sse", expect, args.seconds + drain, work)
                 with stopping(alongside):
                     pids = {"app": app.pid, "client": client.pid, "rdb": server.proc.pid}  # type: ignore[union-attr]
+                    writes0 = app.fanout_writes()
                     cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
                     t0 = time.monotonic()
                     profiler = start_profile(args, app.pid, work)
@@ -383,6 +397,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
                     sse = client.read(drain + 60)
                     t1 = time.monotonic()
                     cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+                    writes = app.fanout_writes() - writes0
                     mem = memory_kib(app.pid)
                     beside = alongside.read(drain + 30)
                     if profiler is not None:
@@ -450,6 +465,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     events = max(sse["delivered"], 1)
     us_per_event = 1e6 * cpu["app"] / events
     print(f"Host App CPU per subscriber-event delivered: {us_per_event:.2f} us")
+    # The ring (guildnet.rdb.feeds) uses whatever CPU it is given to write more often
+    # with fewer changes each; the cost of one write is the efficiency figure.
+    us_per_write = 1e6 * cpu["app"] / max(writes, 1)
+    print(
+        f"fan-out writes: {writes:.0f} ({events / max(writes, 1):.1f} changes per write), "
+        f"{us_per_write:.1f} us Host App CPU per write "
+        f"(writer: {os.environ.get('GUILDNET_SSE_WRITER', 'fused')})"
+    )
     if args.profile:
         print_profile(work / "hostapp.pyspy")
     return {
@@ -462,6 +485,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         "resyncs": sse["resyncs"],
         "app_cpu_pct": 100 * cpu["app"] / window,
         "us_per_event": us_per_event,
+        "us_per_write": us_per_write,
+        "changes_per_write": events / max(writes, 1),
         "kib_per_sub": (rss1 - rss0) / max(n, 1),
         "peak_mib": mem["VmHWM"] / 1024,
         "load": float(load_during.split()[0]),
@@ -571,7 +596,8 @@ def print_medians(args: argparse.Namespace, results: list[dict[str, Any]]) -> No
         f" x{med('p99_ms') / max(med('base_p99_ms'), 1e-9):.1f}; every event delivered in"
         f" {sum(r['all_delivered'] for r in results)}/{len(results)} runs; resyncs"
         f" {sum(r['resyncs'] for r in results)}; Host App {med('app_cpu_pct'):.0f}% of a core,"
-        f" {med('us_per_event'):.2f} us CPU per subscriber-event; {med('kib_per_sub'):.0f} KiB"
+        f" {med('us_per_event'):.2f} us CPU per subscriber-event, {med('us_per_write'):.1f} us"
+        f" per write ({med('changes_per_write'):.1f} changes each); {med('kib_per_sub'):.0f} KiB"
         f" per subscriber, peak RSS {med('peak_mib'):.0f} MiB; load average {med('load'):.1f}"
     )
     print(

@@ -4,8 +4,9 @@ Connection state, open changefeeds and SSE subscribers are read at scrape time f
 cluster's ``RDBManager`` and feed hub (``state``: guildnet_rdb_connected,
 guildnet_rdb_changefeeds_active, guildnet_rdb_sse_subscribers). The event families below
 are incremented where their events happen: reconnects by the manager, when an established
-connection is lost or its ping fails; subscriber resets by the feed hub; query latency by
-``RDBManager.run`` (every query the API, the feeds and the monitor make).
+connection is lost or its ping fails; subscriber resets and fan-out writes by the feed
+hub; query latency by ``RDBManager.run`` (every query the API, the feeds and the monitor
+make).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ SUBSCRIBER_RESETS = per_cluster(
         "overflowed), feed_lost (the server feed failed or restarted), reconnected "
         "(Last-Event-ID), gone (the table was dropped and the stream ended).",
         ["cluster", "action"],
+        registry=REGISTRY,
+    )
+)
+FANOUT_WRITES = per_cluster(
+    Counter(
+        "guildnet_rdb_fanout_writes",
+        "Writes of changefeed changes to SSE subscribers; each carries every change the "
+        "subscriber had not had yet, so the changes sent divided by this is the batching.",
+        ["cluster"],
         registry=REGISTRY,
     )
 )

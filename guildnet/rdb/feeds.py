@@ -307,6 +307,7 @@ class Feed:
         pos = self._ring_pos
         left = min(self._ring_left, n)
         wrote = self._ring_wrote
+        writes = 0
         for _ in range(min(RING_CHUNK, left)):
             if pos >= n:
                 pos = 0
@@ -323,8 +324,11 @@ class Feed:
                 continue
             sink.send_frames(self.log_range(cursor, end))
             sub.cursor = end
-            wrote = True
+            writes += 1
         self._ring_pos = pos
+        if writes:
+            wrote = True
+            self.hub.fanout_writes(writes)
         if left > 0:
             self._ring_left = left
             self._ring_wrote = wrote
@@ -559,8 +563,17 @@ class Hub:
         self.manager = manager
         self.reactor = reactor
         self.feeds: dict[str, Feed] = {}
+        self._fanout_writes: Any = None  # the cluster's child of FANOUT_WRITES
         # A recovering feed retries as soon as the manager has a connection again.
         self._unlisten = manager.on_change(self._manager_changed)
+
+    def fanout_writes(self, n: int) -> None:
+        counter = self._fanout_writes
+        if counter is None:
+            counter = self._fanout_writes = rdb_metrics.FANOUT_WRITES.labels(
+                self.manager.cluster_id
+            )
+        counter.inc(n)
 
     def _manager_changed(self, health: Any) -> None:
         if health.ready:

@@ -52,8 +52,13 @@ class RecordingSink:
 
 def feed(cluster: str = "unit") -> tuple[F.Feed, Clock]:
     clock = Clock()
+    writes: list[int] = []
     hub = SimpleNamespace(
-        reactor=clock, manager=SimpleNamespace(cluster_id=cluster), drop=lambda f: None
+        reactor=clock,
+        manager=SimpleNamespace(cluster_id=cluster),
+        drop=lambda f: None,
+        fanout_writes=writes.append,
+        writes=writes,  # what the ring reported (guildnet_rdb_fanout_writes_total)
     )
     return F.Feed(hub, "d", "t", None, "k"), clock  # type: ignore[arg-type]
 
