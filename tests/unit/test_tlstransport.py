@@ -199,9 +199,13 @@ class LeanTLSTests(TestCase):
             second = b"next-%d;" % size  # nothing held now: the fused path itself
             fused(second)
             expected += held + first + second
-        # Held writes, pieces over one record, and a piece right after one (its
-        # ciphertext waits for the end of the turn) go the layered way; the rest do not.
-        self.assertEqual(slow_calls, [5, 16384, 16385, 11, 70_000, 11, 1])
+        # Held writes and pieces over one record go the layered way; on guildnet's reactor
+        # so does a piece right after a big one (that one's ciphertext waits for the end
+        # of the turn). The rest take the fused path.
+        if hasattr(reactor, "at_end_of_turn"):
+            self.assertEqual(slow_calls, [5, 16384, 16385, 11, 70_000, 11, 1])
+        else:
+            self.assertEqual(slow_calls, [5, 16384, 16385, 70_000, 1])
         await self.until(lambda: len(client.received) >= len(expected), "data incomplete")
         self.assertEqual(bytes(client.received), bytes(expected))
 
