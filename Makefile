@@ -58,7 +58,8 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit tests/functional $(PYTEST_ARGS)
 	GUILDNET_TEST_REACTOR=default $(PY) -m pytest $(PYTEST_ARGS) \
-		tests/unit/test_proxy_engine.py tests/unit/test_tlstransport.py tests/unit/test_reactor.py
+		tests/unit/test_proxy_engine.py tests/unit/test_tlstransport.py tests/unit/test_reactor.py \
+		tests/unit/test_sse_fanout_tls.py
 
 testbin:
 	tests/harness/build-testbin.sh all
