@@ -17,8 +17,10 @@ to this test, which checks the real Pod and the files in it through ``pods/exec`
   shows it. The browser deletes the workspace from the UI (the test sees the pod,
   Deployment, Service, Secret and home volume gone).
 * JupyterLab: the preset launched from the UI, opened in a new tab under its canonical
-  ``/proxy/server/{id}/`` URL, logged in with the token the UI shows; a new notebook runs
-  ``1+1`` and shows ``2`` with the kernel idle.
+  ``/proxy/server/{id}/`` URL, logged in with the token the UI shows; a new notebook, once
+  its kernel is attached and idle, runs ``1+1`` and shows ``2`` with the kernel idle. The
+  page's kernel messages and REST calls (``<prefix>-trace.jsonl``), Jupyter's server log and
+  the Host App's log are kept beside the screenshots.
 
 Console errors fail the run except those listed, with their reason, in the script.
 Screenshots: ``test-output/screenshots/real-*.png``.
