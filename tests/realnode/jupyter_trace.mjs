@@ -71,7 +71,10 @@ export class JupyterTrace {
     const frame = (dir) => (e) => {
       const url = this.sockets.get(e.requestId) ?? "";
       const { opcode, payloadData } = e.response;
-      const data = { ws: e.requestId, opcode, bytes: payloadData.length };
+      // Payload bytes as on the wire (binary frames come base64-encoded), to compare with
+      // the proxy's access-log line for the socket (bytes, bytes_in: frames included).
+      const bytes = opcode === 1 ? Buffer.byteLength(payloadData) : Buffer.from(payloadData, "base64").length;
+      const data = { ws: e.requestId, opcode, bytes };
       if (url.endsWith("/channels") && (opcode === 1 || opcode === 2)) Object.assign(data, decodeKernelFrame(opcode, payloadData));
       else if (opcode === 1) data.text = payloadData.slice(0, 200);
       this.add(dir, data);
