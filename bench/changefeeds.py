@@ -37,9 +37,6 @@ import json
 import os
 import resource
 import shutil
-import signal
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -51,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from tests.harness.hostapp import HostProcess, free_port
 from tests.harness.processes import set_pdeathsig
 from tests.harness.rethinkdb import RethinkServer
 
@@ -67,12 +65,6 @@ def data_base() -> Path:
     if shm.is_dir() and os.access(shm, os.W_OK):
         return Path(tempfile.mkdtemp(prefix="guildnet-bench-rdb-", dir=shm))
     return Path(tempfile.mkdtemp(prefix="guildnet-bench-rdb-"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -119,39 +111,19 @@ def build_client(work: Path) -> Path:
     return out
 
 
-class HostApp:
-    """``twistd -n --reactor=guildnet guildnet`` whose default cluster's DB is ``rdb_addr``."""
+class HostApp(HostProcess):
+    """The Host App (``tests.harness.hostapp``'s launcher) whose default cluster's DB is
+    ``rdb_addr``; the cluster has no Kubernetes: an API proxy URL nothing listens on."""
 
     def __init__(self, work: Path, rdb_addr: str) -> None:
-        self.port = free_port()
         env = {
-            **os.environ,
-            "LISTEN_LOCAL": f"127.0.0.1:{self.port}",
-            "GUILDNET_STATE_DIR": str(work / "state"),
             "HOSTAPP_EMBED_OPERATOR": "false",
             "KUBECONFIG": str(work / "no-kubeconfig"),
-            # The default cluster without Kubernetes: an API proxy URL nothing listens on.
             "HOSTAPP_API_PROXY_URL": f"http://127.0.0.1:{free_port()}",
             "RETHINKDB_ADDR": rdb_addr,
         }
-        twistd = Path(sys.executable).parent / "twistd"
-        self.log_path = work / "hostapp.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "--reactor=guildnet", "guildnet"],
-            cwd=work,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=set_pdeathsig,
-        )
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname = False
-        self.ctx.verify_mode = ssl.CERT_NONE  # its self-signed certificate, on loopback
-
-    @property
-    def pid(self) -> int:
-        return int(self.proc.pid)
+        # Start-up on a loaded 2-core machine can take a minute.
+        super().__init__(work, env, start_timeout=150.0)
 
     def request(self, method: str, path: str) -> tuple[int, Any]:
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
@@ -164,11 +136,11 @@ class HostApp:
         return resp.status, json.loads(raw) if raw else None
 
     def wait(self, path: str, timeout: float = 150.0) -> None:
-        """Until ``path`` answers 200 (start-up on a loaded 2-core machine can take a minute)."""
+        """Until ``path`` answers 200."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"twistd exited; log: {self.log_path}")
             try:
                 status, last = self.request("GET", path)
@@ -178,16 +150,6 @@ class HostApp:
                 last = e
             time.sleep(0.3)
         raise RuntimeError(f"{path} not 200 after {timeout}s ({last}); log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 class JsonLines:
@@ -388,7 +350,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
         # 2. the Host App, N SSE subscribers, and a direct feed alongside.
         app = HostApp(work, server.addr)
         with stopping(app):
-            app.wait("/healthz")
+            app.start()
             app.wait("/api/cluster/default/db/health")  # the RDB manager exists and is ready
             time.sleep(2)
             rss0 = memory_kib(app.pid)["VmRSS"]

@@ -23,11 +23,7 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,42 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.cluster import TestCluster, netns_prepared
+from tests.harness.hostapp import HostProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class HostApp:
-    """A ``twistd -n guildnet`` child process and a tiny HTTPS client for it."""
+class HostApp(HostProcess):
+    """The Host App (``tests.harness.hostapp``'s launcher) on the bench cluster, with a tiny
+    HTTPS client."""
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
-        self.port = free_port()
-        self.state = Path(tempfile.mkdtemp(prefix="guildnet-bench-"))
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "K8S_NAMESPACE": namespace,
-            "LISTEN_LOCAL": f"127.0.0.1:{self.port}",
-            "GUILDNET_STATE_DIR": str(self.state),
-        }
-        twistd = Path(sys.executable).parent / "twistd"
-        self.log = open(self.state / "hostapp.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "--reactor=guildnet", "guildnet"],
-            env=env,
-            cwd=self.state,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname = False
-        self.ctx.verify_mode = ssl.CERT_NONE
+        env = {"KUBECONFIG": str(kubeconfig), "K8S_NAMESPACE": namespace}
+        super().__init__(Path(tempfile.mkdtemp(prefix="guildnet-bench-")), env)
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=60)
@@ -91,6 +64,8 @@ class HostApp:
             conn.close()
 
     def wait_ready(self, timeout: float = 60) -> None:
+        """Started, then ``/readyz`` (the default cluster answers)."""
+        self.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -100,21 +75,16 @@ class HostApp:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"Host App not ready; log in {self.state / 'hostapp.log'}")
+        raise RuntimeError(f"Host App not ready; log in {self.log_path}")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        shutil.rmtree(self.state, ignore_errors=True)
+        super().stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def api_writes(cluster: TestCluster) -> Counter[str]:

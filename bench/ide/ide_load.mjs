@@ -14,10 +14,7 @@
 //                rendered.
 //   jupyter:     time page.goto(<url>lab/tree/bench.ipynb?token=...) until the notebook's
 //                kernel reports idle; the session is shut down after each run.
-import { createRequire } from "node:module";
-
-const require = createRequire(new URL("../../ui/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { CHROMIUM_ARGS, chromium } from "../../tests/browser/session.mjs";
 
 const plan = JSON.parse(process.env.GUILDNET_BENCH_PLAN ?? "{}");
 const runs = plan.runs ?? 5;
@@ -27,13 +24,7 @@ const browser = await chromium.launch({
   executablePath: plan.chromium ?? "/usr/bin/chromium",
   headless: true,
   args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    ...CHROMIUM_ARGS,
     // the direct case is plain HTTP to a pod IP: make it a secure context like the TLS ones,
     // so the IDEs take the same code paths (service worker, crypto) everywhere
     `--unsafely-treat-insecure-origin-as-secure=${(plan.insecureOrigins ?? []).join(",")}`,

@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -46,17 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from guildnet.tls import write_self_signed
+from tests.harness.hostapp import HostProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 CHP_BIN = HERE / "node_modules" / ".bin" / "configurable-http-proxy"
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:
@@ -102,6 +96,10 @@ class Procs:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
         self.items.append((name, proc))
         return int(proc.pid)
+
+    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Stop ``proc`` with the others."""
+        self.items.append((name, proc))
 
     def stop(self) -> None:
         for _, proc in reversed(self.items):
@@ -277,31 +275,20 @@ def environment(args: argparse.Namespace) -> Iterator[list[Target]]:
             return wanted is None or name in wanted
 
         if want("guildnet"):
-            port = free_port()
-            env = {
-                **os.environ,
-                "LISTEN_LOCAL": f"127.0.0.1:{port}",
-                "HOSTAPP_PROXY_ALLOWLIST": f"127.0.0.1:{backend}",
-                "HOSTAPP_EMBED_OPERATOR": "false",
-                "GUILDNET_STATE_DIR": str(tmp / "state"),
-                "KUBECONFIG": str(tmp / "no-kubeconfig"),
-            }
-            twistd = str(Path(PYTHON).parent / "twistd")
-            pid = procs.start(
+            app = HostProcess(
+                tmp,  # its cwd: finds ./certs/server.crt, the certificate nginx and chp serve
+                {
+                    "HOSTAPP_PROXY_ALLOWLIST": f"127.0.0.1:{backend}",
+                    "HOSTAPP_EMBED_OPERATOR": "false",
+                    "KUBECONFIG": str(tmp / "no-kubeconfig"),
+                },
                 "guildnet",
-                [
-                    twistd,
-                    "-n",
-                    "--pidfile=",
-                    "--logfile",
-                    str(tmp / "twistd.log"),
-                    "--reactor=guildnet",
-                    "guildnet",
-                ],
-                tmp / "guildnet.out",
-                cwd=tmp,  # finds ./certs/server.crt
-                env=env,
+                start_timeout=60,
             )
+            app.start()
+            assert app.proc is not None
+            procs.adopt("guildnet", app.proc)
+            port, pid = app.port, app.pid
             prefix = f"/proxy/127.0.0.1:{backend}"
             wait_http(f"https://127.0.0.1:{port}{prefix}/healthz", timeout=60)
             targets.append(

@@ -133,11 +133,14 @@ class Access:
         setattr(request, _CALLER_ATTR, caller)
         return caller
 
-    def cross_origin(self, request: Any, upgrade: bool = False) -> Refusal | None:
+    def cross_origin(
+        self, request: Any, upgrade: bool = False, *, form: bool = False
+    ) -> Refusal | None:
         """The CSRF rule (``auth.csrf``) applied to the request's headers.
 
         ``upgrade``: a protocol upgrade (WebSocket) is a GET that opens a channel able to
         act, and browsers let any page open one to any origin: it is judged as a POST.
+        ``form``: the route acts on a form post, which must carry ``Origin``.
         """
         method = b"POST" if upgrade else request.method
         if method in SAFE_METHODS:
@@ -149,6 +152,7 @@ class Access:
             _first(headers.getRawHeaders(b"origin")),
             _first(headers.getRawHeaders(b"host")),
             self.trusted_origins,
+            form=form,
         )
         return None if why is None else Refusal("cross_origin", why)
 

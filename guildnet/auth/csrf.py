@@ -10,7 +10,10 @@ Host App as them. The rule is Go's ``net/http.CrossOriginProtection``:
 * without ``Sec-Fetch-Site`` (older browsers), an ``Origin`` whose host[:port] is not
   the request's ``Host`` is refused unless trusted;
 * with neither header the request is not from a browser page (curl, scripts) or is a
-  same-origin request of a browser that sends neither: allowed.
+  same-origin request of a browser that sends neither: allowed;
+* except for a route that acts on an HTML form's post (``form``): a plain form on any
+  site can post one, and browsers that send no ``Sec-Fetch-Site`` did not always send
+  ``Origin`` with it, so a form post without ``Origin`` is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from urllib.parse import urlsplit
 
 SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _PASSING_SITES: Final = frozenset({b"same-origin", b"none"})
+FORM_TYPE: Final = b"application/x-www-form-urlencoded"
+
+
+def is_form(content_type: bytes | None) -> bool:
+    """Whether a body is an HTML form's (``application/x-www-form-urlencoded``)."""
+    return (content_type or b"").split(b";")[0].strip().lower() == FORM_TYPE
 
 
 def cross_origin_refusal(
@@ -29,11 +38,19 @@ def cross_origin_refusal(
     origin: bytes | None,
     host: bytes | None,
     trusted: Collection[str] = (),
+    *,
+    form: bool = False,
 ) -> str | None:
-    """Why the request is refused as cross-origin, or None when it may go on."""
+    """Why the request is refused as cross-origin, or None when it may go on.
+
+    ``form``: the request is a form post to a route that acts on one: it must say where
+    it comes from (``Origin``), whatever else it sends.
+    """
     if method.upper() in SAFE_METHODS:
         return None
     origin_text = origin.decode("latin-1").strip() if origin is not None else None
+    if form and origin_text is None:
+        return "a form post must say where it comes from (Origin)"
     if origin_text is not None and origin_text.lower() in trusted:
         return None
     if sec_fetch_site is not None:

@@ -161,7 +161,7 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
         probe_arg = (request.args or {}).get(b"probe", [b"true"])[-1]
         if probe_arg not in (b"true", b"false"):
             raise ApiError(400, "invalid_query", "probe must be true or false", field="probe")
-        record = self._record_or_404(cluster_id)
+        record = self._cluster_record(cluster_id)
         try:
             instance = self.registry.get(record.id)
         except KubeconfigError as e:
@@ -246,14 +246,14 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
     @app.route("/api/clusters/<cluster_id>", methods=["GET"])
     @inlineCallbacks
     def get_cluster(self, request: IRequest, cluster_id: str) -> Any:
-        record = self._record_or_404(cluster_id)
+        record = self._cluster_record(cluster_id)
         reach = yield self._reachability(record.id)
         return write_json(request, 200, _cluster_json(record, reach))
 
     @app.route("/api/clusters/<cluster_id>", methods=["DELETE"])
     @inlineCallbacks
     def delete_cluster(self, request: IRequest, cluster_id: str) -> Any:
-        record = self._record_or_404(cluster_id)
+        record = self._cluster_record(cluster_id)
         if not record.stored:
             raise ApiError(
                 409,
@@ -262,15 +262,6 @@ class HostAPI(WorkspaceRoutes, AccessRoutes, UIRoutes, DBRoutes, DBFeedRoutes, D
             )
         yield self.registry.remove(record.id)
         return write_json(request, 200, {"deleted": record.id})
-
-    def _record_or_404(self, cluster_id: str) -> ClusterRecord:
-        _cluster_id_or_400(cluster_id, "clusterId")
-        try:
-            return self.registry.record(cluster_id)
-        except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
 
 
 def metrics_response(request: IRequest, exposition: Exposition) -> bytes:

@@ -12,10 +12,12 @@ a query it cannot run, a primary key change), 503 (RethinkDB unavailable).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import re
-from collections.abc import Iterator
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterator
+from typing import IO, Any, Final
 
 from rethinkdb.errors import (
     ReqlCursorEmpty,
@@ -35,8 +37,7 @@ from zope.interface import implementer
 
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID
 from guildnet.cluster.instance import describe_error
-from guildnet.cluster.kubeclient import KubeconfigError
-from guildnet.cluster.registry import Registry, UnknownCluster
+from guildnet.cluster.registry import Registry
 from guildnet.cluster.rest import KubeApiError
 from guildnet.http.errors import ApiError, bad_field, error_body, write_json
 from guildnet.http.jsonio import read_json, read_json_object, string_field
@@ -163,6 +164,14 @@ def _confirm(request: IRequest, expected: str) -> None:
         raise bad_field("confirm", f"repeat the name to drop it: ?confirm={expected}")
 
 
+def _format(request: IRequest) -> str:
+    """The export's or import's ``format`` (default ``json``)."""
+    fmt = _arg(request, "format") or "json"
+    if fmt not in X.FORMATS:
+        raise bad_field("format", f"must be one of {', '.join(X.FORMATS)}")
+    return fmt
+
+
 def _key(segment: str) -> Any:
     try:
         return K.parse_key(segment)
@@ -200,6 +209,97 @@ def _index_spec(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(multi, bool) or (multi and len(fields) > 1):
         raise bad_field(f"{where}.multi", "must be a boolean (and only for one field)")
     return {"name": name, "fields": fields, "multi": multi}
+
+
+# -- the shape of a DB route ------------------------------------------------------------------
+
+#: What a DB route's ``parse`` returns: the call to make once the manager is connected.
+Call = Callable[[RDBManager], Awaitable[Any]]
+Parse = Callable[..., Call]
+
+
+def _path_names(
+    db: str | None, table: str | None, index: str | None, key: str | None
+) -> dict[str, Any]:
+    """The names the path gives, checked in order (400 naming the field; 404 for a
+    reserved database), as keyword arguments; the row key parsed."""
+    names: dict[str, Any] = {}
+    if db is not None:
+        names["db"] = _db_name(db)
+    if table is not None:
+        names["table"] = _name(table, "table")
+    if index is not None:
+        names["index"] = _name(index, "index")
+    if key is not None:
+        names["key"] = _key(key)
+    return names
+
+
+async def _create(op: Awaitable[Any], what: str, field: str) -> Any:
+    """``op``'s result; its "already exists" as a 409 naming ``field``."""
+    try:
+        return await op
+    except ReqlOpFailedError as e:
+        if "already exists" in str(e):
+            raise ApiError(409, "exists", f"{what} already exists", field=field) from None
+        raise
+
+
+def _created_if_inserted(result: dict[str, Any]) -> int:
+    return 201 if result["inserted"] else 200
+
+
+def _changed(result: dict[str, Any], key: Any) -> dict[str, Any]:
+    """An update's or delete's result, or the 404/422 it stands for."""
+    if result["skipped"]:
+        raise ApiError(404, "row_not_found", f"no row with key {key!r}", field="key")
+    if result["errors"]:
+        first = result.get("firstError", "")
+        if "primary key" in first.lower():
+            raise ApiError(422, "primary_key_change", first, field="primaryKey", extra=result)
+        raise ApiError(422, "db_rejected", first, extra=result)
+    return result
+
+
+def db_route(
+    path: str, methods: list[str], *, status: int | Callable[[Any], int] | None = 200
+) -> Callable[[Parse], Callable[..., Any]]:
+    """A DB route (and its per-cluster twin) in the shape they all share.
+
+    First the path's names (``_path_names``), then the route's ``parse`` (its own input:
+    400/413 naming the field) returns the call; only then the cluster's RDB manager
+    (404/503), so bad input is a 400 whatever RethinkDB's state. The call's ReQL errors
+    and unavailability are the router's to map (``DBRoutes._db_refused``,
+    ``_db_unavailable``); its result is the JSON body, with ``status`` (or
+    ``status(result)``); ``status=None``: the call writes the response itself (a
+    stream). ``parse`` gets ``cluster_id`` when it names it.
+    """
+
+    def deco(parse: Parse) -> Callable[..., Any]:
+        wants_cluster = "cluster_id" in inspect.signature(parse).parameters
+
+        @functools.wraps(parse)
+        async def handler(
+            self: DBRoutes,
+            request: IRequest,
+            cluster_id: str = DEFAULT_CLUSTER_ID,
+            db: str | None = None,
+            table: str | None = None,
+            index: str | None = None,
+            key: str | None = None,
+        ) -> Any:
+            kwargs = _path_names(db, table, index, key)
+            if wants_cluster:
+                kwargs["cluster_id"] = cluster_id
+            call = parse(self, request, **kwargs)
+            result = await call(self._rdb(cluster_id))
+            if status is None:
+                return None
+            return write_json(request, status(result) if callable(status) else status, result)
+
+        return cluster_route(path, methods)(handler)
+
+    return deco
 
 
 @implementer(IPushProducer)
@@ -266,15 +366,7 @@ class DBRoutes:
         return error_body(request, api.status, api.code, api.message, api.field, api.extra)
 
     def _rdb(self, cluster_id: str) -> RDBManager:
-        self._cluster_record(cluster_id)  # type: ignore[attr-defined]
-        try:
-            instance = self.registry.get(cluster_id)
-        except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
-        except KubeconfigError as e:
-            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        instance = self._instance(cluster_id)  # type: ignore[attr-defined]
         try:
             manager = instance.ensure_rdb()
         except RuntimeError as e:
@@ -343,13 +435,15 @@ class DBRoutes:
 
     # databases --------------------------------------------------------------------------------
 
-    @cluster_route("/api/db", ["GET"])
-    async def list_dbs(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, {"databases": await ops.list_databases(mgr)})
+    @db_route("/api/db", ["GET"])
+    def list_dbs(self, request: IRequest) -> Call:
+        async def call(mgr: RDBManager) -> Any:
+            return {"databases": await ops.list_databases(mgr)}
 
-    @cluster_route("/api/db", ["POST"])
-    async def create_db(self, request: IRequest, cluster_id: str = DEFAULT_CLUSTER_ID) -> Any:
+        return call
+
+    @db_route("/api/db", ["POST"], status=201)
+    def create_db(self, request: IRequest, cluster_id: str) -> Call:
         body = read_json_object(request)
         db_id = string_field(body, "id", required=True, max_len=64)
         assert db_id is not None
@@ -361,55 +455,41 @@ class DBRoutes:
             raise bad_field(e.field, e.message) from None
         name = string_field(body, "name", required=False, max_len=200)
         description = string_field(body, "description", required=False, max_len=2000)
-        mgr = self._rdb(cluster_id)
-        try:
-            created = await ops.create_database(mgr, db_id, name, description)
-        except ReqlOpFailedError as e:
-            if "already exists" in str(e):
-                raise ApiError(
-                    409, "exists", f"database {db_id!r} already exists", field="id"
-                ) from None
-            raise
-        request.setHeader(b"location", self._db_url(cluster_id, db_id).encode())
-        return write_json(request, 201, created)
+
+        async def call(mgr: RDBManager) -> Any:
+            created = await _create(
+                ops.create_database(mgr, db_id, name, description), f"database {db_id!r}", "id"
+            )
+            request.setHeader(b"location", self._db_url(cluster_id, db_id).encode())
+            return created
+
+        return call
 
     @staticmethod
     def _db_url(cluster_id: str, db: str, *rest: str) -> str:
         prefix = "/api/db" if cluster_id == DEFAULT_CLUSTER_ID else f"/api/cluster/{cluster_id}/db"
         return "/".join([prefix, db, *rest])
 
-    @cluster_route("/api/db/<db>", ["GET"])
-    async def db_info(
-        self, request: IRequest, db: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, await ops.database_info(mgr, db))
+    @db_route("/api/db/<db>", ["GET"])
+    def db_info(self, request: IRequest, db: str) -> Call:
+        return lambda mgr: ops.database_info(mgr, db)
 
-    @cluster_route("/api/db/<db>", ["DELETE"])
-    async def drop_db(
-        self, request: IRequest, db: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
+    @db_route("/api/db/<db>", ["DELETE"])
+    def drop_db(self, request: IRequest, db: str) -> Call:
         _confirm(request, db)
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, await ops.drop_database(mgr, db))
+        return lambda mgr: ops.drop_database(mgr, db)
 
     # tables -----------------------------------------------------------------------------------
 
-    @cluster_route("/api/db/<db>/tables", ["GET"])
-    async def list_tables(
-        self, request: IRequest, db: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, {"db": db, "tables": await ops.list_tables(mgr, db)})
+    @db_route("/api/db/<db>/tables", ["GET"])
+    def list_tables(self, request: IRequest, db: str) -> Call:
+        async def call(mgr: RDBManager) -> Any:
+            return {"db": db, "tables": await ops.list_tables(mgr, db)}
 
-    @cluster_route("/api/db/<db>/tables", ["POST"])
-    async def create_table(
-        self, request: IRequest, db: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
+        return call
+
+    @db_route("/api/db/<db>/tables", ["POST"], status=201)
+    def create_table(self, request: IRequest, db: str, cluster_id: str) -> Call:
         body = read_json_object(request)
         table = _name(body.get("name"), "name")  # type: ignore[arg-type]
         pk = body.get("primaryKey", "id")
@@ -426,71 +506,45 @@ class DBRoutes:
         indexes = [_index_spec(ix, f"indexes[{i}]") for i, ix in enumerate(raw_indexes)]
         if len({ix["name"] for ix in indexes}) != len(indexes):
             raise bad_field("indexes", "index names must be unique")
-        mgr = self._rdb(cluster_id)
-        try:
-            info = await ops.create_table(mgr, db, table, pk, durability, indexes)
-        except ReqlOpFailedError as e:
-            if "already exists" in str(e):
-                raise ApiError(
-                    409, "exists", f"table {db}.{table} already exists", field="name"
-                ) from None
-            raise
-        request.setHeader(b"location", self._db_url(cluster_id, db, "tables", table).encode())
-        return write_json(request, 201, info)
 
-    @cluster_route("/api/db/<db>/tables/<table>", ["GET"])
-    async def table_info(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, await ops.table_info(mgr, db, table))
+        async def call(mgr: RDBManager) -> Any:
+            info = await _create(
+                ops.create_table(mgr, db, table, pk, durability, indexes),
+                f"table {db}.{table}",
+                "name",
+            )
+            request.setHeader(b"location", self._db_url(cluster_id, db, "tables", table).encode())
+            return info
 
-    @cluster_route("/api/db/<db>/tables/<table>", ["DELETE"])
-    async def drop_table(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
+        return call
+
+    @db_route("/api/db/<db>/tables/<table>", ["GET"])
+    def table_info(self, request: IRequest, db: str, table: str) -> Call:
+        return lambda mgr: ops.table_info(mgr, db, table)
+
+    @db_route("/api/db/<db>/tables/<table>", ["DELETE"])
+    def drop_table(self, request: IRequest, db: str, table: str) -> Call:
         _confirm(request, table)
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, await ops.drop_table(mgr, db, table))
+        return lambda mgr: ops.drop_table(mgr, db, table)
 
-    @cluster_route("/api/db/<db>/tables/<table>/indexes", ["POST"])
-    async def create_index(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
+    @db_route("/api/db/<db>/tables/<table>/indexes", ["POST"], status=201)
+    def create_index(self, request: IRequest, db: str, table: str) -> Call:
         spec = _index_spec(read_json_object(request), "index")
-        mgr = self._rdb(cluster_id)
-        await ops.create_index(mgr, db, table, spec)
-        return write_json(request, 201, await ops.table_info(mgr, db, table))
 
-    @cluster_route("/api/db/<db>/tables/<table>/indexes/<index>", ["DELETE"])
-    async def drop_index(
-        self,
-        request: IRequest,
-        db: str,
-        table: str,
-        index: str,
-        cluster_id: str = DEFAULT_CLUSTER_ID,
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
-        _name(index, "index")
-        mgr = self._rdb(cluster_id)
-        return write_json(request, 200, await ops.drop_index(mgr, db, table, index))
+        async def call(mgr: RDBManager) -> Any:
+            await ops.create_index(mgr, db, table, spec)
+            return await ops.table_info(mgr, db, table)
+
+        return call
+
+    @db_route("/api/db/<db>/tables/<table>/indexes/<index>", ["DELETE"])
+    def drop_index(self, request: IRequest, db: str, table: str, index: str) -> Call:
+        return lambda mgr: ops.drop_index(mgr, db, table, index)
 
     # rows -------------------------------------------------------------------------------------
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows", ["GET"])
-    async def list_rows(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
+    @db_route("/api/db/<db>/tables/<table>/rows", ["GET"])
+    def list_rows(self, request: IRequest, db: str, table: str) -> Call:
         limit = _int_arg(request, "limit", 50, 1, ops.MAX_PAGE)
         order = _arg(request, "order") or "asc"
         if order not in ("asc", "desc"):
@@ -502,16 +556,10 @@ class DBRoutes:
                 after = K.decode_cursor(cursor)
             except K.KeyError_ as e:
                 raise bad_field("after", str(e)) from None
-        mgr = self._rdb(cluster_id)
-        result = await ops.page(mgr, db, table, after, bool(cursor), limit, order == "desc")
-        return write_json(request, 200, result)
+        return lambda mgr: ops.page(mgr, db, table, after, bool(cursor), limit, order == "desc")
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows", ["POST"])
-    async def insert_rows(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
+    @db_route("/api/db/<db>/tables/<table>/rows", ["POST"], status=_created_if_inserted)
+    def insert_rows(self, request: IRequest, db: str, table: str) -> Call:
         conflict = _conflict(request)
         body = read_json(request, MAX_ROWS_BODY)
         docs = body if isinstance(body, list) else [body]
@@ -522,124 +570,110 @@ class DBRoutes:
                 raise bad_field(
                     f"body[{i}]" if isinstance(body, list) else "body", "must be an object"
                 )
-        mgr = self._rdb(cluster_id)
-        result = await ops.insert(mgr, db, table, docs, conflict)
-        written = result["inserted"] + result["replaced"] + result["unchanged"]
-        if result["errors"] and not written:
-            first = result.get("firstError", "")
-            if "Duplicate primary key" in first:
-                raise ApiError(409, "duplicate_key", first, field="primaryKey", extra=result)
-            raise ApiError(422, "db_rejected", first, extra=result)
-        return write_json(request, 201 if result["inserted"] else 200, result)
 
-    def _row_args(self, db: str, table: str, key: str) -> Any:
-        _db_name(db)
-        _name(table, "table")
-        return _key(key)
+        async def call(mgr: RDBManager) -> Any:
+            result = await ops.insert(mgr, db, table, docs, conflict)
+            written = result["inserted"] + result["replaced"] + result["unchanged"]
+            if result["errors"] and not written:
+                first = result.get("firstError", "")
+                if "Duplicate primary key" in first:
+                    raise ApiError(409, "duplicate_key", first, field="primaryKey", extra=result)
+                raise ApiError(422, "db_rejected", first, extra=result)
+            return result
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["GET"])
-    async def get_row(
-        self, request: IRequest, db: str, table: str, key: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        k = self._row_args(db, table, key)
-        mgr = self._rdb(cluster_id)
-        row = await ops.get_row(mgr, db, table, k)
-        if row is None:
-            raise ApiError(404, "row_not_found", f"no row with key {k!r}", field="key")
-        return write_json(request, 200, row)
+        return call
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["PATCH"])
-    async def update_row(
-        self, request: IRequest, db: str, table: str, key: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        k = self._row_args(db, table, key)
+    @db_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["GET"])
+    def get_row(self, request: IRequest, db: str, table: str, key: Any) -> Call:
+        async def call(mgr: RDBManager) -> Any:
+            row = await ops.get_row(mgr, db, table, key)
+            if row is None:
+                raise ApiError(404, "row_not_found", f"no row with key {key!r}", field="key")
+            return row
+
+        return call
+
+    @db_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["PATCH"])
+    def update_row(self, request: IRequest, db: str, table: str, key: Any) -> Call:
         patch = read_json_object(request, MAX_ROWS_BODY)
-        mgr = self._rdb(cluster_id)
-        result = await ops.update(mgr, db, table, k, patch)
-        return self._changed(request, result, k)
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["PUT"])
-    async def replace_row(
-        self, request: IRequest, db: str, table: str, key: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        k = self._row_args(db, table, key)
+        async def call(mgr: RDBManager) -> Any:
+            return _changed(await ops.update(mgr, db, table, key, patch), key)
+
+        return call
+
+    @db_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["PUT"], status=_created_if_inserted)
+    def replace_row(self, request: IRequest, db: str, table: str, key: Any) -> Call:
         doc = read_json_object(request, MAX_ROWS_BODY)
-        mgr = self._rdb(cluster_id)
-        pk = await ops.primary_key(mgr, db, table)
-        if pk in doc and doc[pk] != k:
-            raise ApiError(
-                422, "primary_key_change", f"{pk} in the body differs from the key", field=pk
-            )
-        doc = {**doc, pk: k}
-        result = await ops.replace(mgr, db, table, k, doc)
-        if result["errors"]:
-            raise ApiError(422, "db_rejected", result.get("firstError", ""), extra=result)
-        return write_json(request, 201 if result["inserted"] else 200, result)
 
-    @cluster_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["DELETE"])
-    async def delete_row(
-        self, request: IRequest, db: str, table: str, key: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        k = self._row_args(db, table, key)
-        mgr = self._rdb(cluster_id)
-        return self._changed(request, await ops.delete(mgr, db, table, k), k)
+        async def call(mgr: RDBManager) -> Any:
+            pk = await ops.primary_key(mgr, db, table)
+            if pk in doc and doc[pk] != key:
+                raise ApiError(
+                    422, "primary_key_change", f"{pk} in the body differs from the key", field=pk
+                )
+            result = await ops.replace(mgr, db, table, key, {**doc, pk: key})
+            if result["errors"]:
+                raise ApiError(422, "db_rejected", result.get("firstError", ""), extra=result)
+            return result
 
-    @staticmethod
-    def _changed(request: IRequest, result: dict[str, Any], key: Any) -> bytes:
-        if result["skipped"]:
-            raise ApiError(404, "row_not_found", f"no row with key {key!r}", field="key")
-        if result["errors"]:
-            first = result.get("firstError", "")
-            if "primary key" in first.lower():
-                raise ApiError(422, "primary_key_change", first, field="primaryKey", extra=result)
-            raise ApiError(422, "db_rejected", first, extra=result)
-        return write_json(request, 200, result)
+        return call
+
+    @db_route("/api/db/<db>/tables/<table>/rows/<path:key>", ["DELETE"])
+    def delete_row(self, request: IRequest, db: str, table: str, key: Any) -> Call:
+        async def call(mgr: RDBManager) -> Any:
+            return _changed(await ops.delete(mgr, db, table, key), key)
+
+        return call
 
     # query ------------------------------------------------------------------------------------
 
-    @cluster_route("/api/db/<db>/tables/<table>/query", ["POST"])
-    async def query(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
+    @db_route("/api/db/<db>/tables/<table>/query", ["POST"])
+    def query(self, request: IRequest, db: str, table: str) -> Call:
         try:
             q = Q.parse_query(read_json_object(request))
         except Q.QueryError as e:
             raise bad_field(e.field, e.message) from None
-        mgr = self._rdb(cluster_id)
-        try:
-            result = await ops.run_query(mgr, db, table, q)
-        except RDBUnavailable as e:
-            if e.reason == "timeout":
-                raise ApiError(
-                    422,
-                    "query_timeout",
-                    f"the query ran longer than {ops.QUERY_TIMEOUT:.0f}s; narrow it "
-                    "(an index with 'between', a smaller limit)",
-                    field="query",
-                ) from None
-            raise
-        except ReqlError as e:
-            api = reql_error(e)
-            if api.status == 422:
-                api.field = api.field or "query"
-            raise api from None
-        return write_json(request, 200, result)
+
+        async def call(mgr: RDBManager) -> Any:
+            try:
+                return await ops.run_query(mgr, db, table, q)
+            except RDBUnavailable as e:
+                if e.reason == "timeout":
+                    raise ApiError(
+                        422,
+                        "query_timeout",
+                        f"the query ran longer than {ops.QUERY_TIMEOUT:.0f}s; narrow it "
+                        "(an index with 'between', a smaller limit)",
+                        field="query",
+                    ) from None
+                raise
+            except ReqlError as e:
+                api = reql_error(e)
+                if api.status == 422:
+                    api.field = api.field or "query"
+                raise api from None
+
+        return call
 
     # export -----------------------------------------------------------------------------------
 
-    @cluster_route("/api/db/<db>/tables/<table>/export", ["GET"])
-    async def export(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
-        fmt = _arg(request, "format") or "json"
-        if fmt not in X.FORMATS:
-            raise bad_field("format", f"must be one of {', '.join(X.FORMATS)}")
+    @db_route("/api/db/<db>/tables/<table>/export", ["GET"], status=None)
+    def export(self, request: IRequest, db: str, table: str) -> Call:
+        fmt = _format(request)
         columns_arg = _arg(request, "columns")
-        mgr = self._rdb(cluster_id)
+        return lambda mgr: self._export(request, mgr, db, table, fmt, columns_arg)
+
+    async def _export(
+        self,
+        request: IRequest,
+        mgr: RDBManager,
+        db: str,
+        table: str,
+        fmt: str,
+        columns_arg: str | None,
+    ) -> None:
+        """Stream the table in key order (the CSV's columns: those asked, else every key)."""
         pk = await ops.primary_key(mgr, db, table)
         t = r.db(db).table(table)
         columns: list[str] = []
@@ -692,15 +726,9 @@ class DBRoutes:
 
     # import -----------------------------------------------------------------------------------
 
-    @cluster_route("/api/db/<db>/tables/<table>/import", ["POST"])
-    async def import_rows(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
-        _db_name(db)
-        _name(table, "table")
-        fmt = _arg(request, "format") or "json"
-        if fmt not in X.FORMATS:
-            raise bad_field("format", f"must be one of {', '.join(X.FORMATS)}")
+    @db_route("/api/db/<db>/tables/<table>/import", ["POST"])
+    def import_rows(self, request: IRequest, db: str, table: str) -> Call:
+        fmt = _format(request)
         dry_run = _bool_arg(request, "dryRun")
         conflict = _conflict(request)
         try:
@@ -718,7 +746,21 @@ class DBRoutes:
         if content is None:
             raise bad_field("body", "send the file as the request body")
         content.seek(0)
-        mgr = self._rdb(cluster_id)
+        return lambda mgr: self._import(mgr, db, table, content, fmt, types, dry_run, conflict)
+
+    async def _import(
+        self,
+        mgr: RDBManager,
+        db: str,
+        table: str,
+        content: IO[bytes],
+        fmt: str,
+        types: dict[str, str],
+        dry_run: bool,
+        conflict: str,
+    ) -> dict[str, Any]:
+        """Import the file in batches of IMPORT_BATCH rows (checked only, for a dry run);
+        the report, or a 422 carrying it."""
         pk = await ops.primary_key(mgr, db, table)
         rows = X.rows(fmt, content, types)
 
@@ -812,7 +854,7 @@ class DBRoutes:
             raise ApiError(
                 422, "import_failed", "no row could be imported", field="body", extra=report
             )
-        return write_json(request, 200, report)
+        return report
 
 
 def _valid_key(key: Any) -> bool:
@@ -830,13 +872,9 @@ class DBFeedRoutes:
 
     registry: Registry
 
-    @cluster_route("/sse/db/<db>/tables/<table>/changes", ["GET"])
-    async def table_changes(
-        self, request: IRequest, db: str, table: str, cluster_id: str = DEFAULT_CLUSTER_ID
-    ) -> Any:
+    @db_route("/sse/db/<db>/tables/<table>/changes", ["GET"], status=None)
+    def table_changes(self, request: IRequest, db: str, table: str, cluster_id: str) -> Call:
         """snapshot, ready, change..., resync (then snapshot again), gone; see rdb.feeds."""
-        _db_name(db)
-        _name(table, "table")
         raw_filter = _arg(request, "filter")
         filt = None
         if raw_filter:
@@ -847,7 +885,12 @@ class DBFeedRoutes:
                 field = e.field if isinstance(e, Q.QueryError) else "filter"
                 message = e.message if isinstance(e, Q.QueryError) else "is not JSON"
                 raise bad_field(field, message) from None
-        mgr = self._rdb(cluster_id)  # type: ignore[attr-defined]
+        return lambda mgr: self._follow(request, mgr, db, table, filt, cluster_id)
+
+    async def _follow(
+        self, request: IRequest, mgr: RDBManager, db: str, table: str, filt: Any, cluster_id: str
+    ) -> None:
+        """Stream the table's changes until the client or the Host App goes."""
         await ops.primary_key(mgr, db, table)  # 404/503 now, before the stream starts
         instance = self.registry.get(cluster_id)
         last_id = request.getHeader(b"last-event-id") or (_arg(request, "lastEventId") or "")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -133,6 +134,9 @@ class SSEStream:
         self._drain_hooks: list[Callable[[], object]] = []
         self.flow = threading.Event()
         self.flow.set()
+        #: True while open and the client keeps up: write now; else queue (and bound the
+        #: queue). A plain attribute: a fan-out reads it once per stream per write.
+        self.writable = False
         self.open = False
         self.closed = False
         self.client_gone = False
@@ -154,6 +158,7 @@ class SSEStream:
         request.setHeader(b"x-accel-buffering", b"no")
         request.responseHeaders.removeHeader(b"content-length")
         self.open = True
+        self.writable = self.flow.is_set()
         request.streaming = True
         self._gauge.inc()
         request.notifyFinish().addBoth(self._finished)
@@ -201,6 +206,7 @@ class SSEStream:
         if self.open:
             self._gauge.dec()
         self.open = False
+        self.writable = False
         self.flow.set()  # never leave a source thread waiting
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
@@ -271,9 +277,11 @@ class SSEStream:
 
     def pauseProducing(self) -> None:
         self.flow.clear()
+        self.writable = False
 
     def resumeProducing(self) -> None:
         self.flow.set()
+        self.writable = self.open
         for hook in list(self._drain_hooks):
             self._run(hook)
 
@@ -281,16 +289,12 @@ class SSEStream:
         """Call ``hook`` each time the client has caught up (the transport resumed us)."""
         self._drain_hooks.append(hook)
 
-    @property
-    def writable(self) -> bool:
-        """True while the client keeps up: write now; else queue (and bound the queue)."""
-        return self.open and self.flow.is_set()
-
     def stopProducing(self) -> None:
         # The transport may stop us before the request hears of the lost connection; close
         # on the next turn, so Klein already knows the request is over and won't finish it.
         self.client_gone = True
         self.flow.set()
+        self.writable = False
         self._reactor.callLater(0, self._close)
 
 
@@ -322,4 +326,14 @@ def _direct_writer(request: Any) -> Callable[[bytes], object] | None:
     # streams written in one turn, the first would otherwise wait for the last.
     transport._send_at_once = send_at_once(transport)
     result: Callable[[bytes], object] = write_now
+    if FUSED_WRITES:
+        fused = transport.fan_out_writer()
+        if fused is not None:
+            result = fused
     return result
+
+
+#: The fused write (``LeanTLSTransport.fan_out_writer``) or, with
+#: ``GUILDNET_SSE_WRITER=layered``, the layered one: the benchmark compares the two, the
+#: tests run both.
+FUSED_WRITES: bool = os.environ.get("GUILDNET_SSE_WRITER", "fused") != "layered"

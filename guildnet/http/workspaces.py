@@ -24,14 +24,16 @@ from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from guildnet.auth.access import Caller, caller_of, owner_refusal
+from guildnet.auth.access import Access, Caller, caller_of, owner_refusal
+from guildnet.auth.csrf import is_form
 from guildnet.auth.ownership import may_access
 from guildnet.cluster.ids import DEFAULT_CLUSTER_ID, InvalidClusterId, validate_cluster_id
 from guildnet.cluster.instance import Instance, describe_error
 from guildnet.cluster.kubeclient import KubeconfigError
-from guildnet.cluster.registry import Registry, UnknownCluster
+from guildnet.cluster.registry import ClusterRecord, Registry, UnknownCluster
 from guildnet.cluster.rest import MERGE_PATCH, KubeApiError, object_path
 from guildnet.config import Settings
+from guildnet.http.access import forbidden
 from guildnet.http.errors import ApiError, bad_field, write_json
 from guildnet.http.jsonio import read_json, read_json_object
 from guildnet.http.router import router
@@ -194,27 +196,12 @@ def _idle_of(svc: WorkspaceService) -> views.IdleOf | None:
     return None if culler is None else culler.view  # type: ignore[no-any-return]
 
 
+def _cluster_not_found(cluster_id: str) -> ApiError:
+    return ApiError(404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId")
+
+
 def _not_found(name: str) -> ApiError:
     return ApiError(404, "server_not_found", f"no server {name!r}", field="id")
-
-
-def _is_form(request: IRequest) -> bool:
-    ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
-    return ctype == b"application/x-www-form-urlencoded"
-
-
-def _same_origin(request: IRequest, frontend_origin: str, *, required: bool) -> None:
-    """Refuse a request whose Origin is another site (403); ``required``: Origin must be sent."""
-    origin = request.getHeader(b"origin")
-    if origin is None:
-        if required:
-            raise ApiError(403, "cross_origin", "a form post must come from this origin")
-        return
-    host = request.getHeader(b"host") or b""
-    scheme = b"https" if request.isSecure() else b"http"
-    own = scheme + b"://" + host
-    if origin != own and origin.decode("latin-1") != frontend_origin:
-        raise ApiError(403, "cross_origin", "requests from other sites are refused")
 
 
 def _visible_to(caller: Caller) -> Callable[[dict[str, Any] | None], bool]:
@@ -246,6 +233,7 @@ class WorkspaceRoutes:
 
     settings: Settings
     registry: Registry
+    access: Access
 
     # plumbing -----------------------------------------------------------------------------
 
@@ -255,31 +243,33 @@ class WorkspaceRoutes:
         origins = WorkspaceOrigins.from_settings(self.settings)
         return origins if origins.subdomain else None
 
-    def _cluster_record(self, cluster_id: str) -> None:
+    def _cluster_record(self, cluster_id: str) -> ClusterRecord:
+        """The cluster's record: 400 for a bad id, 404 for an unknown cluster."""
         try:
             validate_cluster_id(cluster_id)
         except InvalidClusterId as e:
             raise bad_field("clusterId", str(e)) from None
         try:
-            self.registry.record(cluster_id)
+            return self.registry.record(cluster_id)
         except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
+            raise _cluster_not_found(cluster_id) from None
+
+    def _instance(self, cluster_id: str) -> Instance:
+        """The cluster's Instance: 400 for a bad id, 404 for an unknown cluster, 503 when its
+        kubeconfig cannot be used."""
+        self._cluster_record(cluster_id)
+        try:
+            return self.registry.get(cluster_id)
+        except UnknownCluster:
+            raise _cluster_not_found(cluster_id) from None
+        except KubeconfigError as e:
+            raise ApiError(503, "cluster_unavailable", str(e)) from None
 
     async def _workspaces(
         self, cluster_id: str, synced: bool = True
     ) -> tuple[Instance, WorkspaceService]:
         """The cluster's Instance and WorkspaceService, CRD installed and caches filled."""
-        self._cluster_record(cluster_id)
-        try:
-            instance = self.registry.get(cluster_id)
-        except UnknownCluster:
-            raise ApiError(
-                404, "cluster_not_found", f"no cluster {cluster_id!r}", field="clusterId"
-            ) from None
-        except KubeconfigError as e:
-            raise ApiError(503, "cluster_unavailable", str(e)) from None
+        instance = self._instance(cluster_id)
         svc = attach(
             instance,
             OperatorConfig.from_settings(self.settings),
@@ -321,7 +311,7 @@ class WorkspaceRoutes:
             raise _not_found(name)
         refusal = owner_refusal(caller, name, ws)
         if refusal is not None:
-            raise ApiError(403, "forbidden", refusal.message, extra=refusal.body(caller))
+            raise forbidden(refusal, caller)
 
     def _cached_workspace(self, svc: WorkspaceService, name: str) -> dict[str, Any]:
         ws = svc.workspace(name)
@@ -487,7 +477,6 @@ class WorkspaceRoutes:
         409 if the workspace changed meanwhile.
         """
         _server_id(server_id)
-        _same_origin(request, self.settings.frontend_origin, required=False)
         change = read_json_object(request)
         instance, svc = await self._workspaces(cluster_id)
         ws = self._cached_workspace(svc, server_id)
@@ -556,14 +545,18 @@ class WorkspaceRoutes:
         """Run a lifecycle write (stop/start/restart) and answer JSON, or 303 for a form.
 
         The proxy's "workspace stopped" page posts an HTML form here; it gets a redirect
-        back to the workspace. A cross-site request (an Origin that is neither this origin
-        nor FRONTEND_ORIGIN) is refused: these routes need no body, so a plain form on
-        another site could otherwise stop anybody's workspace.
+        back to the workspace. The gate has refused cross-site requests (``auth.csrf``);
+        a form post must also carry Origin: these routes need no body, so a plain form on
+        another site, in a browser that sends neither header, could otherwise stop
+        anybody's workspace.
         """
         _server_id(server_id)
-        form = _is_form(request)
-        _same_origin(request, self.settings.frontend_origin, required=form)
-        if not form:
+        form = is_form(request.getHeader(b"content-type"))
+        if form:
+            refusal = self.access.cross_origin(request, form=True)
+            if refusal is not None:
+                raise forbidden(refusal, caller_of(request))
+        else:
             read_json(request)  # empty or JSON; anything else is a 415/400
         _, svc = await self._workspaces(cluster_id, synced=False)
         try:

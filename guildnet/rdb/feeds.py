@@ -9,6 +9,17 @@ table was dropped, the client was too slow for its bounded buffer, or it reconne
 ``Last-Event-ID`` (changefeeds cannot resume). After a ``resync`` a fresh ``snapshot`` and
 ``ready`` follow once the feed is back; the client replaces what it shows.
 
+Fan-out is a rotation, not a broadcast: each encoded change goes into the feed's log once,
+and every subscriber keeps a cursor into it. The feed visits its subscribers in a ring, a
+chunk per reactor turn, and writes each one everything from its cursor to the log's end as
+one write; between chunks the reactor reads the server again, so changes that arrived
+meanwhile go to the rest of the ring in the same visit. An event therefore waits at most
+one trip round the ring (a broadcast per batch waited for the batch before it to reach
+everyone, then for its own: up to two), and the write count adapts to the load: the
+busier the feed, the more changes each write carries. The bench (``make
+bench-changefeeds``) measured p99 at 1,000 subscribers: 81 ms with the broadcast, see the
+README for the rotation's figures.
+
 A lost feed notifies its subscribers at once (the fixed driver fails the cursor the moment
 the connection drops), then is re-established with backoff: a connection from the manager,
 ``table.wait()`` (a restarted server has no primary replica for ~2 s), then the feed again.
@@ -44,6 +55,10 @@ SNAPSHOT_ROWS: Final = 5000
 #: Events a slow subscriber may have queued before it is resynced instead.
 SUBSCRIBER_QUEUE: Final = 1000
 RECOVER_CAP: Final = 5.0
+#: Subscribers written per reactor turn before the reactor reads the network again.
+RING_CHUNK: Final = 50
+#: Changes the log may hold before a trip's end trims what everyone has had.
+LOG_KEEP: Final = 256
 RAW: Final[dict[str, Any]] = {"time_format": "raw", "binary_format": "raw"}
 
 
@@ -60,33 +75,70 @@ class Sink:
 
 
 class Subscriber:
-    """One client of a feed with a bounded queue of encoded events not yet written."""
+    """One client of a feed: its cursor into the feed's log of changes, and a bounded
+    queue of control events (snapshot, resync, gone) its client was too slow to take."""
+
+    __slots__ = (
+        "cursor",
+        "feed",
+        "overflowed",
+        "pending_resync",
+        "queue",
+        "queued",
+        "resyncs",
+        "sink",
+        "synced",
+    )
 
     def __init__(self, feed: Feed, sink: Any, resume: bool) -> None:
         self.feed = feed
         self.sink = sink
         self.queue: collections.deque[Frames] = collections.deque()
         self.queued = 0  # events in ``queue``
+        self.cursor = feed.log_end  # the log's changes before it are written or queued
         self.synced = False  # has had a snapshot of the current feed epoch
         self.overflowed = False
         self.pending_resync = resume
         self.resyncs = 0
 
     def push(self, frames: Frames) -> None:
-        """Write now while the client keeps up; else queue, bounded (then a resync)."""
+        """Write now while the client keeps up; else queue, bounded (then a resync).
+        Changes it is owed from the log go first, so the order is the feed's."""
         if self.overflowed:
             return
+        if self.synced and self.cursor < self.feed.log_end:
+            self.settle()
         if not self.queue and self.sink.writable:
             self.sink.send_frames(frames)
             return
+        self._enqueue(frames)
+
+    def _enqueue(self, frames: Frames) -> None:
         self.queue.append(frames)
         self.queued += frames.count
         if self.queued > SUBSCRIBER_QUEUE:
-            # Never unbounded memory: drop what it has not read; it re-reads on resync.
-            self.queue.clear()
-            self.queued = 0
-            self.overflowed = True
-            self.synced = False
+            self.overflow()
+
+    def overflow(self) -> None:
+        """Never unbounded memory: drop what it has not read; it re-reads on resync."""
+        self.queue.clear()
+        self.queued = 0
+        self.overflowed = True
+        self.synced = False
+
+    def settle(self) -> None:
+        """Everything the log holds for it, written now or queued (before the feed is
+        lost or gone, so those changes still come before the ``resync``)."""
+        feed = self.feed
+        end = feed.log_end
+        if self.cursor >= end or self.overflowed:
+            return
+        frames = feed.log_range(self.cursor, end)
+        self.cursor = end
+        if not self.queue and self.sink.writable:
+            self.sink.send_frames(frames)
+        else:
+            self._enqueue(frames)
 
     def emit(self, event: str, data: Any, event_id: str | None = None) -> None:
         self.push(Frames.event(data, event, event_id))
@@ -102,6 +154,8 @@ class Subscriber:
             self.overflowed = False
             self.resync("slow_client")
             self.feed.send_snapshot(self)
+        elif self.synced and self.sink.writable:
+            self.settle()  # the changes it missed while paused, without waiting for the ring
 
     def resync(self, reason: str) -> None:
         self.resyncs += 1
@@ -117,11 +171,11 @@ def _reset_action(reason: str) -> str:
 class Feed:
     """One server changefeed and its subscribers.
 
-    Changes are encoded once (JSON, SSE frame with its ``id:``) and gathered until the end
-    of the reactor turn, then written to every synced subscriber as one piece: a cursor
-    batch (or whatever arrived while the reactor was busy writing the last one) costs each
-    subscriber one write. The snapshot is encoded once per state of the rows and shared by
-    every subscriber that asks for it in that state (all of them after a resync).
+    Changes are encoded once (JSON, SSE frame with its ``id:``) into the log; the ring
+    (``_rotate``) writes each synced subscriber what it has not had as one piece, and
+    subscribers visited together share the bytes (they have the same cursor). The
+    snapshot is encoded once per state of the rows and shared by every subscriber that
+    asks for it in that state (all of them after a resync).
     """
 
     def __init__(self, hub: Hub, db: str, table: str, filt: Q.Expr | None, key: str) -> None:
@@ -143,8 +197,16 @@ class Feed:
         self._cursor: Any = None
         self._loop: Deferred[None] | None = None
         self._sleep: Deferred[None] | None = None
-        self._pending: list[bytes] = []  # encoded changes not yet written
-        self._flush_due = False
+        #: Encoded changes some subscriber may not have yet; ``_log[0]`` is change
+        #: number ``_log_base`` of the feed's life (cursors count from there).
+        self._log: list[bytes] = []
+        self._log_base = 0
+        self._range: tuple[int, int, Frames] | None = None  # the last log_range
+        self._ring_pos = 0  # index in ``subscribers`` of the next to visit
+        self._ring_left = 0  # visits left in this trip round the ring
+        self._ring_wrote = False  # this trip wrote something (else the ring stops)
+        self._ring_call: Any = None  # the scheduled next chunk (an IDelayedCall)
+        self._ring_due = False  # a chunk is scheduled (at the end of the turn or later)
         self._rows_version = 0
         self._snapshot: tuple[tuple[int, int, int], Frames] | None = None
 
@@ -195,34 +257,114 @@ class Feed:
         return frames
 
     def send_snapshot(self, sub: Subscriber) -> None:
-        self.flush()  # changes already in the rows must not follow the snapshot
+        sub.synced = False
         sub.push(self.snapshot_frames())
-        sub.synced = True
+        sub.cursor = self.log_end  # the rows have every change before it
+        sub.synced = not sub.overflowed
+
+    @property
+    def log_end(self) -> int:
+        return self._log_base + len(self._log)
+
+    def log_range(self, start: int, end: int) -> Frames:
+        """Changes ``start`` to ``end`` as one piece, shared by consecutive callers."""
+        cached = self._range
+        if cached is not None and cached[0] == start and cached[1] == end:
+            return cached[2]
+        log = self._log
+        i, j = start - self._log_base, end - self._log_base
+        frames = Frames(log[i] if j == i + 1 else b"".join(log[i:j]), j - i)
+        self._range = (start, end, frames)
+        return frames
 
     def _broadcast(self, event: str, data: Any) -> None:
         self.seq += 1
-        self._pending.append(frame(json_data(data), event, f"{self.epoch}.{self.seq}"))
-        if not self._flush_due:
-            self._flush_due = True
+        self._log.append(frame(json_data(data), event, f"{self.epoch}.{self.seq}"))
+        if self._ring_left <= 0:
+            self._ring_left = len(self.subscribers)
+            self._ring_wrote = False
+        if not self._ring_due:
+            self._ring_due = True
             at_end_of_turn = getattr(self.hub.reactor, "at_end_of_turn", None)
             if at_end_of_turn is not None:
-                at_end_of_turn(self.flush)
+                at_end_of_turn(self._rotate)
             else:
-                self.hub.reactor.callLater(0, self.flush)
+                self._ring_call = self.hub.reactor.callLater(0, self._rotate)
 
-    def flush(self) -> None:
-        """Write the changes gathered this turn to every synced subscriber, as one piece."""
-        self._flush_due = False
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
+    def _rotate(self) -> None:
+        """Visit the next chunk of the ring, then let the reactor read before the next.
+
+        A trip visits every subscriber once; trips go on while one writes something, so
+        changes that came in during a trip reach the subscribers it had already passed.
+        """
+        self._ring_due = False
+        self._ring_call = None
         if self.closed:
             return
-        frames = Frames(pending[0] if len(pending) == 1 else b"".join(pending), len(pending))
+        subs = self.subscribers
+        n = len(subs)
+        end = self.log_end
+        pos = self._ring_pos
+        left = min(self._ring_left, n)
+        wrote = self._ring_wrote
+        for _ in range(min(RING_CHUNK, left)):
+            if pos >= n:
+                pos = 0
+            sub = subs[pos]
+            pos += 1
+            left -= 1
+            cursor = sub.cursor
+            if cursor >= end or not sub.synced:
+                continue
+            sink = sub.sink
+            if sub.queue or not sink.writable:
+                if end - cursor > SUBSCRIBER_QUEUE:
+                    sub.overflow()
+                continue
+            sink.send_frames(self.log_range(cursor, end))
+            sub.cursor = end
+            wrote = True
+        self._ring_pos = pos
+        if left > 0:
+            self._ring_left = left
+            self._ring_wrote = wrote
+        elif wrote:
+            self._ring_left = n  # another trip: someone may still be behind
+            self._ring_wrote = False
+            self._trim()
+        else:
+            self._ring_left = 0
+            self._trim()
+            return
+        self._ring_due = True
+        self._ring_call = self.hub.reactor.callLater(0, self._rotate)
+
+    def _trim(self) -> None:
+        """Forget the changes every subscriber that keeps up has had; a paused one that
+        fell more than ``SUBSCRIBER_QUEUE`` behind is resynced when it drains. Only
+        once the log has grown (a pass over every subscriber is not free)."""
+        if len(self._log) < LOG_KEEP:
+            return
+        end = self.log_end
+        low = end
+        for sub in self.subscribers:
+            if not sub.synced or sub.cursor >= end:
+                continue
+            if (sub.queue or not sub.sink.writable) and end - sub.cursor > SUBSCRIBER_QUEUE:
+                sub.overflow()
+                continue
+            low = min(low, sub.cursor)
+        drop = low - self._log_base
+        if drop > 0:
+            del self._log[:drop]
+            self._log_base = low
+            self._range = None
+
+    def flush(self) -> None:
+        """Every change in the log to every synced subscriber, now (written or queued)."""
         for sub in list(self.subscribers):
             if sub.synced:
-                sub.push(frames)
+                sub.settle()
 
     # the server feed --------------------------------------------------------------------------
 
@@ -232,7 +374,12 @@ class Feed:
 
     def close(self) -> Deferred[None]:
         self.closed = True
-        self._pending = []
+        self._log.clear()
+        self._range = None
+        call = self._ring_call
+        if call is not None and call.active():
+            call.cancel()
+        self._ring_call = None
         if self._cursor is not None:
             with contextlib.suppress(Exception):
                 self._cursor.close()
@@ -278,6 +425,9 @@ class Feed:
             self._cursor = cursor
             self.epoch += 1
             self.seq = 0
+            self._log_base = self.log_end  # cursors stay monotonic; old changes are void
+            self._log.clear()
+            self._range = None
             self.rows.clear()
             self._rows_version += 1
             self.truncated = False

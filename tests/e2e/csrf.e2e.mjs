@@ -11,35 +11,26 @@
 //   3. every workspace is still there (asked by a script: Playwright's own HTTP client,
 //      which sends neither Origin nor Sec-Fetch-Site)
 //   4. the UI (same origin) deletes one workspace and stops all the others.
-// Environment: GUILDNET_URL, GUILDNET_CHROMIUM, GUILDNET_RESULT, GUILDNET_PROFILE_DIR,
+// The attacker's refused requests log console errors by design: they are reported, not failed
+// on. Environment: GUILDNET_URL, GUILDNET_CHROMIUM, GUILDNET_RESULT, GUILDNET_PROFILE_DIR,
 // GUILDNET_WORKSPACES (comma-separated ids), GUILDNET_SCREENSHOTS.
-import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import { createRequire } from "node:module";
-import { join } from "node:path";
 
-const require = createRequire(new URL("../../ui/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { env, expect, main, Session } from "../browser/session.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("GUILDNET_URL");
-const RESULT = env("GUILDNET_RESULT");
-const PROFILE = env("GUILDNET_PROFILE_DIR");
-const SHOTS = env("GUILDNET_SCREENSHOTS");
 const WORKSPACES = env("GUILDNET_WORKSPACES").split(",");
 const [VICTIM] = WORKSPACES;
-mkdirSync(PROFILE, { recursive: true });
-mkdirSync(SHOTS, { recursive: true });
 
-const log = (msg) => console.log(`[csrf ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-const expect = (cond, message) => {
-  if (!cond) throw new Error(`expectation failed: ${message}`);
-};
-const report = { ok: false, steps: [] };
+const session = new Session({
+  tag: "csrf",
+  shots: env("GUILDNET_SCREENSHOTS"),
+  prefix: "csrf",
+  viewport: { width: 1280, height: 800 },
+  timeout: 20_000,
+});
+const { log } = session;
+const report = {};
 
 // --- the attacker's site ---------------------------------------------------------------
 const pages = {
@@ -80,93 +71,64 @@ await new Promise((resolve) => evil.listen(0, "127.0.0.1", resolve));
 const EVIL = `http://127.0.0.1:${evil.address().port}`;
 log(`attacker's site at ${EVIL}, Host App at ${BASE}`);
 
-const context = await chromium.launchPersistentContext(PROFILE, {
-  executablePath: env("GUILDNET_CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1280, height: 800 },
-});
-context.setDefaultTimeout(20_000);
-const page = context.pages()[0] ?? (await context.newPage());
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  log(`▶ ${name}`);
-  await fn();
-  report.steps.push({ name, ms: Date.now() - t0 });
-}
-
 async function remaining() {
   // Playwright's own HTTP client: no Origin, no Sec-Fetch-*, like curl.
-  const r = await context.request.get(`${BASE}/api/servers`);
+  const r = await session.context.request.get(`${BASE}/api/servers`);
   expect(r.status() === 200, `list: ${r.status()}`);
   return (await r.json()).map((s) => s.id).sort();
 }
 
-try {
-  await step("a cross-site form POST to stop-all is refused", async () => {
-    await page.goto(`${EVIL}/form`);
-    await page.waitForURL(`${BASE}/api/admin/stop-all`);
-    const body = JSON.parse(await page.locator("body").innerText());
-    report.form = body;
-    expect(body.error === "forbidden" && body.reason === "cross_origin", JSON.stringify(body));
-    await page.screenshot({ path: join(SHOTS, "csrf-form-refused.png") });
-  });
+async function attack(page) {
+  try {
+    await session.step("a cross-site form POST to stop-all is refused", async () => {
+      await page.goto(`${EVIL}/form`);
+      await page.waitForURL(`${BASE}/api/admin/stop-all`);
+      const body = JSON.parse(await page.locator("body").innerText());
+      report.form = body;
+      expect(body.error === "forbidden" && body.reason === "cross_origin", JSON.stringify(body));
+      await session.shot("form-refused");
+    });
 
-  await step("cross-site fetch()es change nothing", async () => {
-    await page.goto(`${EVIL}/fetch`);
-    const results = await page.evaluate(() => window.results);
-    report.fetch = results;
-    log(`  fetch results ${JSON.stringify(results)}`);
-    expect(results.stopAll === "opaque", `no-cors POST was sent: ${results.stopAll}`);
-    expect(results.delete.startsWith("error"), `DELETE must not succeed: ${results.delete}`);
-  });
+    await session.step("cross-site fetch()es change nothing", async () => {
+      await page.goto(`${EVIL}/fetch`);
+      const results = await page.evaluate(() => window.results);
+      report.fetch = results;
+      log(`  fetch results ${JSON.stringify(results)}`);
+      expect(results.stopAll === "opaque", `no-cors POST was sent: ${results.stopAll}`);
+      expect(results.delete.startsWith("error"), `DELETE must not succeed: ${results.delete}`);
+    });
 
-  await step("a script still sees every workspace", async () => {
-    const ids = await remaining();
-    report.afterAttack = ids;
-    for (const id of WORKSPACES) expect(ids.includes(id), `${id} survived: ${ids}`);
-    expect(!ids.includes("planted"), `no workspace was planted: ${ids}`);
-  });
+    await session.step("a script still sees every workspace", async () => {
+      const ids = await remaining();
+      report.afterAttack = ids;
+      for (const id of WORKSPACES) expect(ids.includes(id), `${id} survived: ${ids}`);
+      expect(!ids.includes("planted"), `no workspace was planted: ${ids}`);
+    });
 
-  await step("the UI deletes a workspace", async () => {
-    await page.goto(`${BASE}/#/c/default/servers/${VICTIM}`);
-    await page.locator(".page-head .phase").waitFor();
-    await page.locator('[data-testid="whoami"]').waitFor();
-    report.whoami = await page.locator('[data-testid="whoami"]').innerText();
-    await page.getByRole("button", { name: "Delete" }).click();
-    await page.getByRole("dialog").getByRole("button", { name: "Delete workspace" }).click();
-    await page.getByText("This workspace was deleted.").waitFor({ timeout: 60_000 });
-    await page.screenshot({ path: join(SHOTS, "csrf-ui-deleted.png") });
-  });
+    await session.step("the UI deletes a workspace", async () => {
+      await page.goto(`${BASE}/#/c/default/servers/${VICTIM}`);
+      await page.locator(".page-head .phase").waitFor();
+      await page.locator('[data-testid="whoami"]').waitFor();
+      report.whoami = await page.locator('[data-testid="whoami"]').innerText();
+      await page.getByRole("button", { name: "Delete" }).click();
+      await page.getByRole("dialog").getByRole("button", { name: "Delete workspace" }).click();
+      await page.getByText("This workspace was deleted.").waitFor({ timeout: 60_000 });
+      await session.shot("ui-deleted");
+    });
 
-  await step("the UI stops all", async () => {
-    await page.goto(`${BASE}/#/c/default/admin`);
-    await page.getByLabel(/Type the cluster id/).fill("default");
-    await page.getByRole("button", { name: "Stop all workspaces" }).click();
-    await page.locator('[data-testid="stop-all-result"]').waitFor({ timeout: 60_000 });
-    report.stopAll = await page.locator('[data-testid="stop-all-result"]').innerText();
-    for (const id of WORKSPACES.slice(1)) {
-      expect(report.stopAll.includes(id), `stop-all deleted ${id}: ${report.stopAll}`);
-    }
-  });
-  report.ok = true;
-} catch (e) {
-  report.error = String(e?.stack ?? e);
-  log(`FAILED: ${report.error}`);
-  await page.screenshot({ path: join(SHOTS, "csrf-failure.png") }).catch(() => {});
-} finally {
-  writeFileSync(RESULT, JSON.stringify(report, null, 2));
-  await context.close();
-  evil.close();
+    await session.step("the UI stops all", async () => {
+      await page.goto(`${BASE}/#/c/default/admin`);
+      await page.getByLabel(/Type the cluster id/).fill("default");
+      await page.getByRole("button", { name: "Stop all workspaces" }).click();
+      await page.locator('[data-testid="stop-all-result"]').waitFor({ timeout: 60_000 });
+      report.stopAll = await page.locator('[data-testid="stop-all-result"]').innerText();
+      for (const id of WORKSPACES.slice(1)) {
+        expect(report.stopAll.includes(id), `stop-all deleted ${id}: ${report.stopAll}`);
+      }
+    });
+  } finally {
+    evil.close();
+  }
 }
-process.exit(report.ok ? 0 : 1);
+
+await main(session, env("GUILDNET_PROFILE_DIR"), attack, report);

@@ -10,52 +10,26 @@
 //   GUILDNET_PROFILE_DIR    a fresh, empty Chromium profile directory
 //   GUILDNET_DATA_FLOW      "browse" (the default: the flow above) or "deploy" (no RethinkDB
 //                           in the cluster: the health says not_found and offers the deploy)
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 
-const require = createRequire(new URL("../../ui/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { env, expect, main, Session, sleep } from "../browser/session.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("GUILDNET_URL");
 const CONTROL = env("GUILDNET_CONTROL_URL", "");
-const SHOTS = env("GUILDNET_SCREENSHOTS", "test-output/screenshots/data");
-const RESULT = env("GUILDNET_RESULT", "");
-const PROFILE = env("GUILDNET_PROFILE_DIR", `/tmp/guildnet-data-e2e-profile-${process.pid}`);
 const FLOW = env("GUILDNET_DATA_FLOW", "browse");
 const CLUSTER = "default";
 const DB = "e2e_shop";
 const TABLE = "people";
 
-mkdirSync(SHOTS, { recursive: true });
-mkdirSync(PROFILE, { recursive: true });
-
-const consoleErrors = [];
-const expectedErrors = [];
-const steps = [];
-let shotNo = 0;
-/** While set, console errors matching it are expected (and recorded as such). */
-let outage = null;
-
-function log(msg) {
-  console.log(`[data-e2e ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  log(`▶ ${name}`);
-  await fn();
-  steps.push({ name, ms: Date.now() - t0 });
-}
-
-function expect(cond, message) {
-  if (!cond) throw new Error(`expectation failed: ${message}`);
-}
+const session = new Session({
+  tag: "data-e2e",
+  shots: env("GUILDNET_SCREENSHOTS", "test-output/screenshots/data"),
+  fullPage: true,
+  timeout: 20_000,
+  contextOptions: { acceptDownloads: true },
+});
+const { log } = session;
+const timings = {};
 
 async function control(action, body = {}) {
   if (!CONTROL) throw new Error("GUILDNET_CONTROL_URL is not set");
@@ -65,52 +39,12 @@ async function control(action, body = {}) {
   return data.result;
 }
 
-const context = await chromium.launchPersistentContext(PROFILE, {
-  executablePath: env("GUILDNET_CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  ignoreHTTPSErrors: true,
-  acceptDownloads: true,
-  viewport: { width: 1366, height: 900 },
-});
-context.setDefaultTimeout(20_000);
-const page = context.pages()[0] ?? (await context.newPage());
-
-page.on("console", (m) => {
-  if (m.type() !== "error" && m.type() !== "warning") return;
-  const entry = { type: m.type(), text: m.text(), url: page.url() };
-  log(`console.${m.type()}: ${m.text()}`);
-  if (m.type() !== "error") return;
-  if (outage && outage.test(m.text())) expectedErrors.push(entry);
-  else consoleErrors.push(entry);
-});
-page.on("pageerror", (e) => {
-  consoleErrors.push({ type: "pageerror", text: e.message, url: page.url() });
-  log(`pageerror: ${e.message}`);
-});
-page.on("requestfailed", (r) => log(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ""}`));
-
-async function shot(name) {
-  shotNo += 1;
-  const file = join(SHOTS, `${String(shotNo).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log(`  screenshot ${file}`);
-}
-
-const grid = () => page.locator('[data-testid="data-grid"]');
-const row = (key) => page.locator(`[data-testid="data-grid"] tr[data-key='${JSON.stringify(key)}']`);
-const dialog = () => page.locator("dialog[open]");
+const grid = () => session.page.locator('[data-testid="data-grid"]');
+const row = (key) => session.page.locator(`[data-testid="data-grid"] tr[data-key='${JSON.stringify(key)}']`);
+const dialog = () => session.page.locator("dialog[open]");
 const liveState = (state, timeout = 20_000) =>
-  page.locator(`[data-testid="live-state"][data-state="${state}"]`).waitFor({ timeout });
-const tab = (name) => page.getByRole("tab", { name });
+  session.page.locator(`[data-testid="live-state"][data-state="${state}"]`).waitFor({ timeout });
+const tab = (name) => session.page.getByRole("tab", { name });
 
 /** Waits until `locator` matches exactly `n` elements. */
 async function waitCount(locator, n, what, timeout = 10_000) {
@@ -119,53 +53,54 @@ async function waitCount(locator, n, what, timeout = 10_000) {
   while (Date.now() < deadline) {
     got = await locator.count();
     if (got === n) return;
-    await page.waitForTimeout(100);
+    await sleep(100);
   }
   throw new Error(`expectation failed: ${what}: ${n} expected, ${got} after ${timeout} ms`);
 }
 
-let ok = false;
-let failure = null;
-const timings = {};
-async function deployFlow() {
-  // No RethinkDB anywhere: every DB route answers 503 with the reason (the health route and
-  // the database list), which Chromium logs as console errors. Expected in this whole flow.
-  outage = /status of 503/;
-  await step("no RethinkDB in the cluster: the health says not_found and offers a deploy", async () => {
+async function deployFlow(page) {
+  session.allow(
+    /status of 503/,
+    "no RethinkDB anywhere: every DB route (the health route, the database list) answers 503 with the reason",
+  );
+  await session.step("no RethinkDB in the cluster: the health says not_found and offers a deploy", async () => {
     await page.goto(`${BASE}/#/c/${CLUSTER}/data`);
     const health = page.locator('[data-testid="db-health"]');
     await health.waitFor({ timeout: 30_000 });
     await page.locator('[data-testid="db-health-reason"]', { hasText: "not_found" }).waitFor({ timeout: 30_000 });
     const reason = await page.locator('[data-testid="db-health-reason"]').innerText();
     log(`  health: ${reason}`);
-    await shot("deploy-offer");
+    await session.shot("deploy-offer");
   });
-  await step("deploy RethinkDB from the UI: the StatefulSet and Service are applied", async () => {
+  await session.step("deploy RethinkDB from the UI: the StatefulSet and Service are applied", async () => {
     await page.getByRole("button", { name: "Deploy RethinkDB" }).click();
     await page.getByText(/Applied the RethinkDB StatefulSet and Service/).waitFor({ timeout: 60_000 });
-    await shot("deploy-applied");
+    await session.shot("deploy-applied");
   });
-  await step("console is free of unexpected errors", async () => {
-    expect(consoleErrors.length === 0, `console errors: ${JSON.stringify(consoleErrors, null, 2)}`);
+  await session.step("console is free of unexpected errors", async () => {
+    const errors = session.consoleErrors;
+    expect(errors.length === 0, `console errors: ${JSON.stringify(errors, null, 2)}`);
   });
 }
 
-async function browseFlow() {
-  await step("the Data section: the DB health is ready, the server's databases listed", async () => {
+async function browseFlow(page) {
+  /** Ends the allowance of the errors the RethinkDB server's outage causes (see the kill step). */
+  let outage = null;
+  await session.step("the Data section: the DB health is ready, the server's databases listed", async () => {
     // The cluster's first DB request creates its RDB manager, which starts "connecting":
     // the health route answers 503 (with the state in its body) until the connection is up,
     // and Chromium logs that response as a console error. Expected here only.
-    outage = /status of 503/;
+    const connected = session.allow(/status of 503/, "the cluster's RDB manager is still connecting");
     await page.goto(`${BASE}/#/c/${CLUSTER}/data`);
     await page.getByRole("link", { name: "Data" }).first().waitFor();
     await page.locator('[data-testid="db-health"][data-state="ready"]').waitFor({ timeout: 30_000 });
-    outage = null;
+    connected();
     await page.getByRole("list", { name: "Databases" }).getByRole("link", { name: "test", exact: true }).waitFor();
     expect((await page.getByRole("link", { name: DB }).count()) === 0, `no ${DB} yet`);
-    await shot("data-home");
+    await session.shot("data-home");
   });
 
-  await step("create a database (client-side validation first)", async () => {
+  await session.step("create a database (client-side validation first)", async () => {
     await page.getByLabel("Database name").fill("bad name!");
     await page.getByRole("button", { name: "Create database" }).click();
     await page.locator("#db-id-error").waitFor();
@@ -176,23 +111,23 @@ async function browseFlow() {
     await page.getByText("No tables yet").waitFor();
   });
 
-  await step("create a table: the grid opens, live", async () => {
+  await session.step("create a table: the grid opens, live", async () => {
     await page.getByLabel("Table name").fill(TABLE);
     await page.getByRole("button", { name: "Create table" }).click();
     await page.waitForURL(new RegExp(`/data/${DB}/${TABLE}$`));
     await liveState("live");
     await page.getByText("No rows yet").waitFor();
-    await shot("table-empty");
+    await session.shot("table-empty");
   });
 
-  await step("insert a row: the JSON editor validates, then the row appears", async () => {
+  await session.step("insert a row: the JSON editor validates, then the row appears", async () => {
     await page.getByRole("button", { name: "Insert row" }).first().click();
     const editor = dialog().locator("#row-json");
     await editor.fill('{"id": "alice", "age": 30,');
     await dialog().locator("#row-json-error").waitFor();
     expect((await dialog().locator("#row-json-error").innerText()).includes("Not valid JSON"), "JSON error shown");
     expect(await dialog().getByRole("button", { name: "Insert row" }).isDisabled(), "save disabled on bad JSON");
-    await shot("row-editor-invalid");
+    await session.shot("row-editor-invalid");
     await editor.fill('{"id": "alice", "age": 30, "city": "Lyon"}');
     await dialog().getByRole("button", { name: "Insert row" }).click();
     await row("alice").waitFor();
@@ -200,7 +135,7 @@ async function browseFlow() {
     expect(!(await page.locator("dialog[open]").count()), "editor closed");
   });
 
-  await step("edit the row: the grid shows the new value and flashes the row", async () => {
+  await session.step("edit the row: the grid shows the new value and flashes the row", async () => {
     await page.getByRole("button", { name: "Edit row alice" }).click();
     const editor = dialog().locator("#row-json");
     const doc = JSON.parse(await editor.inputValue());
@@ -211,10 +146,10 @@ async function browseFlow() {
     await dialog().getByRole("button", { name: "Save row" }).click();
     await row("alice").locator("td", { hasText: /^31$/ }).waitFor();
     expect((await row("alice").getAttribute("class"))?.includes("row-flash"), "edited row flashes");
-    await shot("row-edited");
+    await session.shot("row-edited");
   });
 
-  await step("a write made OUTSIDE the UI (the driver) appears live in the grid", async () => {
+  await session.step("a write made OUTSIDE the UI (the driver) appears live in the grid", async () => {
     const t0 = Date.now();
     await control("/insert", { db: DB, table: TABLE, doc: { id: "bob", age: 20, city: "Oslo" } });
     await row("bob").waitFor({ timeout: 10_000 });
@@ -222,10 +157,10 @@ async function browseFlow() {
     expect((await row("bob").getAttribute("class"))?.includes("row-flash"), "new row flashes");
     const status = await page.locator('[data-testid="grid-status"]').innerText();
     expect(/live update/.test(status), `grid counts live updates: ${status}`);
-    await shot("live-outside-write");
+    await session.shot("live-outside-write");
   });
 
-  await step("delete a row with a confirmation", async () => {
+  await session.step("delete a row with a confirmation", async () => {
     await control("/insert", { db: DB, table: TABLE, doc: { id: "zed", age: 99 } });
     await row("zed").waitFor();
     await page.getByRole("button", { name: "Delete row zed" }).click();
@@ -233,7 +168,7 @@ async function browseFlow() {
     await row("zed").waitFor({ state: "detached" });
   });
 
-  await step("import a CSV: the dry run previews rows and errors, then the real import", async () => {
+  await session.step("import a CSV: the dry run previews rows and errors, then the real import", async () => {
     await tab("Import & export").click();
     const csv = "id,age,city\ncarol,41,Paris\ndave,old,Rome\neve,29\nfrank,35,Berlin\n";
     await page.locator("#import-file").setInputFiles({ name: "people.csv", mimeType: "text/csv", buffer: Buffer.from(csv) });
@@ -248,7 +183,7 @@ async function browseFlow() {
     expect(/Row 2: .*age/.test(errors) && /Row 3: /.test(errors), `row errors: ${errors}`);
     const previewRows = await page.locator('[data-testid="import-rows"] tbody tr').count();
     expect(previewRows === 2, `preview shows the 2 valid rows (${previewRows})`);
-    await shot("import-dry-run");
+    await session.shot("import-dry-run");
     // nothing was written by the dry run
     await tab("Rows").click();
     expect((await row("carol").count()) === 0, "dry run wrote nothing");
@@ -257,14 +192,14 @@ async function browseFlow() {
     await page.locator('[data-testid="import-done"]').waitFor();
     const done = await page.locator('[data-testid="import-done"]').innerText();
     expect(done.includes("2 inserted"), `import result: ${done}`);
-    await shot("import-done");
+    await session.shot("import-done");
     await tab("Rows").click();
     await row("carol").waitFor({ timeout: 10_000 });
     await row("frank").waitFor();
     expect((await row("carol").locator("td", { hasText: /^41$/ }).count()) === 1, "age imported as a number");
   });
 
-  await step("export: CSV and JSON downloads of the whole table", async () => {
+  await session.step("export: CSV and JSON downloads of the whole table", async () => {
     await tab("Import & export").click();
     const [csvDl] = await Promise.all([page.waitForEvent("download"), page.getByRole("link", { name: "Download CSV" }).click()]);
     const csv = readFileSync(await csvDl.path(), "utf8");
@@ -278,7 +213,7 @@ async function browseFlow() {
     expect(docs.map((d) => d.id).join(",") === "alice,bob,carol,frank", "primary-key order");
   });
 
-  await step("query builder: age > 30, ordered by age descending", async () => {
+  await session.step("query builder: age > 30, ordered by age descending", async () => {
     await tab("Query").click();
     await page.locator("#q-field-0").fill("age");
     await page.locator("#q-op-0").selectOption("gt");
@@ -297,7 +232,7 @@ async function browseFlow() {
     expect((await page.locator('[data-testid="query-count"]').innerText()).startsWith("3 rows"), "3 rows match");
     const ids = await page.locator('[data-testid="query-result"] tbody tr td:first-child').allInnerTexts();
     expect(ids.join(",") === "carol,frank,alice", `ordered result: ${ids}`);
-    await shot("query");
+    await session.shot("query");
     // a bad value is named at its field before anything is sent
     await page.locator("#q-op-0").selectOption("in");
     await page.getByRole("button", { name: "Run query" }).click();
@@ -305,10 +240,10 @@ async function browseFlow() {
     await tab("Rows").click();
   });
 
-  await step("kill the RethinkDB server mid-stream: resync and not-ready health in the browser", async () => {
+  await session.step("kill the RethinkDB server mid-stream: resync and not-ready health in the browser", async () => {
     // While the server is down the health route answers 503 (its body says why) and
     // Chromium logs each such response as a console error: expected during the outage only.
-    outage = /status of 503|Failed to load resource/;
+    outage = session.allow(/status of 503|Failed to load resource/, "the RethinkDB server is down (the test killed it)");
     const t0 = Date.now();
     await control("/kill");
     await page.locator('[data-testid="resync-notice"]').waitFor({ timeout: 10_000 });
@@ -319,10 +254,10 @@ async function browseFlow() {
     const reason = await page.locator('[data-testid="db-health-reason"]').innerText();
     log(`  health while down: ${reason}`);
     expect((await row("alice").count()) === 1, "the last rows stay visible");
-    await shot("server-killed-resync");
+    await session.shot("server-killed-resync");
   });
 
-  await step("restart the server: the feed recovers, the grid re-reads and goes live again", async () => {
+  await session.step("restart the server: the feed recovers, the grid re-reads and goes live again", async () => {
     const t0 = Date.now();
     await control("/start"); // returns once the server answers a driver
     timings.serverStartMs = Date.now() - t0;
@@ -332,14 +267,14 @@ async function browseFlow() {
     await liveState("live", 90_000);
     timings.serverUpToLiveMs = Date.now() - t1;
     await page.locator('[data-testid="db-health"]').waitFor({ state: "detached", timeout: 20_000 });
-    outage = null;
+    outage();
     await control("/insert", { db: DB, table: TABLE, doc: { id: "grace", age: 50 } });
     await row("grace").waitFor({ timeout: 10_000 });
     await row("alice").waitFor();
-    await shot("recovered");
+    await session.shot("recovered");
   });
 
-  await step("cursor pages: 25 rows a page, Next/Previous, live adds only where the key belongs", async () => {
+  await session.step("cursor pages: 25 rows a page, Next/Previous, live adds only where the key belongs", async () => {
     const docs = Array.from({ length: 30 }, (_, i) => ({ id: `n${String(i).padStart(2, "0")}`, age: i }));
     await control("/insert", { db: DB, table: TABLE, doc: docs });
     await row("n29").waitFor({ timeout: 10_000 }); // the last page (the only one so far) grows live
@@ -353,7 +288,7 @@ async function browseFlow() {
     await control("/insert", { db: DB, table: TABLE, doc: [{ id: "n99" }, { id: "b0" }] });
     await row("n99").waitFor({ timeout: 10_000 }); // after the last row of the last page
     expect((await row("b0").count()) === 0, "b0 belongs to page 1, not shown on page 2");
-    await shot("page-2-live");
+    await session.shot("page-2-live");
     await page.getByRole("button", { name: "Previous" }).click();
     await row("alice").waitFor();
     await waitCount(row("n99"), 0, "n99 once back on page 1");
@@ -361,14 +296,14 @@ async function browseFlow() {
     await row("b0").waitFor();
   });
 
-  await step("drop the table and the database with typed confirmations", async () => {
+  await session.step("drop the table and the database with typed confirmations", async () => {
     await page.getByRole("button", { name: "Drop table…" }).click();
     const confirm = dialog().getByRole("button", { name: "Drop table" });
     expect(await confirm.isDisabled(), "disabled before typing");
     await dialog().getByLabel(/Type the table name/).fill("peopl");
     expect(await confirm.isDisabled(), "disabled for a wrong name");
     await dialog().getByLabel(/Type the table name/).fill(TABLE);
-    await shot("drop-table-confirm");
+    await session.shot("drop-table-confirm");
     await confirm.click();
     await page.waitForURL(new RegExp(`/data/${DB}$`));
     await page.getByText("No tables yet").waitFor();
@@ -378,29 +313,22 @@ async function browseFlow() {
     await page.waitForURL(new RegExp(`#/c/${CLUSTER}/data$`));
     await page.getByRole("list", { name: "Databases" }).waitFor();
     expect((await page.getByRole("link", { name: DB }).count()) === 0, `${DB} is gone`);
-    await shot("dropped");
+    await session.shot("dropped");
   });
 
-  await step("console is free of errors", async () => {
-    expect(consoleErrors.length === 0, `console errors: ${JSON.stringify(consoleErrors, null, 2)}`);
+  await session.step("console is free of errors", async () => {
+    const errors = session.consoleErrors;
+    expect(errors.length === 0, `console errors: ${JSON.stringify(errors, null, 2)}`);
   });
 }
 
-try {
-  if (FLOW === "deploy") await deployFlow();
-  else await browseFlow();
-  ok = true;
-} catch (e) {
-  failure = String(e?.stack ?? e);
-  log(`FAILED: ${failure}`);
-  try {
-    await shot("failure");
-  } catch {
-    // the page may be gone
-  }
-} finally {
-  await context.close();
-  if (RESULT) writeFileSync(RESULT, JSON.stringify({ ok, failure, steps, timings, consoleErrors, expectedErrors }, null, 2));
-}
-log(ok ? `PASSED ${steps.length} steps ${JSON.stringify(timings)}` : "FAILED");
-process.exit(ok ? 0 : 1);
+await main(
+  session,
+  env("GUILDNET_PROFILE_DIR", `/tmp/guildnet-data-e2e-profile-${process.pid}`),
+  async (page) => {
+    if (FLOW === "deploy") await deployFlow(page);
+    else await browseFlow(page);
+    log(`timings ${JSON.stringify(timings)}`);
+  },
+  { timings },
+);

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.hostapp import HostApp, HostAppError
+from tests.harness.hostapp import HostApp
 
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = REPO / "ui"
@@ -40,14 +40,8 @@ def _need(condition: bool, message: str) -> None:
 @pytest.fixture
 def docs_app(tmp_path: Path) -> Iterator[HostApp]:
     app = HostApp(tmp_path, {"KUBECONFIG": str(tmp_path / "no-cluster")})
-    try:
-        app.start()
-    except HostAppError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with app.running(clean_log=False):
         yield app
-    finally:
-        app.stop()
 
 
 def test_api_docs_page_renders_the_description(docs_app: HostApp, tmp_path: Path) -> None:

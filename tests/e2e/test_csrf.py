@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_ui_e2e import CHROMIUM, SCREENSHOTS, UI_DIR, WEB_INDEX, _need
-from tests.harness.hostapp import HostApp, HostAppError
+from tests.harness.hostapp import HostApp
 
 SCRIPT = Path(__file__).with_name("csrf.e2e.mjs")
 WORKSPACES = ("csrf-victim", "csrf-two", "csrf-three")
@@ -34,14 +34,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def host_app(namespace: str, kubeconfig: str, tmp_path: Path) -> Iterator[HostApp]:
     app = HostApp(tmp_path, {"KUBECONFIG": kubeconfig, "K8S_NAMESPACE": namespace})
-    try:
-        app.start()
-    except HostAppError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with app.running(clean_log=False):
         yield app
-    finally:
-        app.stop()
 
 
 def refused(log: str, method: str, path: str) -> int:

@@ -31,7 +31,7 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.hostapp import HostApp, HostAppError
+from tests.harness.hostapp import HostApp
 
 REPO = Path(__file__).resolve().parents[2]
 UI_DIR = REPO / "ui"
@@ -184,14 +184,8 @@ def host_app(namespace: str, tmp_path: Path) -> Iterator[HostApp]:
     """The real daemon (twistd) with the UI, no default cluster: the UI adds one."""
     env = {"KUBECONFIG": str(tmp_path / "no-default-cluster"), "K8S_NAMESPACE": namespace}
     app = HostApp(tmp_path, env)
-    try:
-        app.start()
-    except HostAppError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with app.running(clean_log=False):
         yield app
-    finally:
-        app.stop()
 
 
 def test_ui_end_to_end(

@@ -10,126 +10,45 @@
 //   GUILDNET_SCREENSHOTS    directory for the screenshots
 //   GUILDNET_RESULT         JSON report written here
 //   GUILDNET_PROFILE_DIR    a fresh, empty Chromium profile directory
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 
-const require = createRequire(new URL("../../ui/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { env, expect, main, Session } from "../browser/session.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) throw new Error(`${name} is not set`);
-  return v;
-};
 const BASE = env("GUILDNET_URL");
 const KUBECONFIG = readFileSync(env("GUILDNET_KUBECONFIG"), "utf8");
 const CLUSTER = env("GUILDNET_CLUSTER_ID", "e2e");
 const HOSTAPP_PID = Number(env("GUILDNET_HOSTAPP_PID", "0"));
-const SHOTS = env("GUILDNET_SCREENSHOTS", "test-output/screenshots");
-const RESULT = env("GUILDNET_RESULT", "");
-const PROFILE = env("GUILDNET_PROFILE_DIR", `/tmp/guildnet-e2e-profile-${process.pid}`);
 const WS = "e2e-code";
 const WS2 = "e2e-web";
 
-mkdirSync(SHOTS, { recursive: true });
-mkdirSync(PROFILE, { recursive: true });
-
-const consoleErrors = [];
-const allowedErrors = []; // console errors a step expects (Chromium logs every 4xx response)
-const steps = [];
-let proxyMissing = false;
-let shotNo = 0;
-let expectErrors = false;
-
-function log(msg) {
-  console.log(`[e2e ${new Date().toISOString().slice(11, 19)}] ${msg}`);
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  log(`▶ ${name}`);
-  await fn();
-  steps.push({ name, ms: Date.now() - t0 });
-}
-
-const context = await chromium.launchPersistentContext(PROFILE, {
-  executablePath: env("GUILDNET_CHROMIUM", "/usr/bin/chromium"),
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  ignoreHTTPSErrors: true,
-  viewport: { width: 1366, height: 900 },
-  permissions: ["clipboard-read", "clipboard-write"],
+const session = new Session({
+  tag: "e2e",
+  shots: env("GUILDNET_SCREENSHOTS", "test-output/screenshots"),
+  fullPage: true,
+  timeout: 20_000,
+  contextOptions: { permissions: ["clipboard-read", "clipboard-write"] },
 });
-context.setDefaultTimeout(20_000);
-const page = context.pages()[0] ?? (await context.newPage());
+const { log } = session;
+const report = { proxyMissing: false };
 
-page.on("console", (m) => {
-  if (m.type() === "error" || m.type() === "warning") {
-    const entry = { type: m.type(), text: m.text(), url: page.url() };
-    if (m.type() === "error" && !expectErrors) {
-      const allowed = allowedErrors.findIndex((a) => a.re.test(m.text()) && a.left > 0);
-      if (allowed >= 0) {
-        allowedErrors[allowed].left -= 1;
-        entry.expected = true;
-      } else consoleErrors.push(entry);
-    }
-    log(`console.${m.type()}: ${m.text()}`);
-  }
-});
-page.on("pageerror", (e) => {
-  if (!expectErrors) consoleErrors.push({ type: "pageerror", text: e.message, url: page.url() });
-  log(`pageerror: ${e.message}`);
-});
-page.on("requestfailed", (r) => {
-  // EventSources closed on navigation show up as aborted: only log.
-  log(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText ?? ""}`);
-});
+const text = (sel) => session.page.locator(sel).first().innerText();
 
-async function shot(name) {
-  shotNo += 1;
-  const file = join(SHOTS, `${String(shotNo).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log(`  screenshot ${file}`);
-}
-
-function expect(cond, message) {
-  if (!cond) throw new Error(`expectation failed: ${message}`);
-}
-
-const text = (sel) => page.locator(sel).first().innerText();
-
-/** The step expects `count` console errors matching `re` (e.g. a 409 the UI shows). */
-function allowConsoleError(re, count = 1) {
-  allowedErrors.push({ re, left: count });
-}
-
-let ok = false;
-let failure = null;
-try {
-  await step("open the UI: no cluster yet, so the Clusters screen", async () => {
+async function flow(page) {
+  await session.step("open the UI: no cluster yet, so the Clusters screen", async () => {
     await page.goto(`${BASE}/`);
     await page.waitForURL(/#\/clusters$/);
     await page.getByText("No clusters yet").waitFor();
     const csp = (await page.request.get(`${BASE}/`)).headers()["content-security-policy"] ?? "";
     expect(csp.includes("script-src 'self'"), `CSP on / is ${csp}`);
-    await shot("clusters-empty");
+    await session.shot("clusters-empty");
   });
 
-  await step("add the cluster: client-side validation, then the real add", async () => {
+  await session.step("add the cluster: client-side validation, then the real add", async () => {
     await page.getByLabel("Cluster id").fill("Not_A_Label");
     await page.getByRole("button", { name: "Add cluster" }).click();
     await page.locator("#cluster-id-error").waitFor();
     expect((await text("#cluster-kubeconfig-error")).includes("kubeconfig"), "kubeconfig required");
-    await shot("clusters-validation");
+    await session.shot("clusters-validation");
     await page.getByLabel("Cluster id").fill(CLUSTER);
     await page.getByLabel("Display name (optional)").fill("E2E test cluster");
     // keyboard: the kubeconfig textarea is reachable with Tab from the name field
@@ -140,18 +59,18 @@ try {
     await page.getByRole("button", { name: "Add cluster" }).click();
     await page.getByText("Open its workspaces →").waitFor({ timeout: 60_000 });
     await page.locator(`tr[data-cluster="${CLUSTER}"]`).getByText(/Reachable/).waitFor();
-    await shot("clusters-added");
+    await session.shot("clusters-added");
   });
 
-  await step("workspaces: empty state, live", async () => {
+  await session.step("workspaces: empty state, live", async () => {
     await page.getByText("Open its workspaces →").click();
     await page.waitForURL(new RegExp(`#/c/${CLUSTER}$`));
     await page.getByText("No workspaces on this cluster yet").waitFor({ timeout: 30_000 });
     await page.locator(".live-on").first().waitFor();
-    await shot("workspaces-empty");
+    await session.shot("workspaces-empty");
   });
 
-  await step("launch: presets, prefilled advanced section, client-side validation", async () => {
+  await session.step("launch: presets, prefilled advanced section, client-side validation", async () => {
     await page.getByRole("link", { name: "Launch workspace" }).first().click();
     await page.waitForURL(/\/launch$/);
     await page.locator('[data-preset="code-server"]').waitFor();
@@ -179,19 +98,19 @@ try {
     );
     const active = await page.evaluate(() => document.activeElement?.id);
     expect(active === "launch-ports-0-containerPort", `focus moved to the first error (${active})`);
-    await shot("launch-validation");
+    await session.shot("launch-validation");
     await page.fill("#launch-ports-0-containerPort", "8080");
     await page.fill("#launch-resources-requests-memory", "");
     await page.fill("#launch-resources-limits-memory", "");
     await page.locator('[data-preset="code-server"]').scrollIntoViewIfNeeded();
-    await shot("launch");
+    await session.shot("launch");
   });
 
-  await step("launch the workspace and follow its progress to Running", async () => {
+  await session.step("launch the workspace and follow its progress to Running", async () => {
     await page.getByRole("button", { name: "Launch", exact: true }).click();
     await page.waitForURL(new RegExp(`#/c/${CLUSTER}/servers/${WS}$`));
     await page.locator(".steps").waitFor();
-    await shot("detail-starting");
+    await session.shot("detail-starting");
     await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 120_000 });
     const states = await page.locator(".steps [data-state]").evaluateAll((els) => els.map((e) => e.dataset.state));
     expect(states.length >= 6 && states.every((s) => s === "done"), `all steps done: ${states}`);
@@ -202,7 +121,7 @@ try {
     expect(detailsText.includes(`/proxy/server/${WS}/`), "proxy URL shown");
   });
 
-  await step("password: reveal and copy", async () => {
+  await session.step("password: reveal and copy", async () => {
     await page.getByRole("button", { name: "Reveal" }).click();
     await page.getByRole("button", { name: "Hide" }).waitFor();
     const pw = (await text(".password-value")).trim();
@@ -211,10 +130,10 @@ try {
     await page.getByRole("button", { name: "Copied" }).waitFor();
     const clip = await page.evaluate(() => navigator.clipboard.readText());
     expect(clip === pw, "clipboard holds the password");
-    await shot("detail-running");
+    await session.shot("detail-running");
   });
 
-  await step("logs: stream, search, pause and resume", async () => {
+  await session.step("logs: stream, search, pause and resume", async () => {
     await page.getByRole("tab", { name: "Logs" }).click();
     await page.waitForURL(/\/logs$/);
     await page.locator(".log-line", { hasText: "e2e log line" }).first().waitFor({ timeout: 30_000 });
@@ -226,7 +145,7 @@ try {
     await page.locator(".log-line mark", { hasText: "ERROR" }).first().waitFor({ timeout: 15_000 });
     const shown = await page.locator(".log-line").allInnerTexts();
     expect(shown.length > 0 && shown.every((l) => l.includes("ERROR")), "search keeps only matches");
-    await shot("logs-search");
+    await session.shot("logs-search");
     await page.getByPlaceholder("Search logs").fill("");
     await page.getByRole("button", { name: "Pause" }).click();
     await page.locator('[data-log-status="paused"]').waitFor();
@@ -244,16 +163,16 @@ try {
     const dl = await page.getByRole("link", { name: "Download" }).getAttribute("href");
     const res = await page.request.get(`${BASE}${dl}`);
     expect(res.ok() && (await res.text()).includes("e2e log line"), "download has the log");
-    await shot("logs");
+    await session.shot("logs");
   });
 
-  await step("IDE tab: the workspace's UI in an iframe through the proxy", async () => {
+  await session.step("IDE tab: the workspace's UI in an iframe through the proxy", async () => {
     // The reverse proxy (issue 4) may not be there yet: then the iframe shows its 404.
     const probe = await page.request.get(`${BASE}/api/cluster/${CLUSTER}/proxy/server/${WS}/`, { maxRedirects: 0 });
-    proxyMissing = probe.status() === 404 && (await probe.text()).includes("no route for");
-    if (proxyMissing) {
+    report.proxyMissing = probe.status() === 404 && (await probe.text()).includes("no route for");
+    if (report.proxyMissing) {
       log("  the reverse proxy is not built yet: the iframe will show its 404");
-      allowConsoleError(/status of 404/);
+      session.allow(/status of 404/, "the reverse proxy is not built yet: the iframe shows its 404", { count: 1 });
     }
     await page.getByRole("tab", { name: "IDE" }).click();
     const frameEl = page.locator("iframe.ide-frame");
@@ -262,7 +181,7 @@ try {
     expect(src.includes(`/proxy/server/${WS}/`), `iframe src ${src}`);
     const newTab = await page.getByRole("link", { name: /Open in new tab/ }).getAttribute("href");
     expect(newTab === src, "open-in-new-tab goes to the same URL");
-    if (!proxyMissing) {
+    if (!report.proxyMissing) {
       // The code-server-like backend redirects to ./login, sets its session cookie and
       // lands on /?folder=x: all inside the iframe, through the proxy.
       const frame = page.frameLocator("iframe.ide-frame");
@@ -293,10 +212,10 @@ try {
     } else {
       await page.waitForTimeout(1500);
     }
-    await shot("ide");
+    await session.shot("ide");
   });
 
-  await step("workspaces list: live row, filters", async () => {
+  await session.step("workspaces list: live row, filters", async () => {
     await page.getByRole("link", { name: "Workspaces" }).first().click();
     const row = page.locator(`tr[data-server="${WS}"]`);
     await row.waitFor();
@@ -311,26 +230,26 @@ try {
     await page.locator(".filters select").selectOption("Running");
     await row.waitFor();
     expect(page.url().includes("phase=Running"), "filters are in the URL");
-    await shot("workspaces");
+    await session.shot("workspaces");
     // the same screen in dark mode, on a small laptop screen
     await page.emulateMedia({ colorScheme: "dark" });
     await page.setViewportSize({ width: 1280, height: 720 });
-    await shot("workspaces-dark-1280");
+    await session.shot("workspaces-dark-1280");
     await page.emulateMedia({ colorScheme: "light" });
     await page.setViewportSize({ width: 1366, height: 900 });
     await page.getByRole("button", { name: "Clear filters" }).click();
   });
 
-  await step("stop and start from the list; the server page says it is stopped", async () => {
+  await session.step("stop and start from the list; the server page says it is stopped", async () => {
     const row = page.locator(`tr[data-server="${WS}"]`);
     await row.locator('[data-action="stop"]').click();
     await page.locator(`tr[data-server="${WS}"][data-phase="Stopped"]`).waitFor({ timeout: 60_000 });
     await row.locator('[data-action="start"]').waitFor();
-    await shot("workspaces-stopped");
+    await session.shot("workspaces-stopped");
     await row.getByRole("link", { name: WS, exact: true }).click();
     await page.locator(".page-head .phase", { hasText: "Stopped" }).waitFor();
     await page.locator('[data-stopped-reason="UserRequested"]').waitFor();
-    await shot("server-stopped");
+    await session.shot("server-stopped");
     await page.locator('.page-head [data-action="start"]').click();
     await page.locator(".page-head .phase", { hasText: "Running" }).waitFor({ timeout: 60_000 });
     await page.locator('.page-head [data-action="restart"]').waitFor();
@@ -338,38 +257,38 @@ try {
     await page.locator(`tr[data-server="${WS}"][data-phase="Running"]`).waitFor();
   });
 
-  await step("launch again with the same name: the server's 409 at the name field", async () => {
+  await session.step("launch again with the same name: the server's 409 at the name field", async () => {
     await page.getByRole("link", { name: "Launch", exact: true }).click();
     await page.locator('[data-preset="web-app"]').waitFor();
     await page.locator('[data-preset="web-app"] input').check();
     await page.fill("#launch-name", WS);
-    allowConsoleError(/status of 409/);
+    session.allow(/status of 409/, "the server's 409 for the taken name, shown at the name field", { count: 1 });
     await page.getByRole("button", { name: "Launch", exact: true }).click();
     await page.locator("#launch-name-error").waitFor();
     expect((await text("#launch-name-error")).includes("already exists"), "409 shown at name");
-    await shot("launch-conflict");
+    await session.shot("launch-conflict");
     await page.fill("#launch-name", WS2);
     await page.getByRole("button", { name: "Launch", exact: true }).click();
     await page.waitForURL(new RegExp(`/servers/${WS2}$`));
   });
 
-  await step(`delete ${WS} with confirmation`, async () => {
+  await session.step(`delete ${WS} with confirmation`, async () => {
     await page.goto(`${BASE}/#/c/${CLUSTER}/servers/${WS}`);
     await page.locator(".page-head .phase").waitFor();
     await page.getByRole("button", { name: "Delete" }).click();
     const dialog = page.getByRole("dialog");
     await dialog.waitFor();
-    await shot("delete-confirm");
+    await session.shot("delete-confirm");
     // Escape cancels
     await page.keyboard.press("Escape");
     await dialog.waitFor({ state: "hidden" });
     await page.getByRole("button", { name: "Delete" }).click();
     await dialog.getByRole("button", { name: "Delete workspace" }).click();
     await page.getByText("This workspace was deleted.").waitFor({ timeout: 60_000 });
-    await shot("deleted");
+    await session.shot("deleted");
   });
 
-  await step("admin: stop all with a typed confirmation", async () => {
+  await session.step("admin: stop all with a typed confirmation", async () => {
     await page.getByRole("link", { name: "Admin" }).click();
     const button = page.getByRole("button", { name: "Stop all workspaces" });
     expect(await button.isDisabled(), "disabled before confirmation");
@@ -380,12 +299,12 @@ try {
     await page.locator('[data-testid="stop-all-result"]').waitFor({ timeout: 60_000 });
     const result = await text('[data-testid="stop-all-result"]');
     expect(result.includes(WS2), `stop-all deleted ${WS2}: ${result}`);
-    await shot("admin-stop-all");
+    await session.shot("admin-stop-all");
     await page.getByRole("link", { name: "Workspaces" }).first().click();
     await page.getByText("No workspaces on this cluster yet").waitFor({ timeout: 60_000 });
   });
 
-  await step("keyboard: skip link and focus order reach the main content", async () => {
+  await session.step("keyboard: skip link and focus order reach the main content", async () => {
     await page.goto(`${BASE}/#/c/${CLUSTER}`);
     await page.reload();
     await page.getByText("No workspaces on this cluster yet").waitFor();
@@ -393,35 +312,24 @@ try {
     const first = await page.evaluate(() => document.activeElement?.textContent);
     expect(first?.includes("Skip to content"), `first Tab stop is the skip link (${first})`);
     await page.keyboard.press("Enter");
-    const main = await page.evaluate(() => document.activeElement?.id);
-    expect(main === "main", `skip link focuses main (${main})`);
+    const focused = await page.evaluate(() => document.activeElement?.id);
+    expect(focused === "main", `skip link focuses main (${focused})`);
   });
 
-  await step("console is free of errors", async () => {
-    expect(consoleErrors.length === 0, `console errors: ${JSON.stringify(consoleErrors, null, 2)}`);
+  await session.step("console is free of errors", async () => {
+    const errors = session.consoleErrors;
+    expect(errors.length === 0, `console errors: ${JSON.stringify(errors, null, 2)}`);
   });
 
-  await step("the Host App goes away: the UI says so and keeps retrying", async () => {
+  await session.step("the Host App goes away: the UI says so and keeps retrying", async () => {
     if (!HOSTAPP_PID) return;
-    expectErrors = true; // failed requests are logged by Chromium itself from here on
+    session.allow(/[^]*/, "the Host App is stopped: Chromium logs every request that fails from here on");
     process.kill(HOSTAPP_PID, "SIGTERM");
     await page.getByText("Cannot reach the Host App.").waitFor({ timeout: 30_000 });
     await page.getByText(/Reconnecting in \d+s/).waitFor();
-    await shot("host-unreachable");
+    await session.shot("host-unreachable");
   });
-
-  ok = true;
-} catch (e) {
-  failure = String(e?.stack ?? e);
-  log(`FAILED: ${failure}`);
-  try {
-    await shot("failure");
-  } catch {
-    // the page may be gone
-  }
-} finally {
-  await context.close();
-  if (RESULT) writeFileSync(RESULT, JSON.stringify({ ok, failure, steps, consoleErrors, proxyMissing }, null, 2));
 }
-log(ok ? `PASSED ${steps.length} steps` : "FAILED");
-process.exit(ok ? 0 : 1);
+
+const PROFILE = env("GUILDNET_PROFILE_DIR", `/tmp/guildnet-e2e-profile-${process.pid}`);
+await main(session, PROFILE, flow, report);

@@ -5,7 +5,7 @@
 # module proxy, cached by version.
 #
 # Each product is built in its own throw-away wrapper module so that Go's
-# minimal version selection never mixes their dependency graphs.
+# minimal version selection never mixes their dependency graphs (`product` below).
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.36.3}
@@ -23,37 +23,62 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local
 
 log() { printf '[build-testbin] %s\n' "$*" >&2; }
 
-build_etcd() {
-  local out="$CACHE/etcd-$ETCD_VERSION"
-  [ -x "$out/etcd" ] && return 0
-  log "building etcd $ETCD_VERSION"
-  local dir="$WORK/etcd-$ETCD_VERSION"
-  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
-  cd "$dir"
+# The shape every product shares. Its cache entry is $CACHE/NAME-VERSION: that path is the
+# cache key (CI's warm caches hold exactly these paths; changing one costs a cold rebuild).
+# Unless the entry holds every BIN, RECIPE runs in a fresh throw-away directory
+# $WORK/NAME-VERSION (its wrapper module's home) with two arguments: the directory to build
+# into and the entry it replaces (which a partial earlier build may have left). The new
+# entry replaces the old in one rename, so an interrupted build never leaves a half entry.
+#   product NAME VERSION RECIPE BIN... (sets $out, the entry's path)
+product() {
+  local name=$1 version=$2 recipe=$3 bin have=1
+  shift 3
+  out="$CACHE/$name-$version"
+  for bin in "$@"; do [ -x "$out/$bin" ] || have=0; done
+  [ "$have" = 1 ] && return 0
+  log "building $name $version"
+  local dir="$WORK/$name-$version"
+  rm -rf "$dir"
+  mkdir -p "$dir" "$out.tmp"
+  (
+    cd "$dir"
+    "$recipe" "$out.tmp" "$out"
+  )
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+}
+
+# tools.go importing each PKG, so that `go mod tidy` keeps what building them needs.
+tools_go() {
+  {
+    printf '//go:build tools\npackage tools\n'
+    printf 'import _ "%s"\n' "$@"
+  } > tools.go
+}
+
+# A field (Dir, GoMod, ...) of `go mod download -json MODULE@VERSION`.
+module_field() {
+  go mod download -json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"
+}
+
+etcd_recipe() {
   go mod init guildnet.local/etcdwrap >/dev/null 2>&1
-  cat > tools.go <<GO
-//go:build tools
-package tools
-import _ "go.etcd.io/etcd/server/v3"
-GO
+  tools_go go.etcd.io/etcd/server/v3
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
-  go build -trimpath -ldflags=-s -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
-  rm -rf "$out"; mv "$out.tmp" "$out"
+  go build -trimpath -ldflags=-s -o "$1/etcd" go.etcd.io/etcd/server/v3
+}
+
+kwok_recipe() {
+  GOBIN="$1" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
 build_kwok() {
-  local out="$CACHE/kwok-$KWOK_VERSION"
-  if [ ! -x "$out/kwok" ]; then
-    log "building kwok $KWOK_VERSION"
-    rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-    GOBIN="$out.tmp" go install -trimpath -ldflags=-s "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-    rm -rf "$out"; mv "$out.tmp" "$out"
-  fi
+  product kwok "$KWOK_VERSION" kwok_recipe kwok
   # The harness installs kwok's CRDs (Logs, PortForward, ...): keep them next to the binary
   # so tests never need the Go module cache or the network.
   if [ ! -d "$out/crd" ]; then
     local moddir
-    moddir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    moddir=$(module_field "sigs.k8s.io/kwok@$KWOK_VERSION" Dir)
     rm -rf "$out/crd.tmp"
     cp -r "$moddir/kustomize/crd/bases" "$out/crd.tmp"
     chmod -R u+w "$out/crd.tmp"
@@ -61,19 +86,16 @@ build_kwok() {
   fi
 }
 
-build_kube() {
-  local out="$CACHE/kube-$K8S_VERSION"
-  local cmds="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy" have=1 c
-  for c in $cmds; do [ -x "$out/$c" ] || have=0; done
-  [ "$have" = 1 ] && return 0
-  log "building kubernetes $K8S_VERSION (slow when cold)"
-  local dir="$WORK/kube-$K8S_VERSION"
-  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
+KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+kube_recipe() {
+  local tmp=$1 prev=$2 c
   # Keep what an earlier, smaller build produced: only the missing commands are built.
-  for c in $cmds; do [ -x "$out/$c" ] && cp "$out/$c" "$out.tmp/$c"; done
-  cd "$dir"
+  for c in "${KUBE_CMDS[@]}"; do
+    if [ -x "$prev/$c" ]; then cp "$prev/$c" "$tmp/$c"; fi
+  done
   local gomod goline staging minor
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  gomod=$(module_field "k8s.io/kubernetes@$K8S_VERSION" GoMod)
   goline=$(grep -m1 -E '^go [0-9]' "$gomod")
   minor=${K8S_VERSION#v1.}
   # Every staging module required at the v0.0.0 placeholder gets v0.<minor>.<patch>.
@@ -89,17 +111,7 @@ build_kube() {
     for m in $staging; do echo "	$m v0.0.0 => $m v0.$minor"; done
     echo ")"
   } > go.mod
-  cat > tools.go <<GO
-//go:build tools
-package tools
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-)
-GO
+  tools_go "${KUBE_CMDS[@]/#/k8s.io/kubernetes/cmd/}"
   go mod tidy
   local major=1 kminor
   kminor=$(echo "$K8S_VERSION" | cut -d. -f2)
@@ -107,27 +119,16 @@ GO
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
   done
-  for cmd in $cmds; do
-    [ -x "$out.tmp/$cmd" ] && continue
-    log "  go build $cmd"
-    go build -trimpath -ldflags="$ld" -o "$out.tmp/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+  for c in "${KUBE_CMDS[@]}"; do
+    [ -x "$tmp/$c" ] && continue
+    log "  go build $c"
+    go build -trimpath -ldflags="$ld" -o "$tmp/$c" "k8s.io/kubernetes/cmd/$c"
   done
-  rm -rf "$out"; mv "$out.tmp" "$out"
 }
 
-build_promtool() {
-  local out="$CACHE/promtool-$PROMETHEUS_VERSION"
-  [ -x "$out/promtool" ] && return 0
-  log "building promtool (prometheus $PROMETHEUS_VERSION)"
-  local dir="$WORK/promtool-$PROMETHEUS_VERSION"
-  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
-  cd "$dir"
+promtool_recipe() {
   go mod init guildnet.local/promtoolwrap >/dev/null 2>&1
-  cat > tools.go <<GO
-//go:build tools
-package tools
-import _ "github.com/prometheus/prometheus/cmd/promtool"
-GO
+  tools_go github.com/prometheus/prometheus/cmd/promtool
   go get "github.com/prometheus/prometheus@$PROMETHEUS_VERSION"
   go mod tidy
   local mp="${PROMETHEUS_VERSION#v0.3}"  # "16.0" for v0.316.0 -> release 3.16.0
@@ -136,19 +137,12 @@ GO
   # never needs; the build is much smaller and faster.
   go build -trimpath -tags remove_all_sd \
     -ldflags="-s -X github.com/prometheus/common/version.Version=$rel" \
-    -o "$out.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool
-  rm -rf "$out"; mv "$out.tmp" "$out"
+    -o "$1/promtool" github.com/prometheus/prometheus/cmd/promtool
 }
 
 # CoreDNS for the real-node tier's cluster DNS: a small main package with only the plugins
 # its Corefile uses (the stock build links every cloud provider's SDK).
-build_coredns() {
-  local out="$CACHE/coredns-$COREDNS_VERSION"
-  [ -x "$out/coredns" ] && return 0
-  log "building coredns $COREDNS_VERSION"
-  local dir="$WORK/coredns-$COREDNS_VERSION"
-  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
-  cd "$dir"
+coredns_recipe() {
   go mod init guildnet.local/corednswrap >/dev/null 2>&1
   cat > main.go <<GO
 package main
@@ -169,45 +163,34 @@ func main() { coremain.Run() }
 GO
   go get "github.com/coredns/coredns@$COREDNS_VERSION"
   go mod tidy
-  go build -trimpath -ldflags=-s -o "$out.tmp/coredns" .
-  rm -rf "$out"; mv "$out.tmp" "$out"
+  go build -trimpath -ldflags=-s -o "$1/coredns" .
 }
 
 # The test tailnet's control server. The module proxy refuses headscale's version list
 # (403), which `go install pkg@version` asks for, so it builds through a wrapper module
 # that requires the exact version.
-build_headscale() {
-  local out="$CACHE/headscale-$HEADSCALE_VERSION"
-  [ -x "$out/headscale" ] && return 0
-  log "building headscale $HEADSCALE_VERSION"
-  local dir="$WORK/headscale-$HEADSCALE_VERSION"
-  rm -rf "$dir"; mkdir -p "$dir" "$out.tmp"
-  cd "$dir"
+headscale_recipe() {
   local goline
-  goline=$(go mod download -json "github.com/juanfont/headscale@$HEADSCALE_VERSION" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])' | xargs grep -m1 -E '^go [0-9]')
+  goline=$(grep -m1 -E '^go [0-9]' "$(module_field "github.com/juanfont/headscale@$HEADSCALE_VERSION" GoMod)")
   printf 'module guildnet.local/hswrap\n\n%s\n\nrequire github.com/juanfont/headscale %s\n' \
     "$goline" "$HEADSCALE_VERSION" > go.mod
-  cat > tools.go <<GO
-//go:build tools
-package tools
-import _ "github.com/juanfont/headscale/cmd/headscale"
-GO
+  tools_go github.com/juanfont/headscale/cmd/headscale
   go mod tidy
-  go build -trimpath -ldflags=-s -o "$out.tmp/headscale" github.com/juanfont/headscale/cmd/headscale
-  rm -rf "$out"; mv "$out.tmp" "$out"
+  go build -trimpath -ldflags=-s -o "$1/headscale" github.com/juanfont/headscale/cmd/headscale
 }
 
 # The test tailnet's nodes: tailscaled (userspace networking) and its CLI.
-build_tailscale() {
-  local out="$CACHE/tailscale-$TAILSCALE_VERSION"
-  [ -x "$out/tailscaled" ] && [ -x "$out/tailscale" ] && return 0
-  log "building tailscale $TAILSCALE_VERSION"
-  rm -rf "$out.tmp"; mkdir -p "$out.tmp"
-  GOBIN="$out.tmp" GOFLAGS="$GOFLAGS -mod=mod" go install -trimpath -ldflags=-s \
+tailscale_recipe() {
+  GOBIN="$1" GOFLAGS="$GOFLAGS -mod=mod" go install -trimpath -ldflags=-s \
     "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION" "tailscale.com/cmd/tailscale@$TAILSCALE_VERSION"
-  rm -rf "$out"; mv "$out.tmp" "$out"
 }
+
+build_etcd() { product etcd "$ETCD_VERSION" etcd_recipe etcd; }
+build_kube() { product kube "$K8S_VERSION" kube_recipe "${KUBE_CMDS[@]}"; }  # slow when cold
+build_promtool() { product promtool "$PROMETHEUS_VERSION" promtool_recipe promtool; }
+build_coredns() { product coredns "$COREDNS_VERSION" coredns_recipe coredns; }
+build_headscale() { product headscale "$HEADSCALE_VERSION" headscale_recipe headscale; }
+build_tailscale() { product tailscale "$TAILSCALE_VERSION" tailscale_recipe tailscaled tailscale; }
 
 what=${1:-all}
 case "$what" in

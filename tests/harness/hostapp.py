@@ -1,15 +1,19 @@
-"""A real ``twistd -n guildnet`` child process for end-to-end tests and benchmarks.
+"""A real ``twistd -n guildnet`` child process for the integration, e2e and real-node
+tests and the benchmarks: the one launcher (``HostProcess``) they all use.
 
-The daemon runs from this checkout (``PYTHONPATH``), on GuildNet's own reactor, bound to a
-free loopback port, with a private state directory. Proxy variables are dropped from its
-environment (nothing outside the test network namespace may be contacted), and so are the
-caller's ``HOSTAPP_*``/``WORKSPACE_*`` knobs: each test passes exactly the ones it means.
+The daemon runs from this checkout (``PYTHONPATH``), on GuildNet's own reactor unless told,
+bound to a free loopback port, with a private state directory. Proxy variables are dropped
+from its environment (nothing outside the test network namespace may be contacted), and
+so are the caller's ``HOSTAPP_*``/``WORKSPACE_*`` knobs: each test passes exactly the
+ones it means.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -20,11 +24,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from tests.harness.processes import set_pdeathsig
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 90.0  # a cap: start-up takes ~2 s, far longer on a machine thrashing its disk
@@ -48,14 +55,61 @@ def insecure_context() -> ssl.SSLContext:
     return ctx
 
 
-class HostApp:
-    """``start()`` spawns the daemon and waits for ``/healthz``; ``stop()`` SIGTERMs it."""
+def exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any, http.client.HTTPResponse]:
+    """One request on ``conn`` (closed after): ``body`` as JSON, or ``raw`` bytes.
 
-    def __init__(self, workdir: Path, env: dict[str, str], name: str = "hostapp") -> None:
+    Returns the status, the body (JSON decoded unless an attachment, other text as str,
+    anything else bytes) and the response (its headers).
+    """
+    try:
+        hdrs = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("content-type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        payload = resp.read()
+    finally:
+        conn.close()
+    ctype = resp.getheader("content-type") or ""
+    parsed: Any = payload
+    if ctype.startswith("application/json") and not resp.getheader("content-disposition"):
+        parsed = json.loads(payload)
+    elif ctype.startswith(("text/", "application/")):
+        parsed = payload.decode()
+    return resp.status, parsed, resp
+
+
+class HostProcess:
+    """The one launcher of ``twistd -n guildnet`` for tests and benchmarks.
+
+    ``start()`` spawns the daemon (it dies with the test run: PDEATHSIG) and waits for
+    ``/healthz``; ``stop()`` SIGTERMs it. ``reactor``: twistd's ``--reactor`` (None:
+    Twisted's default). The clients are the subclasses' (``HostApp`` here, the
+    integration tests' ``HostProc``).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        env: Mapping[str, str],
+        name: str = "hostapp",
+        *,
+        reactor: str | None = "guildnet",
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        self.log = workdir / f"{name}.log"
+        self.log_path = workdir / f"{name}.log"
         base = {
             k: v
             for k, v in os.environ.items()
@@ -69,25 +123,29 @@ class HostApp:
             "PYTHONPATH": str(REPO),
             **env,
         }
+        self.reactor = reactor
+        self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self._ctx = insecure_context()
+        self.ctx = insecure_context()
 
-    def start(self, timeout: float = START_TIMEOUT) -> HostApp:
+    def start(self, timeout: float | None = None) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         twistd = str(Path(sys.executable).parent / "twistd")
-        with self.log.open("wb") as out:
+        reactor = [f"--reactor={self.reactor}"] if self.reactor else []
+        with self.log_path.open("wb") as out:
             self.proc = subprocess.Popen(
-                [twistd, "-n", "--pidfile=", "--reactor=guildnet", "guildnet"],
+                [twistd, "-n", "--pidfile=", *reactor, "guildnet"],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=set_pdeathsig,  # never outlives the test run
             )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
         while not self.healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise HostAppError(f"the Host App did not start:\n{self.output()[-4000:]}")
+                raise HostAppError(f"the Host App did not start:\n{self.log_tail()}")
             time.sleep(0.2)
         return self
 
@@ -98,10 +156,56 @@ class HostApp:
 
     def healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/healthz", context=self._ctx, timeout=2) as r:
+            with urllib.request.urlopen(f"{self.url}/healthz", context=self.ctx, timeout=2) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def assert_no_traceback(self) -> None:
+        """The daemon logged no Traceback (after ``stop()``, its whole log)."""
+        log = self.output()
+        at = log.find("Traceback")
+        assert at < 0, log[max(0, at - 2000) : at + 4000]
+
+    @contextlib.contextmanager
+    def running(self, *, clean_log: bool = True) -> Iterator[Self]:
+        """The Host App for a ``with`` block (a fixture's life): started unless it is,
+        stopped after it; ``clean_log``: then its log must hold no Traceback."""
+        if self.proc is None:
+            self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+        if clean_log:
+            self.assert_no_traceback()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class HostApp(HostProcess):
+    """The Host App with a urllib client (raw bodies) for end-to-end tests and benchmarks."""
 
     def spki(self) -> str:
         """base64 SHA-256 of the served certificate's public key, for Chromium's
@@ -112,9 +216,6 @@ class HostApp:
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return base64.b64encode(hashlib.sha256(der).digest()).decode()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def request(
         self,
@@ -130,7 +231,7 @@ class HostApp:
         hdrs.update(headers or {})
         req = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=hdrs)
         opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=self._ctx), _NoRedirect()
+            urllib.request.HTTPSHandler(context=self.ctx), _NoRedirect()
         )
         try:
             with opener.open(req, timeout=timeout) as r:
@@ -144,23 +245,6 @@ class HostApp:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    def __enter__(self) -> HostApp:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -192,6 +192,17 @@ def namespace(
         yield n
 
 
+@pytest.fixture(scope="module")
+def ns(
+    kube_api: Any, _deleted_namespaces: list[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh namespace the module's tests share (its Host App's), named after the module."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    base = module.removeprefix("test_").replace("_", "-")[:40]
+    with temporary_namespace(kube_api, _deleted_namespaces, f"{base}-{uuid.uuid4().hex[:6]}") as n:
+        yield n
+
+
 # --------------------------------------------------------------------------- RethinkDB
 
 

@@ -1,46 +1,43 @@
-"""A real ``twistd -n guildnet`` child process and a small HTTPS JSON/SSE client for it.
+"""The integration tests' Host App (``tests.harness.hostapp``'s launcher, started at once)
+with a small HTTPS JSON/SSE client.
 
-Used by the DB tests; the default cluster is an API proxy URL (no Kubernetes needed when
-``RETHINKDB_ADDR`` says where the database is) unless a kubeconfig is given.
+The default cluster is none and the embedded operator off unless the test's environment
+says otherwise: the DB tests give an API proxy URL (no Kubernetes needed when
+``RETHINKDB_ADDR`` says where the database is), the workspace tests a kubeconfig
+(``cluster_env``).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
-import socket
-import ssl
-import subprocess
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.harness.processes import set_pdeathsig
+from kubernetes.client.exceptions import ApiException
+
+from tests.harness.hostapp import HostProcess, exchange, free_port
+
+__all__ = ["SSE", "HostProc", "closed_url", "cluster_env", "free_port", "wait_for"]
 
 T = TypeVar("T")
 START_TIMEOUT = 150.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def closed_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """``probe()``'s first truthy answer; connection and API errors count as "not yet"."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = probe()
-        except OSError as e:
+        except (OSError, ApiException) as e:
             last = e
         else:
             if last:
@@ -49,37 +46,29 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-class HostProc:
-    def __init__(self, work: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.work = work
-        self.log_path = work / "hostapp.log"
-        full = {
-            **os.environ,
-            "LISTEN_LOCAL": f"127.0.0.1:{self.port}",
-            "GUILDNET_STATE_DIR": str(work / "state"),
-            "HOSTAPP_EMBED_OPERATOR": "false",
-            "KUBECONFIG": str(work / "no-kubeconfig"),
-            **env,
-        }
-        twistd = Path(sys.executable).parent / "twistd"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "guildnet"],
-            cwd=work,
-            env=full,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=set_pdeathsig,  # never outlives the test run
-        )
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname = False
-        self.ctx.verify_mode = ssl.CERT_NONE
-        try:
-            self.wait_ready()
-        except BaseException:
-            self.stop()  # the caller never gets an object to stop
-            raise
+def cluster_env(kubeconfig: str, namespace: str) -> dict[str, str]:
+    """A Host App whose default cluster is the test cluster, with the embedded operator."""
+    return {
+        "KUBECONFIG": kubeconfig,
+        "K8S_NAMESPACE": namespace,
+        "HOSTAPP_EMBED_OPERATOR": "true",
+    }
+
+
+class HostProc(HostProcess):
+    """Started by the constructor (stopped again if it does not come up)."""
+
+    def __init__(
+        self,
+        work: Path,
+        env: Mapping[str, str],
+        *,
+        reactor: str | None = "guildnet",
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        defaults = {"HOSTAPP_EMBED_OPERATOR": "false", "KUBECONFIG": str(work / "no-kubeconfig")}
+        super().__init__(work, {**defaults, **env}, reactor=reactor, start_timeout=start_timeout)
+        self.start()
 
     def connection(self, timeout: float = 30) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(
@@ -94,25 +83,7 @@ class HostProc:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any, http.client.HTTPResponse]:
-        conn = self.connection()
-        try:
-            hdrs = dict(headers or {})
-            data = raw
-            if body is not None:
-                data = json.dumps(body).encode()
-                hdrs.setdefault("content-type", "application/json")
-            conn.request(method, path, body=data, headers=hdrs)
-            resp = conn.getresponse()
-            payload = resp.read()
-        finally:
-            conn.close()
-        ctype = resp.getheader("content-type") or ""
-        parsed: Any = payload
-        if ctype.startswith("application/json") and not resp.getheader("content-disposition"):
-            parsed = json.loads(payload)
-        elif ctype.startswith(("text/", "application/")):
-            parsed = payload.decode()
-        return resp.status, parsed, resp
+        return exchange(self.connection(), method, path, body, raw, headers)
 
     def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
         got, data, _ = self.request(method, path, body)
@@ -121,27 +92,6 @@ class HostProc:
 
     def get(self, path: str) -> Any:
         return self.ok("GET", path)
-
-    def wait_ready(self) -> None:
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"twistd exited:\n{self.log_tail()}")
-            return self.request("GET", "/healthz")[0] == 200
-
-        # Generous: on a loaded 2-core machine twistd's imports alone can take most of a minute.
-        wait_for("the Host App to listen", up, timeout=START_TIMEOUT)
-
-    def log_tail(self, lines: int = 80) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 class SSE:
@@ -186,8 +136,9 @@ class SSE:
                 event[field] = value
 
     def until(
-        self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Read until an event matches; returns it and everything read before it."""
         deadline = time.monotonic() + timeout
         seen: list[dict[str, Any]] = []
         while True:

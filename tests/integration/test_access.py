@@ -13,9 +13,6 @@ tailnet by the tailnet tests.
 
 from __future__ import annotations
 
-import http.client
-import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +22,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from guildnet.operator import constants as C
-from tests.integration.conftest import temporary_namespace
-from tests.integration.test_workspace_api import SSE, HostApp, wait_for
+from tests.integration.hostproc import SSE, HostProc, cluster_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -34,45 +30,19 @@ IMAGE = "codercom/code-server:4.139.1"  # never pulled: kwok runs no containers
 OWNER = "guildnet.io/owner"
 
 
-class Client(HostApp):
-    """HostApp with request headers (Origin, Sec-Fetch-Site) on each call."""
+class Client(HostProc):
+    """The Host App, answers as (status, JSON or text), request headers on each call."""
 
     def call(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        try:
-            h = dict(headers or {})
-            data = None if body is None else json.dumps(body).encode()
-            if data is not None:
-                h["content-type"] = "application/json"
-            conn.request(method, path, body=data, headers=h)
-            resp = conn.getresponse()
-            payload = resp.read()
-        finally:
-            conn.close()
-        ctype = resp.getheader("content-type") or ""
-        parsed = json.loads(payload) if ctype.startswith("application/json") else payload
-        return resp.status, parsed
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    name = f"access-{uuid.uuid4().hex[:6]}"
-    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
-        yield n
+        status, parsed, _ = self.request(method, path, body, headers=headers)
+        return status, parsed
 
 
 def _start(kubeconfig: str, ns: str, work: Path, env: dict[str, str]) -> Iterator[Client]:
-    host = Client(kubeconfig, ns, work, env)
-    try:
-        host.wait_ready()
+    with Client(work, {**cluster_env(kubeconfig, ns), **env}).running() as host:
         yield host
-    finally:
-        host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from guildnet.operator import constants as C
 from guildnet.proxy import wsframes
 from guildnet.workspaces.idle import ANNOTATION_LAST_ACTIVITY, parse_time
 from tests.harness.processes import set_pdeathsig
-from tests.integration.conftest import temporary_namespace
 from tests.integration.hostproc import HostProc, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -46,12 +44,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 BACKEND = "198.18.0.61"  # local inside the test network namespace (kwok tier)
 PORT = 8080
 TIMEOUT = 8
-
-
-@pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    with temporary_namespace(kube_api, _deleted_namespaces, f"idle-{uuid.uuid4().hex[:6]}") as n:
-        yield n
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +81,8 @@ def app(
             "NO_PROXY": "*",
         },
     )
-    try:
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
 
 
 class WebSocket:

@@ -18,10 +18,8 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -30,8 +28,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.backend import ws
-from tests.integration.conftest import temporary_namespace
-from tests.integration.test_workspace_api import SSE, HostApp, free_port, phase_is, wait_for
+from tests.integration.hostproc import SSE, HostProc, cluster_env, free_port, wait_for
+from tests.integration.test_workspace_api import phase_is
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -69,26 +67,17 @@ def has_cluster(samples: Samples, cluster: str) -> list[str]:
     return sorted({n for (n, ls) in samples if ("cluster", cluster) in ls})
 
 
-class Metered(HostApp):
+class Metered(HostProc):
     """The Host App with ``METRICS_LISTEN`` and a plain-HTTP scraper."""
 
     def __init__(self, kubeconfig: str, namespace: str, work: Path) -> None:
         self.metrics_port = free_port()
-        super().__init__(
-            kubeconfig,
-            namespace,
-            work,
-            {"METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}"},
-        )
-
-    def wait_ready(self) -> None:
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"twistd exited:\n{self.log_tail()}")
-            return self.request("GET", "/healthz")[0] == 200
-
+        env = {
+            **cluster_env(kubeconfig, namespace),
+            "METRICS_LISTEN": f"127.0.0.1:{self.metrics_port}",
+        }
         # Patient: a cold start on a loaded 2-core machine can take over a minute.
-        wait_for("the Host App to listen", up, timeout=180)
+        super().__init__(work, env, start_timeout=180)
 
     def scrape_plain(self, accept: str | None = None) -> tuple[str, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=30)
@@ -106,23 +95,10 @@ class Metered(HostApp):
 
 
 @pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    with temporary_namespace(kube_api, _deleted_namespaces, f"metrics-{uuid.uuid4().hex[:6]}") as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
 def app(kubeconfig: str, ns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metered]:
     work = tmp_path_factory.mktemp("hostapp-metrics")
-    host = Metered(kubeconfig, ns, work)
-    try:
-        host.wait_ready()
+    with Metered(kubeconfig, ns, work).running() as host:
         yield host
-    finally:
-        host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
 
 
 @pytest.fixture(scope="module")

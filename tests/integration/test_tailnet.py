@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
+from tests.harness.hostapp import exchange, insecure_context
 from tests.harness.tailnet import Node, Tailnet, login_of, running_tailnet
-from tests.integration.hostproc import HostProc, free_port, wait_for
+from tests.integration.hostproc import HostProc, cluster_env, free_port, wait_for
 
 NODES = {
     "host": "hostuser",
@@ -90,22 +91,9 @@ def _as(
     node: Node, tailnet: Tailnet, app: TailnetHostProc, method: str, path: str, **kw: Any
 ) -> tuple[int, Any, dict[str, str]]:
     """One request made by ``node`` to the Host App's tailnet address."""
-    host = tailnet.nodes["host"].ipv4
-    conn = node.https(host, app.tailnet_port)
-    try:
-        headers = dict(kw.get("headers") or {})
-        body = kw.get("body")
-        data = json.dumps(body).encode() if body is not None else None
-        if data is not None:
-            headers.setdefault("content-type", "application/json")
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    ctype = resp.getheader("content-type") or ""
-    parsed: Any = json.loads(raw) if ctype.startswith("application/json") else raw
-    return resp.status, parsed, {k.lower(): v for k, v in resp.getheaders()}
+    conn = node.https(tailnet.nodes["host"].ipv4, app.tailnet_port)
+    status, parsed, resp = exchange(conn, method, path, kw.get("body"), headers=kw.get("headers"))
+    return status, parsed, {k.lower(): v for k, v in resp.getheaders()}
 
 
 def _access_line(app: HostProc, request_id: str) -> str:
@@ -351,18 +339,11 @@ class _Upstream:
 
 
 def _direct(app_port: int, method: str, path: str) -> tuple[int, Any]:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+    """A request to the tailnet listener's port from the host itself (no tailnet peer)."""
+    ctx = insecure_context()
     conn = http.client.HTTPSConnection("127.0.0.1", app_port, context=ctx, timeout=20)
-    try:
-        conn.request(method, path)
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    ctype = resp.getheader("content-type") or ""
-    return resp.status, json.loads(raw) if ctype.startswith("application/json") else raw
+    status, parsed, _ = exchange(conn, method, path)
+    return status, parsed
 
 
 def test_access_matrix_over_the_tailnet(
@@ -371,14 +352,11 @@ def test_access_matrix_over_the_tailnet(
     """User A creates a workspace and opens it; user B, the stranger (no grant) and a
     connection tailscaled does not know are refused; the admin sees all and stops all.
     Every request is a real tailnet connection from that person's node."""
-    from tests.integration.test_workspace_api import HostApp
-
     port = free_port()
-    app = HostApp(
-        kubeconfig,
-        namespace,
+    app = HostProc(
         tmp_path,
         {
+            **cluster_env(kubeconfig, namespace),
             "TAILNET_LISTEN": f"127.0.0.1:{port}",
             "TAILSCALE_SOCKET": str(tailnet.nodes["host"].socket_path),
             "TAILNET_WHOIS_TTL": str(WHOIS_TTL),
@@ -387,22 +365,13 @@ def test_access_matrix_over_the_tailnet(
     upstream = _Upstream("198.18.0.77")
     host_ip = tailnet.nodes["host"].ipv4
     try:
-        app.wait_ready()
 
         def call(who: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
             if who == "direct":
                 return _direct(port, method, path)
             conn = tailnet.nodes[who].https(host_ip, port)
-            try:
-                data = json.dumps(body).encode() if body is not None else None
-                headers = {"content-type": "application/json"} if data is not None else {}
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            finally:
-                conn.close()
-            ctype = resp.getheader("content-type") or ""
-            return resp.status, json.loads(raw) if ctype.startswith("application/json") else raw
+            status, parsed, _ = exchange(conn, method, path, body)
+            return status, parsed
 
         wait_for("the tailnet listener", lambda: call("node-a", "GET", "/healthz")[0] == 200)
 

@@ -8,207 +8,27 @@ bring workspaces to Running.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import socket
-import ssl
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
 
 from guildnet.operator import constants as C
-from tests.integration.conftest import temporary_namespace
+from tests.integration.hostproc import SSE, HostProc, cluster_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-T = TypeVar("T")
 IMAGE = "codercom/code-server:4.139.1"  # never pulled: kwok runs no containers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (OSError, ApiException) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-class SSE:
-    """A minimal EventSource: one HTTPS connection, events parsed line by line."""
-
-    def __init__(self, app: HostApp, path: str, headers: dict[str, str] | None = None) -> None:
-        self.conn = http.client.HTTPSConnection("127.0.0.1", app.port, context=app.ctx, timeout=30)
-        self.conn.request("GET", path, headers={"accept": "text/event-stream", **(headers or {})})
-        self.resp = self.conn.getresponse()
-        self.comments: list[str] = []
-
-    @property
-    def status(self) -> int:
-        return self.resp.status
-
-    def next(self, timeout: float = 30.0) -> dict[str, Any]:
-        """The next event: {"event", "data" (JSON-decoded), "id"}; comments are collected."""
-        assert self.conn.sock is not None
-        deadline = time.monotonic() + timeout
-        event: dict[str, Any] = {"event": "message", "data": [], "id": None}
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no event within {timeout}s")
-            self.conn.sock.settimeout(left)
-            raw = self.resp.readline()
-            if not raw:
-                raise EOFError("stream ended")
-            line = raw.decode().rstrip("\n")
-            if line == "":
-                if event["data"]:
-                    event["data"] = json.loads("\n".join(event["data"]))
-                    return event
-                continue
-            field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if field == "":
-                self.comments.append(value)
-            elif field == "data":
-                event["data"].append(value)
-            elif field in ("event", "id"):
-                event[field] = value
-
-    def until(
-        self, match: Callable[[dict[str, Any]], bool], timeout: float = 60.0
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Read until an event matches; returns it and everything read before it."""
-        deadline = time.monotonic() + timeout
-        seen: list[dict[str, Any]] = []
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no matching event in {timeout}s; saw {seen[-10:]}")
-            ev = self.next(timeout=left)
-            if match(ev):
-                return ev, seen
-            seen.append(ev)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class HostApp:
-    """``twistd -n guildnet`` in a child process, with a small JSON client."""
-
-    def __init__(
-        self, kubeconfig: str, namespace: str, work: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.log_path = work / "hostapp.log"
-        env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "LISTEN_LOCAL": f"127.0.0.1:{self.port}",
-            "GUILDNET_STATE_DIR": str(work / "state"),
-            "K8S_NAMESPACE": namespace,
-            **(extra_env or {}),
-        }
-        twistd = Path(sys.executable).parent / "twistd"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [str(twistd), "-n", "--pidfile=", "guildnet"],
-            cwd=work,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.ctx = ssl.create_default_context()
-        self.ctx.check_hostname = False
-        self.ctx.verify_mode = ssl.CERT_NONE
-
-    def request(
-        self, method: str, path: str, body: Any = None, raw: bytes | None = None
-    ) -> tuple[int, Any, http.client.HTTPResponse]:
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        try:
-            headers = {}
-            data = raw
-            if body is not None:
-                data = json.dumps(body).encode()
-            if data is not None:
-                headers["content-type"] = "application/json"
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            payload = resp.read()
-        finally:
-            conn.close()
-        ctype = resp.getheader("content-type") or ""
-        parsed = json.loads(payload) if ctype.startswith("application/json") else payload.decode()
-        return resp.status, parsed, resp
-
-    def get(self, path: str) -> Any:
-        status, body, _ = self.request("GET", path)
-        assert status == 200, (path, status, body)
-        return body
-
-    def wait_ready(self) -> None:
-        def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"twistd exited:\n{self.log_tail()}")
-            return self.request("GET", "/healthz")[0] == 200
-
-        wait_for("the Host App to listen", up, timeout=60)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
 @pytest.fixture(scope="module")
-def ns(kube_api: Any, _deleted_namespaces: list[str]) -> Iterator[str]:
-    name = f"ws-api-{uuid.uuid4().hex[:6]}"
-    with temporary_namespace(kube_api, _deleted_namespaces, name) as n:
-        yield n
-
-
-@pytest.fixture(scope="module")
-def app(kubeconfig: str, ns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostApp]:
-    work = tmp_path_factory.mktemp("hostapp")
-    host = HostApp(kubeconfig, ns, work)
-    try:
-        host.wait_ready()
+def app(kubeconfig: str, ns: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostProc]:
+    host = HostProc(tmp_path_factory.mktemp("hostapp"), cluster_env(kubeconfig, ns))
+    with host.running():
         yield host
-    finally:
-        host.stop()
-    log = host.log_path.read_text(errors="replace")
-    at = log.find("Traceback")
-    assert at < 0, log[max(0, at - 2000) : at + 4000]
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +36,7 @@ def custom(kube_api: Any) -> Any:
     return k8s_client.CustomObjectsApi(kube_api)
 
 
-def phase_is(app: HostApp, name: str, phase: str, prefix: str = "") -> Any:
+def phase_is(app: HostProc, name: str, phase: str, prefix: str = "") -> Any:
     for item in app.get(f"/api{prefix}/servers"):
         if item["id"] == name and item["phase"] == phase:
             return item
@@ -247,7 +67,7 @@ def add_kwok_logs(custom: Any, ns: str, pod: str, path: Path) -> None:
 # --- tests (module order matters: they share one Host App) -------------------------------
 
 
-def test_images_and_defaults(app: HostApp) -> None:
+def test_images_and_defaults(app: HostProc) -> None:
     images = app.get("/api/images")["images"]
     kinds = {i["kind"] for i in images}
     assert {"code-server", "jupyter"} <= kinds and all(i["description"] for i in images)
@@ -258,7 +78,7 @@ def test_images_and_defaults(app: HostApp) -> None:
         assert status == 400 and body["field"] == "image", body
 
 
-def test_bad_launch_requests_name_the_field(app: HostApp) -> None:
+def test_bad_launch_requests_name_the_field(app: HostProc) -> None:
     cases = [
         ({}, "image"),
         ({"image": IMAGE, "ports": [{"containerPort": 70000}]}, "ports[0].containerPort"),
@@ -279,7 +99,7 @@ def test_bad_launch_requests_name_the_field(app: HostApp) -> None:
     assert app.request("GET", "/api/servers/absent/password")[0] == 404
 
 
-def test_launch_list_detail_password(app: HostApp, ns: str) -> None:
+def test_launch_list_detail_password(app: HostProc, ns: str) -> None:
     spec = {"image": IMAGE, "name": "ide-one", "env": [{"name": "GREETING", "value": "hi"}]}
     status, body, resp = app.request("POST", "/api/jobs", spec)
     assert status == 202, body
@@ -328,7 +148,7 @@ def test_launch_list_detail_password(app: HostApp, ns: str) -> None:
     assert status == 404 and body["error"] == "no_password"
 
 
-def test_logs_and_live_log_stream(app: HostApp, ns: str, custom: Any, tmp_path: Path) -> None:
+def test_logs_and_live_log_stream(app: HostProc, ns: str, custom: Any, tmp_path: Path) -> None:
     pod = app.get("/api/servers/ide-one")["pods"][0]["name"]
     log_file = tmp_path / "ide.log"
     log_file.write_text(cri("one") + cri("two") + cri("three", "2026-01-01T00:00:01Z"))
@@ -395,7 +215,7 @@ def test_logs_and_live_log_stream(app: HostApp, ns: str, custom: Any, tmp_path: 
             s.close()
 
 
-def test_server_stream_shows_launch_progress(app: HostApp) -> None:
+def test_server_stream_shows_launch_progress(app: HostProc) -> None:
     stream = SSE(app, "/sse/servers")
     try:
         snapshot = stream.next()
@@ -429,7 +249,7 @@ def test_server_stream_shows_launch_progress(app: HostApp) -> None:
     assert phase_is(app, "ide-two", "Running") is None
 
 
-def test_stop_all_deletes_only_managed(app: HostApp, ns: str, custom: Any) -> None:
+def test_stop_all_deletes_only_managed(app: HostProc, ns: str, custom: Any) -> None:
     custom.create_namespaced_custom_object(
         C.GROUP,
         C.VERSION,
@@ -455,7 +275,7 @@ def test_stop_all_deletes_only_managed(app: HostApp, ns: str, custom: Any) -> No
     assert status == 200 and body == {"deleted": []}
 
 
-def test_cluster_scoped_routes(app: HostApp, kubeconfig: str) -> None:
+def test_cluster_scoped_routes(app: HostProc, kubeconfig: str) -> None:
     status, body, _ = app.request("GET", "/api/cluster/lab/servers")
     assert status == 404 and body["field"] == "clusterId"
     status, body, _ = app.request("GET", "/api/cluster/Not_Valid/servers")

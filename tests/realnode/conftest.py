@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.hostapp import HostApp, HostAppError
+from tests.harness.hostapp import HostApp
 from tests.harness.realnode import RealNodeCluster
 from tests.integration.conftest import (  # noqa: F401  (fixtures)
     _real_deleted_namespaces,
@@ -72,14 +72,8 @@ def ide_subdomain(
         }
         app = HostApp(workdir, env)
         app.env["FRONTEND_ORIGIN"] = f"https://ws.localhost:{app.port}"
-        try:
-            app.start()
-        except HostAppError as e:
-            pytest.fail(str(e), pytrace=False)
-        try:
+        with app.running(clean_log=False):
             yield app, namespace
-        finally:
-            app.stop()
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +85,5 @@ def ide_app(
     """The real daemon with the real-node cluster as its default cluster, operator embedded."""
     workdir: Path = tmp_path_factory.mktemp("hostapp")
     app = HostApp(workdir, {"KUBECONFIG": real_kubeconfig, "K8S_NAMESPACE": ide_namespace})
-    try:
-        app.start()
-    except HostAppError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with app.running(clean_log=False):
         yield app
-    finally:
-        app.stop()

@@ -24,7 +24,8 @@
 // GUILDNET_HANDSHAKE, GUILDNET_CHROMIUM.
 import { join } from "node:path";
 
-import { checkpoint, env, expect, log, main, Session } from "./browser.mjs";
+import { env, expect, main, Session } from "../browser/session.mjs";
+import { checkpoint } from "./checkpoint.mjs";
 import { JupyterTrace } from "./jupyter_trace.mjs";
 
 const BASE = env("GUILDNET_URL");
@@ -84,13 +85,17 @@ const ALLOWED = {
 };
 
 const session = new Session({
+  tag: "real-ide",
   shots: env("GUILDNET_SCREENSHOTS"),
   prefix: env("GUILDNET_SHOT_PREFIX", `real-${FLOW}`),
   allowed: ALLOWED[FLOW] ?? [],
   // Trust the Host App's self-signed certificate the way a user who installed it would (by
   // its public key): Chromium refuses service workers on an origin with a certificate error.
   extraArgs: [`--ignore-certificate-errors-spki-list=${env("GUILDNET_SPKI")}`],
+  viewport: { width: 1440, height: 900 },
+  contextOptions: { permissions: ["clipboard-read", "clipboard-write"] },
 });
+const { log } = session;
 
 async function launch(page, preset) {
   await session.step(`launch the ${preset} preset from the UI`, async () => {

@@ -34,7 +34,7 @@ from kubernetes import client as k8s_client
 from guildnet.operator import constants as C
 from guildnet.proxy import wsframes
 from guildnet.workspaces.idle import parse_time
-from tests.harness.hostapp import HostApp, HostAppError
+from tests.harness.hostapp import HostApp
 from tests.integration.conftest import temporary_namespace
 from tests.realnode.helpers import (
     launch,
@@ -76,17 +76,8 @@ def idle_app(
         },
         name="idle-hostapp",
     )
-    try:
-        app.start()
-    except HostAppError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
+    with app.running():
         yield app
-    finally:
-        app.stop()
-    out = app.output()
-    at = out.find("Traceback")
-    assert at < 0, out[max(0, at - 2000) : at + 4000]
 
 
 class WebSocket:
@@ -94,7 +85,7 @@ class WebSocket:
 
     def __init__(self, app: HostApp, path: str) -> None:
         raw = socket.create_connection(("127.0.0.1", app.port), timeout=15)
-        self.sock = app._ctx.wrap_socket(raw, server_hostname="localhost")
+        self.sock = app.ctx.wrap_socket(raw, server_hostname="localhost")
         key = wsframes.new_key().decode()
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"

@@ -11,18 +11,10 @@ Ownership against real Workspaces is in tests/integration/test_access.py.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
-from twisted.internet.ssl import CertificateOptions
-from twisted.internet.task import deferLater
 from twisted.protocols.policies import WrappingFactory
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import IResource, Resource
 
 from guildnet.auth.access import Access
@@ -38,17 +30,14 @@ from guildnet.monitor import ReactorMonitor
 from guildnet.proxy.access import ProxyAccess
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine
 from guildnet.proxy.policy import parse_allowlist
-from guildnet.proxy.routes import RouteOptions, ServerRoutes
-from guildnet.tls import find_certificate, server_context_factory
-from tests.backend.server import BackendFactory
+from guildnet.tls import server_context_factory
 from tests.unit.test_http import FRONTEND, Reply, ServingTestCase
 from tests.unit.test_proxy_engine import (
     FRONTEND as PROXY_FRONTEND,
 )
 from tests.unit.test_proxy_engine import (
-    FakeRegistry,
     FakeWorkspaces,
-    RawClient,
+    ProxyStackCase,
     workspace,
 )
 from tests.unit.test_proxy_engine import (
@@ -245,6 +234,21 @@ class GateTests(ServingTestCase):
         r = await self.as_(ALICE, "GET", "/api/ui-config", headers={"sec-fetch-site": "cross-site"})
         self.assertEqual(r.code, 200)
 
+    async def test_lifecycle_form_posts_must_carry_origin(self) -> None:
+        """The stopped page's form posts to the lifecycle routes: one without Origin is
+        refused even where the plain rule lets it by (no headers, or a typed URL)."""
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        for path in ("/api/servers/ws1/start", "/api/servers/ws1/stop", "/api/servers/ws1/restart"):
+            for headers in [{}, {"sec-fetch-site": "same-origin"}, {"sec-fetch-site": "none"}]:
+                r = await self.as_(ADMIN, "POST", path, headers={**form, **headers})
+                body = self.assert_forbidden(r, "cross_origin")
+                self.assertIn("Origin", body["message"])
+        # With this origin, or as a script's JSON post, the handler answers (no cluster).
+        for headers in [{**form, "origin": self.base}, {}]:
+            r = await self.as_(ADMIN, "POST", "/api/servers/ws1/start", headers=headers)
+            self.assertNotEqual(r.code, 403, (headers, r.body))
+            self.assertEqual(r.json()["error"], "cluster_not_found", r.body)
+
     async def test_client_headers_cannot_claim_an_identity(self) -> None:
         for name in ("X-GuildNet-User", "Tailscale-User-Login", "X-Forwarded-User"):
             r = await self.as_(STRANGER, "GET", "/api/whoami", headers={name: "ada@example.com"})
@@ -252,18 +256,13 @@ class GateTests(ServingTestCase):
             self.assertEqual(r.json()["role"], "none")
 
 
-class ProxyGateTests(TestCase):
+class ProxyGateTests(ProxyStackCase):
     """The proxy's checks: owners open their workspaces, others get 403; X-GuildNet-User."""
 
     timeout = 30
 
     def setUp(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-access-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
-        cert = find_certificate(tmp, tmp / "certs")
-        self.backend_factory = BackendFactory(reactor)
-        self.backend = reactor.listenTCP(0, self.backend_factory, interface="127.0.0.1")
-        self.bport = self.backend.getHost().port
+        self.start_backend()
         config = ProxyConfig(
             allowlist=parse_allowlist((f"127.0.0.1:{self.bport}",)), frontend_origin=FRONTEND
         )
@@ -273,14 +272,7 @@ class ProxyGateTests(TestCase):
         other = workspace("lab", f"127.0.0.1:{self.bport}", self.bport)
         other["metadata"]["annotations"] = {OWNER_KEY: "bob@example.com"}
         self.workspaces = FakeWorkspaces([mine, other])
-        routes = ServerRoutes(
-            FakeRegistry(),
-            lambda instance: self.workspaces,
-            self.engine.pool,
-            reactor,
-            RouteOptions(),
-            config.allowlist,
-        )
+        routes = self.fake_routes(config)
         self.engine.servers = routes
         # The raw client's WebSocket handshakes carry Origin: PROXY_FRONTEND.
         self.engine.gate = ProxyAccess(
@@ -293,44 +285,13 @@ class ProxyGateTests(TestCase):
             interceptor=self.engine,
             identify=lambda r: self.identity,
         )
-        self.wrapper = WrappingFactory(site)
-        self.wrapper.noisy = False
-        self.listener = reactor.listenTCP(
-            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
-        )
-        self.port = self.listener.getHost().port
-        self.clients: list[RawClient] = []
-        self.addCleanup(self._shutdown)
-
-    async def _shutdown(self) -> None:
-        for c in self.clients:
-            if not c.gone:
-                c.transport.abortConnection()
-        await self.engine.close()
-        await self.listener.stopListening()
-        await self.backend.stopListening()
-        self.backend_factory.close_all()
-        for proto in list(self.wrapper.protocols):
-            proto.transport.abortConnection()  # type: ignore[union-attr]
-        deadline = time.monotonic() + 5
-        while self.wrapper.protocols or not all(c.gone for c in self.clients):
-            assert time.monotonic() < deadline, "connections did not close"
-            await deferLater(reactor, 0.01, lambda: None)
-
-    async def connect_raw(self) -> RawClient:
-        endpoint = wrapClientTLS(
-            CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
-        )
-        client = RawClient()
-        await connectProtocol(endpoint, client)
-        self.clients.append(client)
-        return client
+        self.serve_tls(site)
 
     async def fetch(
         self, who: Identity | None, method: str, path: str, headers: dict[str, str] | None = None
     ) -> Any:
         self.identity = who
-        client = await self.connect_raw()
+        client = await self.connect()
         body = b"" if method in ("POST", "PUT") else None
         return await client.request(method, path, headers=headers, body=body)
 
@@ -403,6 +364,6 @@ class ProxyGateTests(TestCase):
             )
             self.assertEqual(r.status, 403, extra)
             self.assertEqual(r.json()["reason"], "cross_origin")
-        client = await self.connect_raw()
+        client = await self.connect()
         head = await client.upgrade("/proxy/server/ide/ws?hello=1")  # Origin: FRONTEND
         self.assertIn(b"101", head.split(b"\r\n")[0], head)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import guildnet.http.api  # noqa: F401  (every route module registers on the router)
 from guildnet.auth.access import Caller, decide, owner_refusal, user_header_value
-from guildnet.auth.csrf import cross_origin_refusal
+from guildnet.auth.csrf import cross_origin_refusal, is_form
 from guildnet.auth.identity import Identity, Role, Source
 from guildnet.auth.ownership import OWNER_KEY, may_access, owner_label_value, owner_of
 from guildnet.auth.routes import REQUIRED, Level, required_level
@@ -144,6 +144,13 @@ def test_owner_labels_of_different_logins_differ() -> None:
 
 HOST = b"127.0.0.1:8090"
 TRUSTED = ("https://ui.example.test:8443",)
+MUTATING = st.sampled_from([b"POST", b"PUT", b"PATCH", b"DELETE"])
+SITES = st.one_of(
+    st.none(), st.sampled_from([b"cross-site", b"same-site", b"same-origin", b"none"])
+)
+ORIGINS = st.one_of(
+    st.none(), st.sampled_from([b"https://127.0.0.1:8090", b"https://evil.example", b"null"])
+)
 
 
 @pytest.mark.parametrize(
@@ -174,13 +181,7 @@ def test_cross_origin_rule(
     assert (refusal is None) is allowed, refusal
 
 
-@given(
-    st.sampled_from([b"POST", b"PUT", b"PATCH", b"DELETE"]),
-    st.one_of(st.none(), st.sampled_from([b"cross-site", b"same-site", b"same-origin", b"none"])),
-    st.one_of(
-        st.none(), st.sampled_from([b"https://127.0.0.1:8090", b"https://evil.example", b"null"])
-    ),
-)
+@given(MUTATING, SITES, ORIGINS)
 def test_mutating_requests_pass_only_from_the_same_origin_or_non_browsers(
     method: bytes, site: bytes | None, origin: bytes | None
 ) -> None:
@@ -189,6 +190,59 @@ def test_mutating_requests_pass_only_from_the_same_origin_or_non_browsers(
         assert (refusal is None) is (site in (b"same-origin", b"none"))
     else:
         assert (refusal is None) is (origin in (None, b"https://127.0.0.1:8090"))
+
+
+@pytest.mark.parametrize(
+    ("content_type", "form"),
+    [
+        (b"application/x-www-form-urlencoded", True),
+        (b"Application/X-WWW-Form-URLEncoded; charset=UTF-8", True),
+        (b"application/json", False),
+        (b"multipart/form-data; boundary=x", False),
+        (None, False),
+        (b"", False),
+    ],
+)
+def test_is_form(content_type: bytes | None, form: bool) -> None:
+    assert is_form(content_type) is form
+
+
+@pytest.mark.parametrize(
+    ("site", "origin", "allowed"),
+    [
+        # A form post must carry Origin, whatever Sec-Fetch-Site says...
+        (None, None, False),
+        (b"same-origin", None, False),
+        (b"none", None, False),
+        # ...and then passes or not as any other request.
+        (b"same-origin", b"https://127.0.0.1:8090", True),
+        (None, b"https://127.0.0.1:8090", True),
+        (b"cross-site", b"https://ui.example.test:8443", True),
+        (b"cross-site", b"https://evil.example", False),
+        (None, b"https://evil.example", False),
+    ],
+)
+def test_a_form_post_must_say_where_it_comes_from(
+    site: bytes | None, origin: bytes | None, allowed: bool
+) -> None:
+    refusal = cross_origin_refusal(b"POST", site, origin, HOST, TRUSTED, form=True)
+    assert (refusal is None) is allowed, refusal
+    # Reads are never refused, form or not.
+    assert cross_origin_refusal(b"GET", site, origin, HOST, TRUSTED, form=True) is None
+
+
+@given(MUTATING, SITES, ORIGINS)
+def test_form_rule_only_adds_refusals_of_posts_without_origin(
+    method: bytes, site: bytes | None, origin: bytes | None
+) -> None:
+    """``form`` never lets through what the plain rule refuses, and refuses on top of it
+    exactly the requests that carry no Origin."""
+    plain = cross_origin_refusal(method, site, origin, HOST, ())
+    form = cross_origin_refusal(method, site, origin, HOST, (), form=True)
+    if origin is None:
+        assert form is not None
+    else:
+        assert (form is None) is (plain is None)
 
 
 # --- X-GuildNet-User --------------------------------------------------------------------------

@@ -385,20 +385,101 @@ def workspace(name: str, agent_host: str, port: int) -> dict[str, Any]:
     }
 
 
-# --- the tests -----------------------------------------------------------------------------------
+# --- the stack under test ----------------------------------------------------------------------
 
 
-class ProxyEngineTests(TestCase):
-    timeout = 60
+class ProxyStackCase(TestCase):
+    """The Host App's proxy stack in process, shared by the proxy tests over real sockets.
 
-    def setUp(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
-        cert = find_certificate(tmp, tmp / "certs")
+    A subclass's setUp calls ``start_backend``, builds ``self.engine`` (with
+    ``fake_routes`` for /proxy/server/), then ``serve_tls`` with its GuildNetSite.
+    Shutdown closes every client, listener and connection so trial's janitor finds
+    nothing; ``stop_upstreams`` is the hook for a subclass's own listeners.
+    """
 
+    engine: ProxyEngine
+    workspaces: FakeWorkspaces
+
+    def start_backend(self) -> None:
         self.backend_factory = BackendFactory(reactor)
         self.backend = reactor.listenTCP(0, self.backend_factory, interface="127.0.0.1")
         self.bport = self.backend.getHost().port
+
+    def fake_routes(self, config: ProxyConfig) -> ServerRoutes:
+        """/proxy/server/ routes resolved from ``self.workspaces`` on cluster ``default``."""
+        return ServerRoutes(
+            FakeRegistry(),
+            lambda instance: self.workspaces,
+            self.engine.pool,
+            reactor,
+            RouteOptions(),
+            config.allowlist,
+        )
+
+    def serve_tls(self, site: GuildNetSite) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="guildnet-proxy-"))
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert = find_certificate(tmp, tmp / "certs")
+        self.wrapper = WrappingFactory(site)
+        self.wrapper.noisy = False
+        # The Host App's own TLS stack (guildnet.app): TCP plus LeanTLSFactory.
+        self.listener = reactor.listenTCP(
+            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
+        )
+        self.port = self.listener.getHost().port
+        self.clients: list[RawClient] = []
+        self.addCleanup(self._shutdown)
+
+    async def stop_upstreams(self) -> None:
+        """Close a subclass's own upstream listeners and connections (none here)."""
+
+    async def _shutdown(self) -> None:
+        for c in self.clients:
+            if not c.gone:
+                c.transport.abortConnection()
+        await self.engine.close()
+        await self.listener.stopListening()
+        await self.backend.stopListening()
+        self.backend_factory.close_all()
+        await self.stop_upstreams()
+        for proto in list(self.wrapper.protocols):
+            proto.transport.abortConnection()  # type: ignore[union-attr]
+        await self.until(
+            lambda: (
+                not self.wrapper.protocols
+                and not self.backend_factory.connections
+                and all(c.gone for c in self.clients)
+            ),
+            "connections did not close",
+        )
+        await deferLater(reactor, 0, lambda: None)
+
+    async def until(self, cond: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(what)
+            await deferLater(reactor, 0.01, lambda: None)
+
+    async def connect(self) -> RawClient:
+        """A raw client on a new TLS connection to the Host App (certificate not checked)."""
+        endpoint = wrapClientTLS(
+            CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
+        )
+        client = RawClient()
+        await connectProtocol(endpoint, client)
+        self.clients.append(client)
+        return client
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+class ProxyEngineTests(ProxyStackCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.start_backend()
         self.stall_factory = StallingFactory()
         self.stall = reactor.listenTCP(0, self.stall_factory, interface="127.0.0.1")
         self.sport = self.stall.getHost().port
@@ -414,63 +495,13 @@ class ProxyEngineTests(TestCase):
         config = ProxyConfig(allowlist=parse_allowlist(allow), frontend_origin=FRONTEND)
         self.engine = ProxyEngine(reactor, config)
         self.workspaces = FakeWorkspaces([workspace("ide", f"127.0.0.1:{self.bport}", self.bport)])
-        self.engine.servers = ServerRoutes(
-            FakeRegistry(),
-            lambda instance: self.workspaces,
-            self.engine.pool,
-            reactor,
-            RouteOptions(),
-            config.allowlist,
-        )
-        site = GuildNetSite(Resource(), HttpPolicy(FRONTEND), interceptor=self.engine)
-        self.wrapper = WrappingFactory(site)
-        self.wrapper.noisy = False
-        # The Host App's own TLS stack (guildnet.app): TCP plus LeanTLSFactory.
-        self.listener = reactor.listenTCP(
-            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
-        )
-        self.port = self.listener.getHost().port
-        self.clients: list[RawClient] = []
-        self.addCleanup(self._shutdown)
+        self.engine.servers = self.fake_routes(config)
+        self.serve_tls(GuildNetSite(Resource(), HttpPolicy(FRONTEND), interceptor=self.engine))
 
-    async def _shutdown(self) -> None:
-        for c in self.clients:
-            if not c.gone:
-                c.transport.abortConnection()
-        await self.engine.close()
-        await self.listener.stopListening()
-        await self.backend.stopListening()
+    async def stop_upstreams(self) -> None:
         await self.stall.stopListening()
-        self.backend_factory.close_all()
         for s in self.stall_factory.connections:
             s.transport.abortConnection()
-        for proto in list(self.wrapper.protocols):
-            proto.transport.abortConnection()  # type: ignore[union-attr]
-        await self._until(
-            lambda: (
-                not self.wrapper.protocols
-                and not self.backend_factory.connections
-                and all(c.gone for c in self.clients)
-            ),
-            "connections did not close",
-        )
-        await deferLater(reactor, 0, lambda: None)
-
-    async def _until(self, cond: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
-        deadline = time.monotonic() + seconds
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(what)
-            await deferLater(reactor, 0.01, lambda: None)
-
-    async def connect(self) -> RawClient:
-        endpoint = wrapClientTLS(
-            CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
-        )
-        client = RawClient()
-        await connectProtocol(endpoint, client)
-        self.clients.append(client)
-        return client
 
     @property
     def prefix(self) -> str:
@@ -634,7 +665,7 @@ class ProxyEngineTests(TestCase):
         client.transport.write(head)
         producer = UploadProducer(client.transport, total)
         producer.start()
-        await self._until(lambda: bool(self.stall_factory.connections), "no upstream connection")
+        await self.until(lambda: bool(self.stall_factory.connections), "no upstream connection")
         await deferLater(reactor, 1.0, lambda: None)  # the upstream reads nothing meanwhile
         (exchange,) = self.engine.exchanges
         assert exchange.conn is not None
@@ -707,10 +738,10 @@ class ProxyEngineTests(TestCase):
     async def test_client_disconnect_closes_upstream(self) -> None:
         client = await self.connect()
         client.request("GET", self.prefix + "/slow?delay=30").addErrback(lambda f: None)
-        await self._until(lambda: bool(self.backend_factory.connections), "no upstream")
-        await self._until(lambda: bool(self.engine.exchanges), "no exchange")
+        await self.until(lambda: bool(self.backend_factory.connections), "no upstream")
+        await self.until(lambda: bool(self.engine.exchanges), "no exchange")
         client.transport.abortConnection()
-        await self._until(
+        await self.until(
             lambda: not self.backend_factory.connections, "the upstream request was not cancelled"
         )
         self.assertFalse(self.engine.exchanges)
@@ -733,7 +764,7 @@ class ProxyEngineTests(TestCase):
         self.assertIsInstance(splice.client, DirectTLS, "the TLS protocol was not taken over")
         # close_notify from the client ends the splice and the upstream connection.
         client.transport.loseConnection()
-        await self._until(lambda: not self.backend_factory.connections, "upstream not closed")
+        await self.until(lambda: not self.backend_factory.connections, "upstream not closed")
         self.assertFalse(self.engine.splices)
 
     async def test_websocket_frames_pipelined_with_the_upgrade_keep_their_order(self) -> None:
@@ -796,7 +827,7 @@ class ProxyEngineTests(TestCase):
         await deferLater(reactor, 0.2, lambda: None)
         self.assertEqual([e for e in events if e["request_id"] == "ws-log"], [], "logged early")
         client.transport.loseConnection()
-        await self._until(lambda: not self.engine.splices, "splice not closed")
+        await self.until(lambda: not self.engine.splices, "splice not closed")
         (event,) = [e for e in events if e["request_id"] == "ws-log"]
         self.assertEqual(event["status"], 101)
         self.assertEqual(event["path"], self.prefix + "/ws")

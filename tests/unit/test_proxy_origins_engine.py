@@ -8,30 +8,18 @@ routes refuse requests that come from workspace origins.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
-from twisted.internet.ssl import CertificateOptions
-from twisted.protocols.policies import WrappingFactory
-from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 
 from guildnet.http.site import GuildNetSite, HttpPolicy, host_csp
-from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.proxy.engine import ProxyConfig, ProxyEngine
 from guildnet.proxy.origins import WorkspaceOrigins
 from guildnet.proxy.policy import parse_allowlist
-from guildnet.proxy.routes import RouteOptions, ServerRoutes
-from guildnet.tls import find_certificate, server_context_factory
-from tests.backend.server import BackendFactory
 from tests.unit.test_proxy_engine import (
-    FakeRegistry,
     FakeWorkspaces,
-    RawClient,
+    ProxyStackCase,
     Reply,
     workspace,
 )
@@ -42,63 +30,24 @@ IDE = "ide--default.localhost:8090"
 IDE_ORIGIN = "https://" + IDE
 
 
-class SubdomainModeTests(TestCase):
+class SubdomainModeTests(ProxyStackCase):
     timeout = 60
 
     def setUp(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="guildnet-origins-"))
-        self.addCleanup(shutil.rmtree, tmp, True)
-        cert = find_certificate(tmp, tmp / "certs")
-        self.backend_factory = BackendFactory(reactor)
-        self.backend = reactor.listenTCP(0, self.backend_factory, interface="127.0.0.1")
-        self.bport = self.backend.getHost().port
+        self.start_backend()
         origins = WorkspaceOrigins("subdomain", "localhost", FRONTEND)
         allow = parse_allowlist((f"127.0.0.1:{self.bport}",))
         config = ProxyConfig(allowlist=allow, frontend_origin=FRONTEND, origins=origins)
         self.engine = ProxyEngine(reactor, config)
         self.workspaces = FakeWorkspaces([workspace("ide", f"127.0.0.1:{self.bport}", self.bport)])
-        self.engine.servers = ServerRoutes(
-            FakeRegistry(),
-            lambda instance: self.workspaces,
-            self.engine.pool,
-            reactor,
-            RouteOptions(),
-            config.allowlist,
-        )
+        self.engine.servers = self.fake_routes(config)
         policy = HttpPolicy(FRONTEND, csp=host_csp(origins), origins=origins)
-        site = GuildNetSite(Resource(), policy, interceptor=self.engine)
-        self.wrapper = WrappingFactory(site)
-        self.wrapper.noisy = False
-        self.listener = reactor.listenTCP(
-            0, LeanTLSFactory(server_context_factory(cert), self.wrapper), interface="127.0.0.1"
-        )
-        self.port = self.listener.getHost().port
-        self.clients: list[RawClient] = []
-        self.addCleanup(self._shutdown)
-
-    async def _shutdown(self) -> None:
-        for c in self.clients:
-            if not c.gone:
-                c.transport.abortConnection()
-        await self.engine.close()
-        await self.listener.stopListening()
-        await self.backend.stopListening()
-        self.backend_factory.close_all()
-        for proto in list(self.wrapper.protocols):
-            proto.transport.abortConnection()  # type: ignore[union-attr]
-        for c in self.clients:
-            if not c.gone:
-                await c.lost
+        self.serve_tls(GuildNetSite(Resource(), policy, interceptor=self.engine))
 
     async def request(
         self, method: str, target: str, headers: dict[str, str] | None = None, **kw: Any
     ) -> Reply:
-        endpoint = wrapClientTLS(
-            CertificateOptions(verify=False), TCP4ClientEndpoint(reactor, "127.0.0.1", self.port)
-        )
-        client = RawClient()
-        await connectProtocol(endpoint, client)
-        self.clients.append(client)
+        client = await self.connect()
         return await client.request(method, target, headers=headers, **kw)
 
     # the workspace on its own origin ------------------------------------------------------

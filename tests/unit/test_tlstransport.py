@@ -163,3 +163,63 @@ class LeanTLSTests(TestCase):
         tls.loseConnection()
         await client.closed
         tls.write_now(b"after the end")  # ignored, as Twisted's write is
+
+    async def test_fan_out_writer_keeps_order_uses_the_fast_path_and_survives_a_full_socket(
+        self,
+    ) -> None:
+        """``fan_out_writer``: the SSE fan-out's fused write. Behind held writes and for
+        pieces over one record it defers to ``write_now``; otherwise it encrypts and sends
+        itself; with the client not reading, the kernel's refusals queue in Twisted (order
+        kept); after the end it is ignored."""
+        from guildnet.proxy.netutil import send_at_once, write_through
+
+        client = await self.connect()
+        client.transport.write(b"x")  # type: ignore[union-attr]
+        await self.until(lambda: client.received == b"x", "no echo")
+        (server,) = self.echo.connections
+        tls: Any = server.transport
+        write_through(tls)
+        tls._send_at_once = send_at_once(tls)
+        slow_calls: list[int] = []
+        layered = tls.write_now
+
+        def counting(data: bytes) -> None:
+            slow_calls.append(len(data))
+            layered(data)
+
+        tls.write_now = counting
+        fused = tls.fan_out_writer()
+        self.assertIsNotNone(fused)
+        expected = bytearray(b"x")
+        for size in (5, 16384, 16385, 70_000, 1):
+            held = b"held-%d;" % size
+            tls.write(held)  # into the aggregator: the next write must follow it
+            first = bytes((size + i) % 251 for i in range(size))
+            fused(first)
+            second = b"next-%d;" % size  # nothing held now: the fused path itself
+            fused(second)
+            expected += held + first + second
+        # Held writes, pieces over one record, and a piece right after one (its
+        # ciphertext waits for the end of the turn) go the layered way; the rest do not.
+        self.assertEqual(slow_calls, [5, 16384, 16385, 11, 70_000, 11, 1])
+        await self.until(lambda: len(client.received) >= len(expected), "data incomplete")
+        self.assertEqual(bytes(client.received), bytes(expected))
+
+        # The client stops reading: the socket fills, the rest queues in Twisted.
+        client.transport.pauseProducing()  # type: ignore[union-attr]
+        slow_calls.clear()
+        piece = bytes(range(256)) * 16  # 4 KiB
+        total = bytearray(expected)
+        for i in range(1024):  # 4 MiB, more than the socket buffers hold
+            fused(piece[:-4] + b"%04d" % (i % 10000))
+            total += piece[:-4] + b"%04d" % (i % 10000)
+        tcp = tls.transport
+        queued = bool(tcp._tempDataBuffer) or tcp.offset != len(tcp.dataBuffer)
+        self.assertTrue(queued, "the kernel took 4 MiB unread: nothing was tested")
+        self.assertTrue(slow_calls, "writes after a queued one went the layered way")
+        client.transport.resumeProducing()  # type: ignore[union-attr]
+        await self.until(lambda: len(client.received) >= len(total), "data incomplete")
+        self.assertEqual(bytes(client.received), bytes(total))
+        tls.loseConnection()
+        await client.closed
+        fused(b"after the end")  # ignored, as Twisted's write is
