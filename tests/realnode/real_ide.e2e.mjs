@@ -15,13 +15,18 @@
 //                pod and its home volume are gone).
 //   jupyter      launch the preset, find its token (the UI's password, else the Logs tab), open
 //                the workspace in a new tab, log in,
-//                create a notebook, run 1+1 and see 2, with the kernel idle afterwards.
+//                create a notebook, wait until its kernel is idle, run 1+1 and see 2, with the
+//                kernel idle afterwards (the page's kernel messages and REST calls are traced to
+//                <screenshots>/<prefix>-trace.jsonl, see jupyter_trace.mjs).
 //
 // Environment: GUILDNET_URL, GUILDNET_FLOW, GUILDNET_WORKSPACE (name to launch), GUILDNET_CLUSTER_ID
 // (default "default"), GUILDNET_SCREENSHOTS, GUILDNET_RESULT, GUILDNET_PROFILE_DIR,
 // GUILDNET_HANDSHAKE, GUILDNET_CHROMIUM.
+import { join } from "node:path";
+
 import { env, expect, main, Session } from "../browser/session.mjs";
 import { checkpoint } from "./checkpoint.mjs";
+import { JupyterTrace } from "./jupyter_trace.mjs";
 
 const BASE = env("GUILDNET_URL");
 const FLOW = env("GUILDNET_FLOW");
@@ -301,21 +306,14 @@ async function jupyter() {
   const token = await jupyterToken(page);
 
   let lab = null;
+  const trace = new JupyterTrace(join(env("GUILDNET_SCREENSHOTS"), `${session.prefix}-trace.jsonl`));
   await session.step("open the workspace in a new tab and log in with the token", async () => {
     const opened = session.context.waitForEvent("page");
     await page.getByRole("link", { name: /Open in new tab/ }).click();
     lab = await opened;
     session.watch(lab);
-    // What went over each kernel WebSocket, to compare with the proxy's access-log line if a
-    // cell never gets its reply (seen once on a machine with its disk saturated).
-    lab.on("websocket", (ws) => {
-      const tally = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0 };
-      const size = (p) => (typeof p === "string" ? Buffer.byteLength(p) : p.length);
-      ws.on("framesent", (f) => ((tally.sent += 1), (tally.sentBytes += size(f.payload))));
-      ws.on("framereceived", (f) => ((tally.received += 1), (tally.receivedBytes += size(f.payload))));
-      ws.on("close", () => log(`  websocket closed ${ws.url().split("?")[0]} ${JSON.stringify(tally)}`));
-      ws.on("socketerror", (e) => log(`  websocket error ${ws.url().split("?")[0]}: ${e}`));
-    });
+    // Every kernel message and REST call of the page, for the diagnosis of a failure.
+    await trace.attach(session.context, lab);
     const field = lab.locator("#password_input");
     await field.waitFor({ timeout: 60_000 });
     expect(lab.url().startsWith(WS_URL), `login page under ${WS_URL}: ${lab.url()}`);
@@ -327,36 +325,46 @@ async function jupyter() {
     await session.shot("lab", lab);
   });
 
-  await session.step("create a notebook, run 1+1, see 2", async () => {
-    await lab.locator('.jp-LauncherCard[data-category="Notebook"]').first().click();
-    const cell = lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first();
-    await cell.waitFor({ timeout: 60_000 });
-    const idle = lab.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator[data-status="idle"]');
-    await idle.first().waitFor({ timeout: 90_000 });
-    await cell.click();
-    await lab.keyboard.type("1+1");
-    // A keystroke lost to a late focus change would otherwise show up as a missing output.
-    await lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content", { hasText: "1+1" })
-      .first().waitFor({ timeout: 10_000 });
-    await lab.keyboard.press("Shift+Enter");
-    const out = lab.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").first();
+  await session.step("create a notebook, wait for its kernel, run 1+1, see 2", async () => {
     try {
-      await out.waitFor({ timeout: 60_000 });
-    } catch (e) {
-      // KNOWN ISSUE (since 2026-12-02 on the development VM; the commit that passed CI the
-      // day before fails the same way there): JupyterLab's frontend moves to a new cell
-      // without running the first, from the keyboard and from the Run menu alike, while the
-      // kernel answers execute requests through the same proxy and WebSocket route
-      // (tests/realnode/test_jupyter_kernel.py, which stays strict). Not yet explained, so
-      // reported (the Python side turns it into a warning) rather than failing the flow.
-      log(`  KNOWN-ISSUE jupyter-cell-not-run: no output in 60 s (${String(e).split("\n")[0]})`);
-      await session.shot("cell-not-run", lab);
-      return;
+      await lab.locator('.jp-LauncherCard[data-category="Notebook"]').first().click();
+      const panel = ".jp-NotebookPanel:not(.lm-mod-hidden)";
+      const cell = lab.locator(`${panel} .jp-Cell .cm-content`).first();
+      await cell.waitFor({ timeout: 60_000 });
+      // The kernel is attached, connected and idle: the status bar's kernel item shows the
+      // session context's kernelDisplayStatus ("<kernel> | Idle"). Not the toolbar's
+      // execution indicator, whose data-status is "idle" by default before any kernel exists.
+      // JupyterLab does not run a code cell while its kernel is "Initializing" (the session
+      // is created and renamed before the notebook gets it): the cell is skipped silently
+      // unless the opt-in enableKernelInitNotification setting is on.
+      const kernelIdle = lab.locator(".jp-StatusBar-TextItem[title^='Change kernel for']", {
+        hasText: /^Python 3.* \| Idle$/,
+      });
+      await kernelIdle.waitFor({ timeout: 90_000 });
+      await trace.snapshot(lab, "kernel-idle");
+      await cell.click();
+      await lab.keyboard.type("1+1");
+      // A keystroke lost to a late focus change would otherwise show up as a missing output.
+      await lab.locator(`${panel} .jp-Cell .cm-content`, { hasText: "1+1" }).first().waitFor({ timeout: 10_000 });
+      await trace.snapshot(lab, "typed");
+      await lab.keyboard.press("Shift+Enter");
+      trace.add("mark", { label: "shift+enter" });
+      const out = lab.locator(`${panel} .jp-OutputArea-output`).first();
+      try {
+        await out.waitFor({ timeout: 60_000 });
+      } catch (e) {
+        await trace.snapshot(lab, "no-output");
+        for (const line of trace.kernelSummary()) log(`  kernel: ${line}`);
+        throw e;
+      }
+      const text = (await out.innerText()).trim();
+      expect(text === "2", `the output of 1+1 is ${JSON.stringify(text)}`);
+      await kernelIdle.waitFor({ timeout: 30_000 });
+      await session.shot("notebook", lab);
+    } finally {
+      trace.save();
+      log(`  trace ${trace.file}`);
     }
-    const text = (await out.innerText()).trim();
-    expect(text === "2", `the output of 1+1 is ${JSON.stringify(text)}`);
-    await idle.first().waitFor({ timeout: 30_000 });
-    await session.shot("notebook", lab);
   });
   await lab.close();
 }
