@@ -470,8 +470,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any] | None:
     us_per_write = 1e6 * cpu["app"] / max(writes, 1)
     print(
         f"fan-out writes: {writes:.0f} ({events / max(writes, 1):.1f} changes per write), "
-        f"{us_per_write:.1f} us Host App CPU per write "
-        f"(writer: {os.environ.get('GUILDNET_SSE_WRITER', 'fused')})"
+        f"{us_per_write:.1f} us Host App CPU per write"
     )
     if args.profile:
         print_profile(work / "hostapp.pyspy")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -326,14 +325,4 @@ def _direct_writer(request: Any) -> Callable[[bytes], object] | None:
     # streams written in one turn, the first would otherwise wait for the last.
     transport._send_at_once = send_at_once(transport)
     result: Callable[[bytes], object] = write_now
-    if FUSED_WRITES:
-        fused = transport.fan_out_writer()
-        if fused is not None:
-            result = fused
     return result
-
-
-#: The fused write (``LeanTLSTransport.fan_out_writer``) or, with
-#: ``GUILDNET_SSE_WRITER=layered``, the layered one: the benchmark compares the two, the
-#: tests run both.
-FUSED_WRITES: bool = os.environ.get("GUILDNET_SSE_WRITER", "fused") != "layered"

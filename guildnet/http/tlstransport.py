@@ -16,7 +16,6 @@ all the TLS work.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
@@ -193,73 +192,6 @@ class LeanTLSTransport(BufferingTLSTransport):
 
     #: Set by the SSE layer: the socket's immediate send (``netutil.send_at_once``).
     _send_at_once: Any = None
-
-    def fan_out_writer(self) -> Callable[[bytes], None] | None:
-        """``write_now`` and the socket's immediate send fused into one function, for a
-        writer that sends the same small piece to hundreds of connections in a turn (a
-        changefeed's subscribers).
-
-        Why: per write, the layered path (``write_now``, ``RawTLS.write`` and ``drain``,
-        ``send_at_once``, ``send_now``) ran about 200 bytecodes around four OpenSSL calls
-        and one ``send``; its Python was about half of the Host App's CPU with 1,000
-        subscribers. Here the checks that decide whether the fast path may run are
-        attribute reads of the transports' own state, and anything unusual (something
-        held back or queued, the handshake or shutdown under way, a big piece, an OpenSSL
-        error) goes through ``write_now`` unchanged. Measured: see ``bench/changefeeds.py``
-        and the README (CPU per subscriber-event and latency, fused and layered).
-        Requires ``netutil.write_through`` on this transport; None when it cannot run.
-        """
-        from guildnet.proxy.netutil import socket_parts
-
-        raw = self._established()
-        parts = socket_parts(self)
-        if raw is None or parts is None or _read_buffer is None:
-            return None
-        tcp, sock, pending, queued = parts
-        conn, ssl, out_bio = raw._conn, raw._ssl, raw._from
-        send = sock.send
-        slow = self.write_now
-        buf = _read_buffer
-        transport = self
-
-        def write(data: bytes) -> None:
-            if (
-                pending
-                or transport._tlsConnection is not conn
-                or transport._lostTLSConnection
-                or transport.disconnecting
-                or transport._appSendBuffer
-                or getattr(transport._aggregator, "_buffer", None)
-                or len(data) > 16384
-                or not tcp.connected
-                or tcp.disconnecting
-                or tcp._writeDisconnected
-                or tcp._tempDataBuffer
-                or tcp.offset != len(tcp.dataBuffer)
-            ):
-                slow(data)
-                return
-            if _SSL_write(ssl, data, len(data)) <= 0:
-                slow(data)  # the layered path raises, buffers or fails it as Twisted does
-                return
-            size = _bio_pending(out_bio, _NULL)
-            if size <= 0:
-                return
-            if size <= READ_SIZE:
-                n = _BIO_read(out_bio, buf, size)
-                out = _buffer(buf, n)[:] if n > 0 else b""
-            else:
-                big = _new("char[]", size)
-                n = _BIO_read(out_bio, big, size)
-                out = _buffer(big, n)[:] if n > 0 else b""
-            try:
-                sent = send(out)
-            except OSError:
-                sent = 0  # EAGAIN, or an error the reactor's doWrite will report
-            if sent != len(out):
-                queued(out[sent:])
-
-        return write
 
     def _write(self, data: bytes) -> None:
         if self._lostTLSConnection:

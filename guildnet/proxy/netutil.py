@@ -143,12 +143,12 @@ def write_through(transport: Any) -> None:
     at_end_of_turn = getattr(getattr(tcp, "reactor", None), "at_end_of_turn", None)
     write: Callable[[bytes], None]
     at_once: Callable[[bytes], None]
-    pending: list[bytes] = []  # with guildnet.reactor: this turn's writes, sent at its end
     if at_end_of_turn is None:
         write = at_once = send_now
     else:
         # With guildnet.reactor: what is written during a reactor turn leaves in one
         # send at its end (Twisted's own write path would wait a whole turn more).
+        pending: list[bytes] = []
 
         def flush() -> None:
             if not pending:
@@ -169,15 +169,6 @@ def write_through(transport: Any) -> None:
             send_now(data)
 
     target.__dict__["_guildnet_write_through"] = True
-    #: What a fused writer (``LeanTLSTransport.fan_out_writer``) needs to send as
-    #: ``send_now`` does: the socket's transport, the socket, the turn's pending writes
-    #: (they must go first) and Twisted's queueing write for what the kernel refuses.
-    target.__dict__["_guildnet_socket_parts"] = (
-        tcp,
-        sock,
-        pending,
-        queued,
-    )
     #: For a writer that gathered a whole turn already (``send_at_once``).
     target.__dict__["_guildnet_send_at_once"] = at_once
     target.__dict__["write"] = write  # as BufferingTLSTransport does with its aggregator
@@ -193,18 +184,6 @@ def send_at_once(transport: Any) -> Callable[[bytes], None] | None:
         return None
     fn: Callable[[bytes], None] | None = found[0].__dict__.get("_guildnet_send_at_once")
     return fn
-
-
-def socket_parts(transport: Any) -> tuple[Any, Any, list[bytes], Callable[[bytes], None]] | None:
-    """After ``write_through(transport)``: (TCP transport, socket, the turn's pending
-    writes, Twisted's queueing write), for a writer that sends as ``send_now`` does."""
-    found = _raw_writer(transport)
-    if found is None:
-        return None
-    parts: tuple[Any, Any, list[bytes], Callable[[bytes], None]] | None = found[0].__dict__.get(
-        "_guildnet_socket_parts"
-    )
-    return parts
 
 
 def flush_tls(transport: Any) -> None:

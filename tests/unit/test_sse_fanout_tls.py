@@ -1,8 +1,7 @@
-"""SSE fan-out over real TLS connections, with both writers: the fused one
-(``LeanTLSTransport.fan_out_writer``, the default) and the layered one
-(``GUILDNET_SSE_WRITER=layered``). Many streams get the same ``Frames`` in one reactor
-turn, as a changefeed's subscribers do; every client must read every event, in order,
-in a well-formed chunked response.
+"""SSE fan-out over real TLS connections: many streams get the same ``Frames`` in one
+reactor turn, as a changefeed's subscribers do, through the direct chunk writer
+(``LeanTLSTransport.write_now``); every client must read every event, in order, in a
+well-formed chunked response. Run on both reactors (``make unit``).
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from guildnet.http import sse
 from guildnet.http.sse import Frames, SSEStream
 from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.tls import find_certificate, server_context_factory
@@ -90,8 +88,7 @@ class FanOutOverTLSTests(TestCase):
                 raise AssertionError(what)
             await deferLater(reactor, 0.01, lambda: None)
 
-    async def fan_out(self, fused: bool) -> None:
-        self.patch(sse, "FUSED_WRITES", fused)
+    async def test_every_client_reads_every_event_in_order(self) -> None:
         readers = []
         for _ in range(20):
             endpoint = wrapClientTLS(
@@ -107,7 +104,7 @@ class FanOutOverTLSTests(TestCase):
         for stream in self.streams.open:
             direct = stream._direct
             assert direct is not None
-            self.assertEqual(direct.__name__, "write" if fused else "write_now")
+            self.assertEqual(direct.__name__, "write_now")
         expected = bytearray()
         for turn in range(50):
             # One turn: the same bytes to every stream, as a changefeed's ring writes them.
@@ -126,9 +123,3 @@ class FanOutOverTLSTests(TestCase):
             body = reader.body()
             first = b": stream open\n\n"
             self.assertEqual(body[body.index(first) + len(first) :], bytes(expected))
-
-    async def test_the_fused_writer_delivers_every_event_in_order(self) -> None:
-        await self.fan_out(fused=True)
-
-    async def test_the_layered_writer_delivers_every_event_in_order(self) -> None:
-        await self.fan_out(fused=False)
