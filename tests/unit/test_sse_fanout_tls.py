@@ -7,7 +7,6 @@ well-formed chunked response. Run on both reactors (``make unit``).
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from guildnet.http.sse import Frames, SSEStream
 from guildnet.http.tlstransport import LeanTLSFactory
 from guildnet.tls import find_certificate, server_context_factory
+from tests.unit.test_tlstransport import until
 
 reactor: Any = _reactor
 
@@ -81,13 +81,6 @@ class FanOutOverTLSTests(TestCase):
         )
         self.addCleanup(self.port.stopListening)
 
-    async def until(self, cond: Any, what: str) -> None:
-        deadline = time.monotonic() + 15
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(what)
-            await deferLater(reactor, 0.01, lambda: None)
-
     async def test_every_client_reads_every_event_in_order(self) -> None:
         readers = []
         for _ in range(20):
@@ -99,8 +92,8 @@ class FanOutOverTLSTests(TestCase):
             await connectProtocol(endpoint, reader)
             self.addCleanup(reader.transport.abortConnection)  # type: ignore[union-attr]
             readers.append(reader)
-        await self.until(lambda: len(self.streams.open) == 20, "streams did not open")
-        await self.until(lambda: all(b"stream open" in r.data for r in readers), "no first comment")
+        await until(lambda: len(self.streams.open) == 20, "streams did not open")
+        await until(lambda: all(b"stream open" in r.data for r in readers), "no first comment")
         for stream in self.streams.open:
             direct = stream._direct
             assert direct is not None
@@ -116,7 +109,7 @@ class FanOutOverTLSTests(TestCase):
             expected += frames.data
             await deferLater(reactor, 0, lambda: None)
         for reader in readers:
-            await self.until(
+            await until(
                 lambda r=reader: len(r.data) > len(expected) and r.body().endswith(expected),
                 "events missing",
             )

@@ -23,6 +23,15 @@ from guildnet.tls import find_certificate, server_context_factory
 reactor: Any = _reactor
 
 
+async def until(cond: Any, what: str, seconds: float = 10.0) -> None:
+    """Poll ``cond`` on the reactor until it holds; fail with ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        await deferLater(reactor, 0.01, lambda: None)
+
+
 class Echo(Protocol):
     def __init__(self, owner: EchoFactory) -> None:
         self.owner = owner
@@ -84,13 +93,6 @@ class LeanTLSTests(TestCase):
             client.transport.abortConnection()  # type: ignore[union-attr]
         return client.closed
 
-    async def until(self, cond: Any, what: str) -> None:
-        deadline = time.monotonic() + 10
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(what)
-            await deferLater(reactor, 0.01, lambda: None)
-
     async def test_echo_of_every_size_keeps_bytes_and_order(self) -> None:
         client = await self.connect()
         sent = bytearray()
@@ -98,7 +100,7 @@ class LeanTLSTests(TestCase):
             piece = bytes((size + i) % 251 for i in range(size))
             sent += piece
             client.transport.write(piece)  # type: ignore[union-attr]
-        await self.until(lambda: len(client.received) >= len(sent), "echo incomplete")
+        await until(lambda: len(client.received) >= len(sent), "echo incomplete")
         self.assertEqual(bytes(client.received), bytes(sent))
         (server,) = self.echo.connections
         self.assertIsInstance(server.transport, LeanTLSTransport)
@@ -106,32 +108,32 @@ class LeanTLSTests(TestCase):
 
     async def test_many_small_records_in_one_read(self) -> None:
         client = await self.connect()
-        await self.until(lambda: bool(self.echo.connections), "no server connection")
+        await until(lambda: bool(self.echo.connections), "no server connection")
         tls = client.transport
         # Many writes in one reactor turn: Twisted's client sends them as many records
         # that arrive together.
         for i in range(200):
             tls.write(b"%04d" % i)  # type: ignore[union-attr]
         expected = b"".join(b"%04d" % i for i in range(200))
-        await self.until(lambda: len(client.received) >= len(expected), "echo incomplete")
+        await until(lambda: len(client.received) >= len(expected), "echo incomplete")
         self.assertEqual(bytes(client.received), expected)
 
     async def test_close_notify_ends_cleanly(self) -> None:
         client = await self.connect()
         client.transport.write(b"x")  # type: ignore[union-attr]
-        await self.until(lambda: client.received == b"x", "no echo")
+        await until(lambda: client.received == b"x", "no echo")
         client.transport.loseConnection()  # type: ignore[union-attr]
         await client.closed
-        await self.until(lambda: bool(self.echo.lost), "server side not closed")
-        await self.until(lambda: not self.factory.protocols, "factory still tracks it")
+        await until(lambda: bool(self.echo.lost), "server side not closed")
+        await until(lambda: not self.factory.protocols, "factory still tracks it")
 
     async def test_garbage_after_the_handshake_fails_the_connection(self) -> None:
         client = await self.connect()
         client.transport.write(b"x")  # type: ignore[union-attr]
-        await self.until(lambda: client.received == b"x", "no echo")
+        await until(lambda: client.received == b"x", "no echo")
         raw_tcp = client.transport.transport  # type: ignore[union-attr]
         raw_tcp.write(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)  # a record that cannot decrypt
-        await self.until(lambda: bool(self.echo.lost), "server kept a broken connection")
+        await until(lambda: bool(self.echo.lost), "server kept a broken connection")
         await client.closed
         self.assertIn("bad record mac", str(client.reason.value))  # type: ignore[union-attr]
 
@@ -143,7 +145,7 @@ class LeanTLSTests(TestCase):
 
         client = await self.connect()
         client.transport.write(b"x")  # type: ignore[union-attr]
-        await self.until(lambda: client.received == b"x", "no echo")
+        await until(lambda: client.received == b"x", "no echo")
         (server,) = self.echo.connections
         tls: Any = server.transport
         expected = bytearray(b"x")
@@ -158,7 +160,7 @@ class LeanTLSTests(TestCase):
                 now = bytes((size + i) % 251 for i in range(size))
                 tls.write_now(now)  # must follow ``held``
                 expected += held + now
-        await self.until(lambda: len(client.received) >= len(expected), "data incomplete")
+        await until(lambda: len(client.received) >= len(expected), "data incomplete")
         self.assertEqual(bytes(client.received), bytes(expected))
         tls.loseConnection()
         await client.closed
