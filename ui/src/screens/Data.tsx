@@ -166,6 +166,32 @@ export function TypedConfirm({
   );
 }
 
+export interface DropDialog {
+  /** Opens the confirmation. */
+  show: () => void;
+  /** The props TypedConfirm takes for this drop, besides `what` and `name`. */
+  dialog: { open: boolean; busy: boolean; error: string | null; onConfirm: () => void; onClose: () => void };
+}
+
+/** One drop flow for databases and tables: run the drop, then close and move on; a failure stays in the dialog. */
+export function useDropDialog(run: () => Promise<unknown>, after: () => void): DropDialog {
+  const [open, setOpen] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  function onConfirm() {
+    setBusy(true);
+    setError(null);
+    run()
+      .then(() => {
+        setOpen(false);
+        after();
+      })
+      .catch((e: unknown) => setError(errorText(e).message))
+      .finally(() => setBusy(false));
+  }
+  return { show: () => setOpen(true), dialog: { open, busy, error, onConfirm, onClose: () => setOpen(false) } };
+}
+
 export function DataScreen({ cluster, db, table }: { cluster: string; db: string | null; table: string | null }) {
   const probe = useDbHealth(cluster);
   return (
@@ -292,9 +318,10 @@ function DatabaseScreen({ cluster, db, ready }: { cluster: string; db: string; r
   const [pk, setPk] = useState("id");
   const [busy, setBusy] = useState(false);
   const [formError, setFormError] = useState<{ message: string; field?: string } | null>(null);
-  const [dropOpen, setDropOpen] = useState(false);
-  const [dropBusy, setDropBusy] = useState(false);
-  const [dropError, setDropError] = useState<string | null>(null);
+  const drop = useDropDialog(
+    () => dbApi.dropDatabase(cluster, db),
+    () => navigate(to.data(cluster)),
+  );
 
   function create(ev: FormEvent) {
     ev.preventDefault();
@@ -320,19 +347,6 @@ function DatabaseScreen({ cluster, db, ready }: { cluster: string; db: string; r
       .finally(() => setBusy(false));
   }
 
-  function drop() {
-    setDropBusy(true);
-    setDropError(null);
-    dbApi
-      .dropDatabase(cluster, db)
-      .then(() => {
-        setDropOpen(false);
-        navigate(to.data(cluster));
-      })
-      .catch((e: unknown) => setDropError(errorText(e).message))
-      .finally(() => setDropBusy(false));
-  }
-
   const notFound = tables.error?.status === 404;
   return (
     <>
@@ -342,7 +356,7 @@ function DatabaseScreen({ cluster, db, ready }: { cluster: string; db: string; r
       <div className="page-head">
         <h1 className="mono-title">{db}</h1>
         <span className="spacer" />
-        <button type="button" className="btn btn-danger-outline" onClick={() => setDropOpen(true)} disabled={notFound}>
+        <button type="button" className="btn btn-danger-outline" onClick={drop.show} disabled={notFound}>
           Drop database…
         </button>
       </div>
@@ -411,15 +425,7 @@ function DatabaseScreen({ cluster, db, ready }: { cluster: string; db: string; r
           </section>
         </div>
       )}
-      <TypedConfirm
-        open={dropOpen}
-        what="database"
-        name={db}
-        busy={dropBusy}
-        error={dropError}
-        onConfirm={drop}
-        onClose={() => setDropOpen(false)}
-      >
+      <TypedConfirm {...drop.dialog} what="database" name={db}>
         <p>Every table in it and all their rows are deleted. This cannot be undone.</p>
       </TypedConfirm>
     </>

@@ -19,7 +19,7 @@ import { buildQuery, emptyForm, newCondition, OPS, type Op, type QueryForm } fro
 import { navigate } from "../lib/hooks";
 import { ReconnectingStream } from "../lib/sse";
 import { href, to } from "../lib/route";
-import { TypedConfirm } from "./Data";
+import { TypedConfirm, useDropDialog } from "./Data";
 
 type Tab = "rows" | "query" | "transfer";
 const PAGE_SIZES = [25, 50, 100, 200];
@@ -30,9 +30,10 @@ function message(e: unknown): string {
 
 export function TableScreen({ cluster, db, table, healthy }: { cluster: string; db: string; table: string; healthy: boolean }) {
   const [tab, setTab] = useState<Tab>("rows");
-  const [dropOpen, setDropOpen] = useState(false);
-  const [dropBusy, setDropBusy] = useState(false);
-  const [dropError, setDropError] = useState<string | null>(null);
+  const drop = useDropDialog(
+    () => dbApi.dropTable(cluster, db, table),
+    () => navigate(to.data(cluster, db)),
+  );
   const [grid, dispatch] = useReducer(gridReducer, undefined, initialGrid);
   const [streamDown, setStreamDown] = useState(false);
 
@@ -60,19 +61,6 @@ export function TableScreen({ cluster, db, table, healthy }: { cluster: string; 
     return () => stream.close();
   }, [cluster, db, table]);
 
-  function drop() {
-    setDropBusy(true);
-    setDropError(null);
-    dbApi
-      .dropTable(cluster, db, table)
-      .then(() => {
-        setDropOpen(false);
-        navigate(to.data(cluster, db));
-      })
-      .catch((e: unknown) => setDropError(message(e)))
-      .finally(() => setDropBusy(false));
-  }
-
   const live = grid.live;
   return (
     <>
@@ -98,7 +86,7 @@ export function TableScreen({ cluster, db, table, healthy }: { cluster: string; 
                   : "Connecting…"}
         </span>
         <span className="spacer" />
-        <button type="button" className="btn btn-danger-outline" onClick={() => setDropOpen(true)}>
+        <button type="button" className="btn btn-danger-outline" onClick={drop.show}>
           Drop table…
         </button>
       </div>
@@ -143,15 +131,7 @@ export function TableScreen({ cluster, db, table, healthy }: { cluster: string; 
       <div hidden={tab !== "transfer"}>
         <TransferPanel cluster={cluster} db={db} table={table} primaryKey={grid.primaryKey} />
       </div>
-      <TypedConfirm
-        open={dropOpen}
-        what="table"
-        name={table}
-        busy={dropBusy}
-        error={dropError}
-        onConfirm={drop}
-        onClose={() => setDropOpen(false)}
-      >
+      <TypedConfirm {...drop.dialog} what="table" name={table}>
         <p>
           All rows of <span className="mono">{db}.{table}</span> are deleted. This cannot be undone.
         </p>
