@@ -210,37 +210,37 @@ def parse_resources(value: str) -> dict[str, Any]:
     return spec.resources.to_dict() if spec.resources is not None else {}
 
 
-def parse_allowlist(value: str) -> tuple[str, ...]:
-    """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
+def _comma_entries(value: str, check: Callable[[str], object], what: str) -> tuple[str, ...]:
+    """Comma-separated entries, blanks skipped, each passed by ``check`` (else an error
+    naming the entry and ``what`` it should have been)."""
     entries: list[str] = []
     for raw in value.split(","):
         entry = raw.strip()
         if not entry:
             continue
         try:
-            ipaddress.ip_network(entry, strict=False)
+            check(entry)
         except ValueError:
-            try:
-                parse_hostport(entry)
-            except ValueError:
-                raise ValueError(f"entry {entry!r} is neither a CIDR/IP nor host:port") from None
+            raise ValueError(f"entry {entry!r} is {what}") from None
         entries.append(entry)
     return tuple(entries)
+
+
+def _network_or_hostport(entry: str) -> None:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        parse_hostport(entry)
+
+
+def parse_allowlist(value: str) -> tuple[str, ...]:
+    """Comma-separated CIDRs, IPs and host:port entries for the proxy allowlist."""
+    return _comma_entries(value, _network_or_hostport, "neither a CIDR/IP nor host:port")
 
 
 def parse_hostports(value: str) -> tuple[str, ...]:
     """Comma-separated ``host:port`` entries (``[v6]:port`` for IPv6)."""
-    entries: list[str] = []
-    for raw in value.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            parse_hostport(entry)
-        except ValueError:
-            raise ValueError(f"entry {entry!r} is not host:port") from None
-        entries.append(entry)
-    return tuple(entries)
+    return _comma_entries(value, parse_hostport, "not host:port")
 
 
 def parse_seconds(value: str) -> float:
