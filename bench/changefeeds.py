@@ -48,7 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.harness.hostapp import HostProcess, free_port
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness.hostapp import HostProcess, exchange, free_port
 from tests.harness.processes import set_pdeathsig
 from tests.harness.rethinkdb import RethinkServer
 
@@ -126,26 +128,20 @@ class HostApp(HostProcess):
         super().__init__(work, env, start_timeout=150.0)
 
     def request(self, method: str, path: str) -> tuple[int, Any]:
+        """One HTTPS request: the status and the body (JSON decoded, other text as str)."""
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        try:
-            conn.request(method, path)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        return resp.status, json.loads(raw) if raw else None
+        status, body, _ = exchange(conn, method, path)
+        return status, body
 
     def fanout_writes(self) -> float:
         """``guildnet_rdb_fanout_writes_total`` of the default cluster (0 before any)."""
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        try:
-            conn.request("GET", "/metrics")
-            text = conn.getresponse().read().decode()
-        finally:
-            conn.close()
-        for line in text.splitlines():
-            if line.startswith('guildnet_rdb_fanout_writes_total{cluster="default"}'):
-                return float(line.rsplit(" ", 1)[1])
+        _, text = self.request("GET", "/metrics")
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "guildnet_rdb_fanout_writes_total" and sample.labels == {
+                    "cluster": "default"
+                }:
+                    return float(sample.value)
         return 0.0
 
     def wait(self, path: str, timeout: float = 150.0) -> None:

@@ -133,9 +133,6 @@ class SSEStream:
         self._drain_hooks: list[Callable[[], object]] = []
         self.flow = threading.Event()
         self.flow.set()
-        #: True while open and the client keeps up: write now; else queue (and bound the
-        #: queue). A plain attribute: a fan-out reads it once per stream per write.
-        self.writable = False
         self.open = False
         self.closed = False
         self.client_gone = False
@@ -157,7 +154,6 @@ class SSEStream:
         request.setHeader(b"x-accel-buffering", b"no")
         request.responseHeaders.removeHeader(b"content-length")
         self.open = True
-        self.writable = self.flow.is_set()
         request.streaming = True
         self._gauge.inc()
         request.notifyFinish().addBoth(self._finished)
@@ -205,7 +201,6 @@ class SSEStream:
         if self.open:
             self._gauge.dec()
         self.open = False
-        self.writable = False
         self.flow.set()  # never leave a source thread waiting
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
@@ -276,11 +271,9 @@ class SSEStream:
 
     def pauseProducing(self) -> None:
         self.flow.clear()
-        self.writable = False
 
     def resumeProducing(self) -> None:
         self.flow.set()
-        self.writable = self.open
         for hook in list(self._drain_hooks):
             self._run(hook)
 
@@ -288,12 +281,16 @@ class SSEStream:
         """Call ``hook`` each time the client has caught up (the transport resumed us)."""
         self._drain_hooks.append(hook)
 
+    @property
+    def writable(self) -> bool:
+        """True while the client keeps up: write now; else queue (and bound the queue)."""
+        return self.open and self.flow.is_set()
+
     def stopProducing(self) -> None:
         # The transport may stop us before the request hears of the lost connection; close
         # on the next turn, so Klein already knows the request is over and won't finish it.
         self.client_gone = True
         self.flow.set()
-        self.writable = False
         self._reactor.callLater(0, self._close)
 
 

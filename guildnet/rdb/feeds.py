@@ -126,6 +126,15 @@ class Subscriber:
         self.overflowed = True
         self.synced = False
 
+    def lagging(self, end: int) -> bool:
+        """Whether it cannot take a write now (its client is paused or has control events
+        queued); one more than ``SUBSCRIBER_QUEUE`` changes behind ``end`` overflows it."""
+        if not self.queue and self.sink.writable:
+            return False
+        if end - self.cursor > SUBSCRIBER_QUEUE:
+            self.overflow()
+        return True
+
     def settle(self) -> None:
         """Everything the log holds for it, written now or queued (before the feed is
         lost or gone, so those changes still come before the ``resync``)."""
@@ -317,12 +326,9 @@ class Feed:
             cursor = sub.cursor
             if cursor >= end or not sub.synced:
                 continue
-            sink = sub.sink
-            if sub.queue or not sink.writable:
-                if end - cursor > SUBSCRIBER_QUEUE:
-                    sub.overflow()
+            if sub.lagging(end):
                 continue
-            sink.send_frames(self.log_range(cursor, end))
+            sub.sink.send_frames(self.log_range(cursor, end))
             sub.cursor = end
             writes += 1
         self._ring_pos = pos
@@ -354,8 +360,7 @@ class Feed:
         for sub in self.subscribers:
             if not sub.synced or sub.cursor >= end:
                 continue
-            if (sub.queue or not sub.sink.writable) and end - sub.cursor > SUBSCRIBER_QUEUE:
-                sub.overflow()
+            if sub.lagging(end) and sub.overflowed:
                 continue
             low = min(low, sub.cursor)
         drop = low - self._log_base
